@@ -1,0 +1,76 @@
+//! Peer identity: our own stable [`PeerId`] (not matchbox's per-socket uuid) and [`Role`].
+
+use std::fmt;
+
+/// A peer's stable identity: drawn at random once per app (or supplied by the game), the same
+/// on every link and across reconnects, unlike matchbox's per-socket id.
+///
+/// Displays as 8 hex digits (the full id with `{:#}`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub u128);
+
+impl PeerId {
+    /// A fresh random id.
+    pub fn random() -> Self {
+        Self(rand::random())
+    }
+}
+
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            write!(f, "{:032x}", self.0)
+        } else {
+            write!(f, "{:08x}", (self.0 >> 96) as u32)
+        }
+    }
+}
+
+impl fmt::Debug for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PeerId({self})")
+    }
+}
+
+/// A peer's part in the room.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Role {
+    /// The room's authority: called `host()`.
+    Host,
+    /// Called `join()`.
+    Joiner,
+}
+
+impl Role {
+    pub(crate) fn to_wire(self) -> u8 {
+        match self {
+            Role::Joiner => 0,
+            Role::Host => 1,
+        }
+    }
+    pub(crate) fn from_wire(v: u8) -> Self {
+        if v == 1 { Role::Host } else { Role::Joiner }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Host => "host",
+            Role::Joiner => "joiner",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_short_and_alternate_is_full() {
+        let id = PeerId(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
+        assert_eq!(id.to_string(), "01234567");
+        assert_eq!(format!("{id:#}"), "0123456789abcdef0011223344556677");
+        assert_ne!(PeerId::random(), PeerId::random());
+    }
+}

@@ -1,0 +1,771 @@
+//! The room: links, the handshake, roles and the table of remote peers. Sans-IO and Bevy-free.
+//!
+//! A *link* is one matchbox connection (identified by matchbox's per-socket id `L`); a *peer* is
+//! one remote app (identified by its stable [`PeerId`]). Every new link starts with both sides
+//! sending `Hello`. A valid `Hello` binds the link to a peer: a new peer is
+//! [`RoomEvent::Connected`]; a known peer with the same incarnation resumes its session
+//! ([`RoomEvent::Reconnected`]). Anything wrong (version, protocol hash, a second host, a full
+//! room, garbage) ends that link with a [`RoomEvent::Error`] naming the peer, a `Bye` telling the
+//! other side why, and nothing else is disturbed.
+
+use crate::{
+    error::{PeerErrorKind, SendError},
+    peer::{PeerId, Role},
+    session::{Channel, Inbound, Session, SessionConfig},
+    wire::{self, ByeReason, Hello, PROTOCOL_VERSION, Record, Records},
+};
+use bytes::{Bytes, BytesMut};
+use std::{collections::HashMap, hash::Hash, time::Duration};
+
+/// Why a peer left the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DisconnectReason {
+    /// The peer called `leave()`.
+    Left,
+    /// We called `leave()`.
+    LocalLeave,
+    /// The connection to the peer was lost.
+    ConnectionLost,
+    /// The peer did not come back within `resume_timeout`.
+    Timeout,
+    /// We dropped the peer for breaking the protocol (a [`PeerError`](crate::events::PeerError)
+    /// says how).
+    ProtocolViolation,
+    /// The peer refused or dropped us (its reason is in a `PeerError`).
+    Refused,
+    /// The same peer id came back as a new incarnation (the app restarted).
+    Replaced,
+}
+
+/// What the room tells the shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomEvent {
+    /// A new peer completed the handshake.
+    Connected {
+        /// The peer.
+        peer: PeerId,
+        /// Its role.
+        role: Role,
+    },
+    /// A known peer came back on a new link; its session resumes.
+    Reconnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A peer is gone for good; its session is freed.
+    Disconnected {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        reason: DisconnectReason,
+    },
+    /// A message arrived, still encoded.
+    Message {
+        /// Sender.
+        from: PeerId,
+        /// Type id.
+        kind: u32,
+        /// Encoded message.
+        payload: Bytes,
+    },
+    /// Something went wrong with a peer (or a link whose peer is not known yet).
+    Error {
+        /// The peer, when known.
+        peer: Option<PeerId>,
+        /// What.
+        error: PeerErrorKind,
+    },
+}
+
+/// Who we are in the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalIdentity {
+    /// Our stable id.
+    pub id: PeerId,
+    /// Host or joiner.
+    pub role: Role,
+    /// Random per `host()`/`join()`.
+    pub incarnation: u64,
+    /// Hash of the registered message protocol.
+    pub protocol_hash: u64,
+}
+
+#[derive(Debug)]
+enum LinkState {
+    /// Waiting for the peer's `Hello`.
+    AwaitingHello,
+    /// Bound to a peer.
+    Bound(PeerId),
+    /// Ended by us: everything from it is ignored.
+    Closed,
+}
+
+#[derive(Debug)]
+struct Link {
+    state: LinkState,
+    /// Records to send on this link before any session data (Hello, Bye).
+    pending: BytesMut,
+}
+
+#[derive(Debug)]
+struct Remote<L> {
+    role: Role,
+    incarnation: u64,
+    link: Option<L>,
+    session: Session,
+}
+
+/// The room core. `L` is the transport's link id (matchbox's per-socket peer id).
+#[derive(Debug)]
+pub struct Room<L> {
+    local: LocalIdentity,
+    config: SessionConfig,
+    max_peers: usize,
+    links: HashMap<L, Link>,
+    peers: HashMap<PeerId, Remote<L>>,
+    events: Vec<RoomEvent>,
+}
+
+impl<L: Copy + Eq + Hash> Room<L> {
+    /// An empty room.
+    pub fn new(local: LocalIdentity, config: SessionConfig, max_peers: usize) -> Self {
+        Self {
+            local,
+            config,
+            max_peers,
+            links: HashMap::new(),
+            peers: HashMap::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Who we are.
+    pub fn local(&self) -> &LocalIdentity {
+        &self.local
+    }
+
+    /// Session limits.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// The connected peers and their roles.
+    pub fn peers(&self) -> impl Iterator<Item = (PeerId, Role)> + '_ {
+        self.peers.iter().map(|(id, r)| (*id, r.role))
+    }
+
+    /// The host, if we are a joiner connected to one.
+    pub fn host(&self) -> Option<PeerId> {
+        self.peers
+            .iter()
+            .find(|(_, r)| r.role == Role::Host)
+            .map(|(id, _)| *id)
+    }
+
+    /// The session with a peer.
+    pub fn session(&self, peer: PeerId) -> Option<&Session> {
+        self.peers.get(&peer).map(|r| &r.session)
+    }
+
+    /// Takes the events produced since the last call.
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, RoomEvent> {
+        self.events.drain(..)
+    }
+
+    /// A new transport link is up: say hello.
+    pub fn link_up(&mut self, link: L) {
+        let mut pending = BytesMut::with_capacity(wire::HELLO_LEN);
+        wire::encode_hello(
+            &mut pending,
+            &Hello {
+                version: PROTOCOL_VERSION,
+                protocol_hash: self.local.protocol_hash,
+                peer_id: self.local.id.0,
+                incarnation: self.local.incarnation,
+                role: self.local.role.to_wire(),
+            },
+        );
+        self.links.insert(
+            link,
+            Link {
+                state: LinkState::AwaitingHello,
+                pending,
+            },
+        );
+    }
+
+    /// A transport link is gone.
+    pub fn link_down(&mut self, link: L) {
+        let Some(old) = self.links.remove(&link) else {
+            return;
+        };
+        if let LinkState::Bound(peer) = old.state
+            && self.peers.get(&peer).is_some_and(|r| r.link == Some(link))
+        {
+            self.remove_peer(peer, DisconnectReason::ConnectionLost);
+        }
+    }
+
+    /// One packet from a link.
+    pub fn on_packet(&mut self, link: L, packet: Bytes, now: Duration) {
+        match self.links.get(&link).map(|l| &l.state) {
+            Some(LinkState::Closed) => return,
+            Some(_) => {}
+            // Data can overtake the transport's "connected" notice.
+            None => self.link_up(link),
+        }
+        let len = packet.len();
+        let records = match Records::checked(packet) {
+            Ok(r) => r,
+            Err(e) => return self.fail_link(link, e.into()),
+        };
+        let mut counted = false;
+        for record in records {
+            let record = match record {
+                Ok(r) => r,
+                Err(e) => return self.fail_link(link, e.into()),
+            };
+            let state = match self.links.get(&link) {
+                Some(l) => &l.state,
+                None => return,
+            };
+            match (state, record) {
+                (LinkState::Closed, _) => return,
+                (LinkState::AwaitingHello, Record::Hello(hello)) => self.on_hello(link, hello, now),
+                (LinkState::AwaitingHello, Record::Bye(reason)) => {
+                    self.events.push(RoomEvent::Error {
+                        peer: None,
+                        error: bye_error(reason),
+                    });
+                    self.close_link(link, None);
+                    return;
+                }
+                (LinkState::AwaitingHello, _) => {
+                    return self.fail_link(link, PeerErrorKind::Violation("data before hello"));
+                }
+                (LinkState::Bound(_), Record::Hello(_)) => {
+                    return self.fail_link(link, PeerErrorKind::Violation("second hello on a link"));
+                }
+                (LinkState::Bound(peer), Record::Bye(reason)) => {
+                    let peer = *peer;
+                    self.close_link(link, None);
+                    if reason != ByeReason::Left {
+                        self.events.push(RoomEvent::Error {
+                            peer: Some(peer),
+                            error: bye_error(reason),
+                        });
+                    }
+                    let why = if reason == ByeReason::Left {
+                        DisconnectReason::Left
+                    } else {
+                        DisconnectReason::Refused
+                    };
+                    self.remove_peer(peer, why);
+                    return;
+                }
+                (LinkState::Bound(peer), record) => {
+                    let peer = *peer;
+                    let Some(remote) = self.peers.get_mut(&peer) else {
+                        return;
+                    };
+                    if !counted {
+                        remote.session.count_in(len);
+                        counted = true;
+                    }
+                    let events = &mut self.events;
+                    let result = remote.session.on_record(record, now, &mut |m: Inbound| {
+                        events.push(RoomEvent::Message {
+                            from: peer,
+                            kind: m.kind,
+                            payload: m.payload,
+                        })
+                    });
+                    if let Err(e) = result {
+                        return self.fail_link(link, e);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_hello(&mut self, link: L, hello: Hello, now: Duration) {
+        let peer = PeerId(hello.peer_id);
+        let role = Role::from_wire(hello.role);
+        let refuse = if hello.version != PROTOCOL_VERSION {
+            Some((
+                PeerErrorKind::VersionMismatch {
+                    ours: PROTOCOL_VERSION,
+                    theirs: hello.version,
+                },
+                ByeReason::Incompatible,
+            ))
+        } else if hello.protocol_hash != self.local.protocol_hash {
+            Some((
+                PeerErrorKind::ProtocolMismatch {
+                    ours: self.local.protocol_hash,
+                    theirs: hello.protocol_hash,
+                },
+                ByeReason::Incompatible,
+            ))
+        } else if peer == self.local.id {
+            Some((PeerErrorKind::SelfConnection, ByeReason::Refused))
+        } else if role == Role::Host && self.local.role == Role::Host {
+            Some((PeerErrorKind::DuplicateHost, ByeReason::Refused))
+        } else if role == Role::Host
+            && self.host().is_some_and(|h| h != peer)
+        {
+            Some((PeerErrorKind::DuplicateHost, ByeReason::Refused))
+        } else if self.local.role == Role::Host
+            && !self.peers.contains_key(&peer)
+            && self.peers.len() >= self.max_peers
+        {
+            Some((PeerErrorKind::RoomFull, ByeReason::RoomFull))
+        } else {
+            None
+        };
+        if let Some((error, bye)) = refuse {
+            self.events.push(RoomEvent::Error {
+                peer: Some(peer),
+                error,
+            });
+            self.close_link(link, Some(bye));
+            return;
+        }
+
+        let resumed = match self.peers.get(&peer) {
+            Some(r) if r.incarnation == hello.incarnation => true,
+            Some(_) => {
+                self.remove_peer(peer, DisconnectReason::Replaced);
+                false
+            }
+            None => false,
+        };
+        if let Some(l) = self.links.get_mut(&link) {
+            l.state = LinkState::Bound(peer);
+        }
+        if resumed {
+            let old_link = self.peers.get(&peer).and_then(|r| r.link);
+            if let Some(old) = old_link
+                && old != link
+                && let Some(l) = self.links.get_mut(&old)
+            {
+                l.state = LinkState::Closed;
+            }
+            if let Some(remote) = self.peers.get_mut(&peer) {
+                remote.link = Some(link);
+                remote.session.link_up(now);
+            }
+            self.events.push(RoomEvent::Reconnected { peer });
+        } else {
+            let mut session = Session::new(peer, self.config.clone(), now);
+            session.link_up(now);
+            self.peers.insert(
+                peer,
+                Remote {
+                    role,
+                    incarnation: hello.incarnation,
+                    link: Some(link),
+                    session,
+                },
+            );
+            self.events.push(RoomEvent::Connected { peer, role });
+        }
+    }
+
+    /// Ends a link because of `error` (from the peer on it, known or not).
+    fn fail_link(&mut self, link: L, error: PeerErrorKind) {
+        let peer = match self.links.get(&link).map(|l| &l.state) {
+            Some(LinkState::Bound(p)) => Some(*p),
+            _ => None,
+        };
+        self.events.push(RoomEvent::Error { peer, error });
+        self.close_link(link, Some(ByeReason::ProtocolViolation));
+        if let Some(peer) = peer {
+            self.remove_peer(peer, DisconnectReason::ProtocolViolation);
+        }
+    }
+
+    fn close_link(&mut self, link: L, bye: Option<ByeReason>) {
+        if let Some(l) = self.links.get_mut(&link) {
+            l.state = LinkState::Closed;
+            // Whatever is pending (our Hello, if it has not left yet) still goes out first, so
+            // the other side can see a mismatch for itself.
+            if let Some(reason) = bye {
+                wire::encode_bye(&mut l.pending, reason);
+            }
+        }
+    }
+
+    fn remove_peer(&mut self, peer: PeerId, reason: DisconnectReason) {
+        if let Some(remote) = self.peers.remove(&peer) {
+            if let Some(link) = remote.link
+                && let Some(l) = self.links.get_mut(&link)
+                && matches!(l.state, LinkState::Bound(p) if p == peer)
+            {
+                l.state = LinkState::Closed;
+            }
+            self.events.push(RoomEvent::Disconnected { peer, reason });
+        }
+    }
+
+    /// Drops a peer from above (for example, a payload that does not decode).
+    pub fn drop_peer(&mut self, peer: PeerId, error: PeerErrorKind) {
+        let link = self.peers.get(&peer).and_then(|r| r.link);
+        match link {
+            Some(link) if self.links.contains_key(&link) => self.fail_link(link, error),
+            _ => {
+                self.events.push(RoomEvent::Error {
+                    peer: Some(peer),
+                    error,
+                });
+                self.remove_peer(peer, DisconnectReason::ProtocolViolation);
+            }
+        }
+    }
+
+    /// Says goodbye to everyone and forgets them.
+    pub fn leave(&mut self) {
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        for peer in peers {
+            if let Some(link) = self.peers.get(&peer).and_then(|r| r.link) {
+                self.close_link(link, Some(ByeReason::Left));
+            }
+            self.remove_peer(peer, DisconnectReason::LocalLeave);
+        }
+    }
+
+    /// Queues a message for `peer`.
+    pub fn send(
+        &mut self,
+        peer: PeerId,
+        kind: u32,
+        payload: &[u8],
+        delivery: WireDelivery,
+    ) -> Result<(), SendError> {
+        let remote = self
+            .peers
+            .get_mut(&peer)
+            .ok_or(SendError::UnknownPeer(peer))?;
+        match delivery {
+            WireDelivery::Reliable => remote.session.send_reliable(kind, payload),
+            WireDelivery::Unreliable => remote.session.send_unreliable(kind, payload, false),
+            WireDelivery::Sequenced => remote.session.send_unreliable(kind, payload, true),
+        }
+    }
+
+    /// Builds every packet due now; `out(link, channel, packet)` sends one.
+    pub fn poll_transmit(&mut self, now: Duration, out: &mut impl FnMut(L, Channel, Bytes)) {
+        for (id, link) in self.links.iter_mut() {
+            if !link.pending.is_empty() {
+                out(*id, Channel::Reliable, link.pending.split().freeze());
+            }
+        }
+        // Closed links stay as tombstones (a few bytes) until the transport reports them gone,
+        // so that whatever else arrives on them is ignored rather than taken for a new link.
+        for remote in self.peers.values_mut() {
+            let link = remote.link.filter(|l| {
+                self.links
+                    .get(l)
+                    .is_some_and(|l| matches!(l.state, LinkState::Bound(_)))
+            });
+            match link {
+                Some(link) => remote
+                    .session
+                    .poll_transmit(now, true, &mut |ch, p| out(link, ch, p)),
+                None => remote.session.poll_transmit(now, false, &mut |_, _| {}),
+            }
+        }
+    }
+}
+
+/// How a message travels, as the room sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WireDelivery {
+    /// Exactly once, in order.
+    Reliable,
+    /// At most once, any order.
+    Unreliable,
+    /// At most once, only newer than the last delivered.
+    Sequenced,
+}
+
+fn bye_error(reason: ByeReason) -> PeerErrorKind {
+    match reason {
+        ByeReason::Left => PeerErrorKind::RefusedByPeer("it left"),
+        ByeReason::Incompatible => PeerErrorKind::RefusedByPeer("incompatible protocol"),
+        ByeReason::RoomFull => PeerErrorKind::RoomFull,
+        ByeReason::ProtocolViolation => {
+            PeerErrorKind::RefusedByPeer("it says we broke the protocol")
+        }
+        ByeReason::Refused => PeerErrorKind::RefusedByPeer("refused"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH: u64 = 0xabcd;
+
+    fn room(id: u128, role: Role) -> Room<u32> {
+        Room::new(
+            LocalIdentity {
+                id: PeerId(id),
+                role,
+                incarnation: id as u64 * 7,
+                protocol_hash: HASH,
+            },
+            SessionConfig::default(),
+            2,
+        )
+    }
+
+    /// Moves everything `from` sends on `link_from` to `to`'s `link_to`.
+    fn pump(from: &mut Room<u32>, link_from: u32, to: &mut Room<u32>, link_to: u32, now: Duration) {
+        let mut packets = vec![];
+        from.poll_transmit(now, &mut |l, _, p| {
+            if l == link_from {
+                packets.push(p)
+            }
+        });
+        for p in packets {
+            to.on_packet(link_to, p, now);
+        }
+    }
+
+    fn connect(a: &mut Room<u32>, b: &mut Room<u32>, la: u32, lb: u32) {
+        // `la` is a's id for its link to b; `lb` is b's id for its link to a.
+        a.link_up(la);
+        b.link_up(lb);
+        for _ in 0..3 {
+            pump(a, la, b, lb, Duration::ZERO);
+            pump(b, lb, a, la, Duration::ZERO);
+        }
+    }
+
+    fn events(r: &mut Room<u32>) -> Vec<RoomEvent> {
+        r.drain_events().collect()
+    }
+
+    #[test]
+    fn hello_connects_both_sides_and_messages_flow() {
+        let mut host = room(1, Role::Host);
+        let mut joiner = room(2, Role::Joiner);
+        connect(&mut host, &mut joiner, 10, 20);
+        assert_eq!(
+            events(&mut host),
+            vec![RoomEvent::Connected {
+                peer: PeerId(2),
+                role: Role::Joiner
+            }]
+        );
+        assert_eq!(
+            events(&mut joiner),
+            vec![RoomEvent::Connected {
+                peer: PeerId(1),
+                role: Role::Host
+            }]
+        );
+        assert_eq!(joiner.host(), Some(PeerId(1)));
+        host.send(PeerId(2), 5, b"hi", WireDelivery::Reliable).unwrap();
+        pump(&mut host, 10, &mut joiner, 20, Duration::ZERO);
+        assert_eq!(
+            events(&mut joiner),
+            vec![RoomEvent::Message {
+                from: PeerId(1),
+                kind: 5,
+                payload: Bytes::from_static(b"hi")
+            }]
+        );
+    }
+
+    #[test]
+    fn protocol_mismatch_is_an_error_on_both_sides_and_no_connection() {
+        let mut host = room(1, Role::Host);
+        let mut joiner = Room::new(
+            LocalIdentity {
+                protocol_hash: HASH + 1,
+                ..*room(2, Role::Joiner).local()
+            },
+            SessionConfig::default(),
+            2,
+        );
+        connect(&mut host, &mut joiner, 10, 20);
+        for r in [&mut host, &mut joiner] {
+            let ev = events(r);
+            assert_eq!(ev.len(), 1, "{ev:?}");
+            assert!(
+                matches!(
+                    ev[0],
+                    RoomEvent::Error {
+                        peer: Some(_),
+                        error: PeerErrorKind::ProtocolMismatch { .. }
+                    }
+                ),
+                "{ev:?}"
+            );
+            assert_eq!(r.peers().count(), 0);
+        }
+    }
+
+    #[test]
+    fn garbage_drops_only_the_offending_peer() {
+        let mut host = room(1, Role::Host);
+        let mut a = room(2, Role::Joiner);
+        let mut b = room(3, Role::Joiner);
+        connect(&mut host, &mut a, 10, 20);
+        connect(&mut host, &mut b, 11, 30);
+        events(&mut host);
+        host.on_packet(10, Bytes::from_static(&[0x10, 1, 2]), Duration::ZERO);
+        let ev = events(&mut host);
+        assert!(matches!(
+            ev[0],
+            RoomEvent::Error {
+                peer: Some(PeerId(2)),
+                error: PeerErrorKind::Malformed(_)
+            }
+        ));
+        assert_eq!(
+            ev[1],
+            RoomEvent::Disconnected {
+                peer: PeerId(2),
+                reason: DisconnectReason::ProtocolViolation
+            }
+        );
+        assert_eq!(host.peers().map(|p| p.0).collect::<Vec<_>>(), vec![PeerId(3)]);
+        // The dropped peer hears why, and later packets from its link are ignored.
+        pump(&mut host, 10, &mut a, 20, Duration::ZERO);
+        assert!(events(&mut a).iter().any(|e| matches!(
+            e,
+            RoomEvent::Disconnected {
+                reason: DisconnectReason::Refused,
+                ..
+            }
+        )));
+        host.on_packet(10, Bytes::from_static(&[0xff]), Duration::ZERO);
+        let ev = events(&mut host);
+        assert!(ev.is_empty(), "{ev:?}");
+        // The other peer still works.
+        host.send(PeerId(3), 1, b"ok", WireDelivery::Reliable).unwrap();
+    }
+
+    #[test]
+    fn data_before_hello_and_a_second_host_are_refused() {
+        let mut host = room(1, Role::Host);
+        host.link_up(10);
+        let mut p = BytesMut::new();
+        wire::encode_ack(&mut p, 0);
+        host.on_packet(10, p.freeze(), Duration::ZERO);
+        assert!(matches!(
+            events(&mut host)[0],
+            RoomEvent::Error {
+                peer: None,
+                error: PeerErrorKind::Violation(_)
+            }
+        ));
+        let mut other_host = room(2, Role::Host);
+        connect(&mut host, &mut other_host, 11, 21);
+        assert!(matches!(
+            events(&mut host)[0],
+            RoomEvent::Error {
+                error: PeerErrorKind::DuplicateHost,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_full_room_refuses_the_next_joiner() {
+        let mut host = room(1, Role::Host); // max_peers = 2
+        let mut js: Vec<Room<u32>> = (2..5).map(|i| room(i, Role::Joiner)).collect();
+        for (i, j) in js.iter_mut().enumerate() {
+            connect(&mut host, j, 10 + i as u32, 20);
+        }
+        assert_eq!(host.peers().count(), 2);
+        let last = events(&mut js[2]);
+        assert!(
+            last.iter().any(|e| matches!(
+                e,
+                RoomEvent::Error {
+                    error: PeerErrorKind::RoomFull,
+                    ..
+                }
+            )),
+            "{last:?}"
+        );
+    }
+
+    #[test]
+    fn leave_says_bye_and_the_other_side_sees_left() {
+        let mut host = room(1, Role::Host);
+        let mut joiner = room(2, Role::Joiner);
+        connect(&mut host, &mut joiner, 10, 20);
+        events(&mut host);
+        events(&mut joiner);
+        joiner.leave();
+        assert_eq!(
+            events(&mut joiner),
+            vec![RoomEvent::Disconnected {
+                peer: PeerId(1),
+                reason: DisconnectReason::LocalLeave
+            }]
+        );
+        pump(&mut joiner, 20, &mut host, 10, Duration::ZERO);
+        assert_eq!(
+            events(&mut host),
+            vec![RoomEvent::Disconnected {
+                peer: PeerId(2),
+                reason: DisconnectReason::Left
+            }]
+        );
+    }
+
+    #[test]
+    fn a_lost_link_disconnects_and_a_new_incarnation_replaces() {
+        let mut host = room(1, Role::Host);
+        let mut joiner = room(2, Role::Joiner);
+        connect(&mut host, &mut joiner, 10, 20);
+        events(&mut host);
+        host.link_down(10);
+        assert_eq!(
+            events(&mut host),
+            vec![RoomEvent::Disconnected {
+                peer: PeerId(2),
+                reason: DisconnectReason::ConnectionLost
+            }]
+        );
+        // Same id, same incarnation, while still known: a resume.
+        let mut host = room(1, Role::Host);
+        let mut joiner = room(2, Role::Joiner);
+        connect(&mut host, &mut joiner, 10, 20);
+        events(&mut host);
+        connect(&mut host, &mut joiner, 11, 21);
+        assert_eq!(
+            events(&mut host),
+            vec![RoomEvent::Reconnected { peer: PeerId(2) }]
+        );
+        // Same id, new incarnation: the old session ends.
+        let mut restarted = Room::new(
+            LocalIdentity {
+                incarnation: 999,
+                ..*joiner.local()
+            },
+            SessionConfig::default(),
+            2,
+        );
+        connect(&mut host, &mut restarted, 12, 22);
+        assert_eq!(
+            events(&mut host),
+            vec![
+                RoomEvent::Disconnected {
+                    peer: PeerId(2),
+                    reason: DisconnectReason::Replaced
+                },
+                RoomEvent::Connected {
+                    peer: PeerId(2),
+                    role: Role::Joiner
+                }
+            ]
+        );
+    }
+}

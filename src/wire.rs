@@ -1,0 +1,581 @@
+//! The wire format: what one WebRTC data-channel message carries.
+//!
+//! Sans-IO and Bevy-free. A *packet* (one WebRTC message) is one or more *records* back to back,
+//! so that everything one frame sends to one peer on one channel can share a packet. Every
+//! integer is little-endian. The first byte of a record is its tag:
+//!
+//! | tag    | record      | body                                                                   |
+//! |--------|-------------|------------------------------------------------------------------------|
+//! | `0x01` | `Hello`     | version `u16`, protocol hash `u64`, peer id `u128`, incarnation `u64`, role `u8` |
+//! | `0x02` | `Bye`       | reason `u8`                                                            |
+//! | `0x03` | `Ack`       | next expected reliable sequence number `u64`                           |
+//! | `0x04` | `Ping`      | nonce `u64`                                                            |
+//! | `0x05` | `Pong`      | nonce `u64`                                                            |
+//! | `0x10` | `Reliable`  | seq `u64`, message type `u32`, length `u16`, payload                    |
+//! | `0x11` | `Fragment`  | seq `u64`, message type `u32`, total length `u32`, length `u16`, chunk  |
+//! | `0x20` | `Unreliable`| message type `u32`, length `u16`, payload                               |
+//! | `0x21` | `Sequenced` | message type `u32`, seq `u32`, length `u16`, payload                    |
+//!
+//! Decoding never panics and never allocates: payloads are zero-copy slices of the packet.
+//! Anything malformed is a [`WireError`].
+
+use bytes::{BufMut, Bytes, BytesMut};
+use thiserror::Error;
+
+/// Version of the wire protocol; a peer speaking another version is refused at `Hello`.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The largest packet matchbox can carry: it silently drops bigger data-channel messages.
+pub const MAX_TRANSPORT_PACKET: usize = 65_536;
+
+const TAG_HELLO: u8 = 0x01;
+const TAG_BYE: u8 = 0x02;
+const TAG_ACK: u8 = 0x03;
+const TAG_PING: u8 = 0x04;
+const TAG_PONG: u8 = 0x05;
+const TAG_RELIABLE: u8 = 0x10;
+const TAG_FRAGMENT: u8 = 0x11;
+const TAG_UNRELIABLE: u8 = 0x20;
+const TAG_SEQUENCED: u8 = 0x21;
+
+/// Size of an encoded `Hello` record.
+pub const HELLO_LEN: usize = 1 + 2 + 8 + 16 + 8 + 1;
+/// Header bytes in front of the payload of a `Reliable` record.
+pub const RELIABLE_HEADER: usize = 1 + 8 + 4 + 2;
+/// Header bytes in front of the chunk of a `Fragment` record.
+pub const FRAGMENT_HEADER: usize = 1 + 8 + 4 + 4 + 2;
+/// Header bytes in front of the payload of an `Unreliable` record.
+pub const UNRELIABLE_HEADER: usize = 1 + 4 + 2;
+/// Header bytes in front of the payload of a `Sequenced` record.
+pub const SEQUENCED_HEADER: usize = 1 + 4 + 4 + 2;
+/// Size of an encoded `Ack`, `Ping` or `Pong` record.
+pub const SMALL_RECORD_LEN: usize = 1 + 8;
+
+/// Why a peer said goodbye.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ByeReason {
+    /// The peer called `leave()`.
+    Left = 0,
+    /// The peer found our version or protocol incompatible.
+    Incompatible = 1,
+    /// The host refused us: the room is full.
+    RoomFull = 2,
+    /// The peer dropped us for sending something it could not accept.
+    ProtocolViolation = 3,
+    /// The host refused us: it already is a host, or we are not one it accepts.
+    Refused = 4,
+}
+
+impl ByeReason {
+    fn from_u8(v: u8) -> Result<Self, WireError> {
+        Ok(match v {
+            0 => Self::Left,
+            1 => Self::Incompatible,
+            2 => Self::RoomFull,
+            3 => Self::ProtocolViolation,
+            4 => Self::Refused,
+            other => return Err(WireError::BadValue("bye reason", other as u64)),
+        })
+    }
+}
+
+/// The contents of a `Hello` record, sent first on every new link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hello {
+    /// [`PROTOCOL_VERSION`] of the sender.
+    pub version: u16,
+    /// Hash of the sender's registered message names and deliveries.
+    pub protocol_hash: u64,
+    /// The sender's stable peer id.
+    pub peer_id: u128,
+    /// Random per `host()`/`join()`: tells a resumed session from a restarted peer.
+    pub incarnation: u64,
+    /// 0 = joiner, 1 = host.
+    pub role: u8,
+}
+
+/// One decoded record. Payloads are slices of the packet they came in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// First record on every link.
+    Hello(Hello),
+    /// The sender is going away (or sending us away).
+    Bye(ByeReason),
+    /// Cumulative acknowledgement: every reliable seq below this arrived.
+    Ack(u64),
+    /// Round-trip probe.
+    Ping(u64),
+    /// Answer to a [`Record::Ping`].
+    Pong(u64),
+    /// A whole reliable message.
+    Reliable {
+        /// Reliable sequence number.
+        seq: u64,
+        /// Message type id.
+        kind: u32,
+        /// Encoded message.
+        payload: Bytes,
+    },
+    /// One piece of a reliable message too large for one packet.
+    Fragment {
+        /// Reliable sequence number (each fragment has its own).
+        seq: u64,
+        /// Message type id.
+        kind: u32,
+        /// Length of the whole message.
+        total: u32,
+        /// This piece.
+        chunk: Bytes,
+    },
+    /// An unordered, unacknowledged message.
+    Unreliable {
+        /// Message type id.
+        kind: u32,
+        /// Encoded message.
+        payload: Bytes,
+    },
+    /// An unreliable message of which only the newest counts.
+    Sequenced {
+        /// Message type id.
+        kind: u32,
+        /// Per-type sequence number (wrapping).
+        seq: u32,
+        /// Encoded message.
+        payload: Bytes,
+    },
+}
+
+/// A packet or record that cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum WireError {
+    /// A packet with no records in it.
+    #[error("empty packet")]
+    Empty,
+    /// A record cut short.
+    #[error("truncated {0} record")]
+    Truncated(&'static str),
+    /// A tag we do not know.
+    #[error("unknown record tag {0:#04x}")]
+    UnknownTag(u8),
+    /// A field holds a value that is not allowed.
+    #[error("invalid {0}: {1}")]
+    BadValue(&'static str, u64),
+    /// A packet larger than the transport allows.
+    #[error("packet of {0} bytes exceeds the limit")]
+    Oversized(usize),
+}
+
+/// Iterates over the records of one packet.
+///
+/// ```
+/// # use bevy_peer_message::wire::*;
+/// let mut packet = bytes::BytesMut::new();
+/// encode_ping(&mut packet, 7);
+/// encode_ack(&mut packet, 3);
+/// let records: Result<Vec<_>, _> = Records::new(packet.freeze()).collect();
+/// assert_eq!(records.unwrap(), vec![Record::Ping(7), Record::Ack(3)]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Records {
+    packet: Bytes,
+    pos: usize,
+    failed: bool,
+}
+
+impl Records {
+    /// Starts decoding `packet`.
+    pub fn new(packet: Bytes) -> Self {
+        Self {
+            packet,
+            pos: 0,
+            failed: false,
+        }
+    }
+
+    /// Checks the packet-level rules (non-empty, within the transport limit) up front.
+    pub fn checked(packet: Bytes) -> Result<Self, WireError> {
+        if packet.is_empty() {
+            return Err(WireError::Empty);
+        }
+        if packet.len() > MAX_TRANSPORT_PACKET {
+            return Err(WireError::Oversized(packet.len()));
+        }
+        Ok(Self::new(packet))
+    }
+
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&[u8], WireError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&end| end <= self.packet.len())
+            .ok_or(WireError::Truncated(what))?;
+        let slice = &self.packet[self.pos..end];
+        self.pos = end;
+        Ok(slice)
+    }
+
+    fn u8(&mut self, what: &'static str) -> Result<u8, WireError> {
+        Ok(self.take(1, what)?[0])
+    }
+    fn u16(&mut self, what: &'static str) -> Result<u16, WireError> {
+        let b = self.take(2, what)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self, what: &'static str) -> Result<u32, WireError> {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(self.take(4, what)?);
+        Ok(u32::from_le_bytes(a))
+    }
+    fn u64(&mut self, what: &'static str) -> Result<u64, WireError> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8, what)?);
+        Ok(u64::from_le_bytes(a))
+    }
+    fn u128(&mut self, what: &'static str) -> Result<u128, WireError> {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(self.take(16, what)?);
+        Ok(u128::from_le_bytes(a))
+    }
+    fn payload(&mut self, what: &'static str) -> Result<Bytes, WireError> {
+        let len = self.u16(what)? as usize;
+        let start = self.pos;
+        self.take(len, what)?;
+        Ok(self.packet.slice(start..start + len))
+    }
+
+    fn record(&mut self) -> Result<Record, WireError> {
+        let tag = self.u8("record")?;
+        Ok(match tag {
+            TAG_HELLO => Record::Hello(Hello {
+                version: self.u16("hello")?,
+                protocol_hash: self.u64("hello")?,
+                peer_id: self.u128("hello")?,
+                incarnation: self.u64("hello")?,
+                role: match self.u8("hello")? {
+                    r @ (0 | 1) => r,
+                    other => return Err(WireError::BadValue("role", other as u64)),
+                },
+            }),
+            TAG_BYE => Record::Bye(ByeReason::from_u8(self.u8("bye")?)?),
+            TAG_ACK => Record::Ack(self.u64("ack")?),
+            TAG_PING => Record::Ping(self.u64("ping")?),
+            TAG_PONG => Record::Pong(self.u64("pong")?),
+            TAG_RELIABLE => Record::Reliable {
+                seq: self.u64("reliable")?,
+                kind: self.u32("reliable")?,
+                payload: self.payload("reliable")?,
+            },
+            TAG_FRAGMENT => {
+                let seq = self.u64("fragment")?;
+                let kind = self.u32("fragment")?;
+                let total = self.u32("fragment")?;
+                let chunk = self.payload("fragment")?;
+                if chunk.is_empty() || chunk.len() as u64 > total as u64 {
+                    return Err(WireError::BadValue("fragment length", chunk.len() as u64));
+                }
+                Record::Fragment {
+                    seq,
+                    kind,
+                    total,
+                    chunk,
+                }
+            }
+            TAG_UNRELIABLE => Record::Unreliable {
+                kind: self.u32("unreliable")?,
+                payload: self.payload("unreliable")?,
+            },
+            TAG_SEQUENCED => Record::Sequenced {
+                kind: self.u32("sequenced")?,
+                seq: self.u32("sequenced")?,
+                payload: self.payload("sequenced")?,
+            },
+            other => return Err(WireError::UnknownTag(other)),
+        })
+    }
+}
+
+impl Iterator for Records {
+    type Item = Result<Record, WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.pos >= self.packet.len() {
+            return None;
+        }
+        let record = self.record();
+        if record.is_err() {
+            self.failed = true;
+        }
+        Some(record)
+    }
+}
+
+/// Appends a `Hello` record.
+pub fn encode_hello(out: &mut BytesMut, hello: &Hello) {
+    out.reserve(HELLO_LEN);
+    out.put_u8(TAG_HELLO);
+    out.put_u16_le(hello.version);
+    out.put_u64_le(hello.protocol_hash);
+    out.put_u128_le(hello.peer_id);
+    out.put_u64_le(hello.incarnation);
+    out.put_u8(hello.role);
+}
+
+/// Appends a `Bye` record.
+pub fn encode_bye(out: &mut BytesMut, reason: ByeReason) {
+    out.put_u8(TAG_BYE);
+    out.put_u8(reason as u8);
+}
+
+/// Appends an `Ack` record.
+pub fn encode_ack(out: &mut BytesMut, next_expected: u64) {
+    out.put_u8(TAG_ACK);
+    out.put_u64_le(next_expected);
+}
+
+/// Appends a `Ping` record.
+pub fn encode_ping(out: &mut BytesMut, nonce: u64) {
+    out.put_u8(TAG_PING);
+    out.put_u64_le(nonce);
+}
+
+/// Appends a `Pong` record.
+pub fn encode_pong(out: &mut BytesMut, nonce: u64) {
+    out.put_u8(TAG_PONG);
+    out.put_u64_le(nonce);
+}
+
+fn put_len(out: &mut BytesMut, len: usize) {
+    debug_assert!(len <= u16::MAX as usize, "payload length checked by the caller");
+    out.put_u16_le(len as u16);
+}
+
+/// Appends a `Reliable` record. `payload.len()` must fit a `u16` (the session checks).
+pub fn encode_reliable(out: &mut BytesMut, seq: u64, kind: u32, payload: &[u8]) {
+    out.reserve(RELIABLE_HEADER + payload.len());
+    out.put_u8(TAG_RELIABLE);
+    out.put_u64_le(seq);
+    out.put_u32_le(kind);
+    put_len(out, payload.len());
+    out.put_slice(payload);
+}
+
+/// Appends a `Fragment` record. `chunk.len()` must fit a `u16` (the session checks).
+pub fn encode_fragment(out: &mut BytesMut, seq: u64, kind: u32, total: u32, chunk: &[u8]) {
+    out.reserve(FRAGMENT_HEADER + chunk.len());
+    out.put_u8(TAG_FRAGMENT);
+    out.put_u64_le(seq);
+    out.put_u32_le(kind);
+    out.put_u32_le(total);
+    put_len(out, chunk.len());
+    out.put_slice(chunk);
+}
+
+/// Appends an `Unreliable` record. `payload.len()` must fit a `u16` (the session checks).
+pub fn encode_unreliable(out: &mut BytesMut, kind: u32, payload: &[u8]) {
+    out.reserve(UNRELIABLE_HEADER + payload.len());
+    out.put_u8(TAG_UNRELIABLE);
+    out.put_u32_le(kind);
+    put_len(out, payload.len());
+    out.put_slice(payload);
+}
+
+/// Appends a `Sequenced` record. `payload.len()` must fit a `u16` (the session checks).
+pub fn encode_sequenced(out: &mut BytesMut, kind: u32, seq: u32, payload: &[u8]) {
+    out.reserve(SEQUENCED_HEADER + payload.len());
+    out.put_u8(TAG_SEQUENCED);
+    out.put_u32_le(kind);
+    out.put_u32_le(seq);
+    put_len(out, payload.len());
+    out.put_slice(payload);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(bytes: &[u8]) -> Result<Vec<Record>, WireError> {
+        Records::checked(Bytes::copy_from_slice(bytes))?.collect()
+    }
+
+    fn hello() -> Hello {
+        Hello {
+            version: PROTOCOL_VERSION,
+            protocol_hash: 0xdead_beef_0123_4567,
+            peer_id: 0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10,
+            incarnation: 42,
+            role: 1,
+        }
+    }
+
+    #[test]
+    fn every_record_round_trips_in_one_packet() {
+        let mut p = BytesMut::new();
+        encode_hello(&mut p, &hello());
+        encode_bye(&mut p, ByeReason::RoomFull);
+        encode_ack(&mut p, 99);
+        encode_ping(&mut p, 1);
+        encode_pong(&mut p, 2);
+        encode_reliable(&mut p, 5, 77, b"abc");
+        encode_fragment(&mut p, 6, 78, 10, b"0123");
+        encode_unreliable(&mut p, 79, b"");
+        encode_sequenced(&mut p, 80, u32::MAX, b"xy");
+        let records = decode(&p).unwrap();
+        assert_eq!(
+            records,
+            vec![
+                Record::Hello(hello()),
+                Record::Bye(ByeReason::RoomFull),
+                Record::Ack(99),
+                Record::Ping(1),
+                Record::Pong(2),
+                Record::Reliable {
+                    seq: 5,
+                    kind: 77,
+                    payload: Bytes::from_static(b"abc")
+                },
+                Record::Fragment {
+                    seq: 6,
+                    kind: 78,
+                    total: 10,
+                    chunk: Bytes::from_static(b"0123")
+                },
+                Record::Unreliable {
+                    kind: 79,
+                    payload: Bytes::new()
+                },
+                Record::Sequenced {
+                    kind: 80,
+                    seq: u32::MAX,
+                    payload: Bytes::from_static(b"xy")
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn header_constants_match_the_encoders() {
+        let mut p = BytesMut::new();
+        encode_hello(&mut p, &hello());
+        assert_eq!(p.len(), HELLO_LEN);
+        p.clear();
+        encode_reliable(&mut p, 1, 2, b"");
+        assert_eq!(p.len(), RELIABLE_HEADER);
+        p.clear();
+        encode_fragment(&mut p, 1, 2, 3, b"");
+        assert_eq!(p.len(), FRAGMENT_HEADER);
+        p.clear();
+        encode_unreliable(&mut p, 1, b"");
+        assert_eq!(p.len(), UNRELIABLE_HEADER);
+        p.clear();
+        encode_sequenced(&mut p, 1, 2, b"");
+        assert_eq!(p.len(), SEQUENCED_HEADER);
+        p.clear();
+        encode_ack(&mut p, 1);
+        assert_eq!(p.len(), SMALL_RECORD_LEN);
+    }
+
+    #[test]
+    fn empty_and_oversized_packets_are_refused() {
+        assert_eq!(decode(&[]), Err(WireError::Empty));
+        let big = vec![TAG_PING; MAX_TRANSPORT_PACKET + 1];
+        assert_eq!(
+            decode(&big),
+            Err(WireError::Oversized(MAX_TRANSPORT_PACKET + 1))
+        );
+    }
+
+    #[test]
+    fn every_truncation_of_every_record_is_an_error() {
+        let mut records: Vec<BytesMut> = Vec::new();
+        let mut push = |f: &dyn Fn(&mut BytesMut)| {
+            let mut b = BytesMut::new();
+            f(&mut b);
+            records.push(b);
+        };
+        push(&|b| encode_hello(b, &hello()));
+        push(&|b| encode_bye(b, ByeReason::Left));
+        push(&|b| encode_ack(b, 1));
+        push(&|b| encode_ping(b, 1));
+        push(&|b| encode_pong(b, 1));
+        push(&|b| encode_reliable(b, 1, 2, b"payload"));
+        push(&|b| encode_fragment(b, 1, 2, 100, b"chunk"));
+        push(&|b| encode_unreliable(b, 1, b"payload"));
+        push(&|b| encode_sequenced(b, 1, 2, b"payload"));
+        for record in records {
+            assert!(decode(&record).is_ok());
+            for cut in 1..record.len() {
+                let result = decode(&record[..cut]);
+                assert!(
+                    matches!(result, Err(WireError::Truncated(_))),
+                    "cut at {cut} of {:?}: {result:?}",
+                    &record[..]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_tags_and_bad_values_are_errors() {
+        assert_eq!(decode(&[0x7f]), Err(WireError::UnknownTag(0x7f)));
+        assert_eq!(
+            decode(&[TAG_BYE, 200]),
+            Err(WireError::BadValue("bye reason", 200))
+        );
+        let mut p = BytesMut::new();
+        encode_hello(&mut p, &hello());
+        let last = p.len() - 1;
+        p[last] = 9;
+        assert_eq!(decode(&p), Err(WireError::BadValue("role", 9)));
+        // A fragment claiming a chunk larger than its message.
+        let mut p = BytesMut::new();
+        encode_fragment(&mut p, 1, 2, 3, b"four");
+        assert_eq!(decode(&p), Err(WireError::BadValue("fragment length", 4)));
+        let mut p = BytesMut::new();
+        encode_fragment(&mut p, 1, 2, 3, b"");
+        assert_eq!(decode(&p), Err(WireError::BadValue("fragment length", 0)));
+    }
+
+    #[test]
+    fn a_length_past_the_end_is_truncation_not_a_read_out_of_bounds() {
+        let mut p = BytesMut::new();
+        encode_unreliable(&mut p, 1, b"abc");
+        // Claim 65535 bytes of payload.
+        p[5] = 0xff;
+        p[6] = 0xff;
+        assert_eq!(decode(&p), Err(WireError::Truncated("unreliable")));
+    }
+
+    #[test]
+    fn decoding_stops_at_the_first_error() {
+        let mut p = BytesMut::new();
+        encode_ack(&mut p, 1);
+        p.put_u8(0xee);
+        encode_ack(&mut p, 2);
+        let mut it = Records::new(p.freeze());
+        assert_eq!(it.next(), Some(Ok(Record::Ack(1))));
+        assert_eq!(it.next(), Some(Err(WireError::UnknownTag(0xee))));
+        assert_eq!(it.next(), None);
+    }
+
+    #[test]
+    fn random_garbage_never_panics() {
+        // A small deterministic xorshift: thousands of random packets, all handled.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 64) as usize;
+            let mut buf = Vec::with_capacity(len);
+            let mut y = x;
+            for _ in 0..len {
+                y = y.wrapping_mul(6364136223846793005).wrapping_add(1);
+                let byte = (y >> 56) as u8;
+                // Bias towards valid tags so decoding gets past the first byte.
+                buf.push(if buf.is_empty() { byte & 0x21 } else { byte });
+            }
+            let _ = decode(&buf);
+        }
+    }
+}
