@@ -1,0 +1,216 @@
+//! Configuration: signaling, ICE servers, timeouts and limits. Set through the
+//! [`PeerMessagePlugin`](crate::plugin::PeerMessagePlugin) builder; readable at run time as the
+//! [`PeerMessageSettings`] resource.
+
+use crate::{peer::PeerId, session::SessionConfig};
+use bevy::prelude::*;
+use matchbox_socket::SignallerBuilder;
+use std::{fmt, sync::Arc, time::Duration};
+
+/// Port of the embedded signaling server and of `matchbox_server`.
+pub const DEFAULT_SIGNALING_PORT: u16 = 3536;
+
+/// How peers find each other: which signaling server the WebRTC handshakes go through.
+///
+/// The room URL given to matchbox is `{url}/{room}`.
+#[derive(Clone)]
+pub enum Signaling {
+    /// A native host runs a `matchbox_signaling` full-mesh server in-process, bound to `bind`,
+    /// and uses it itself; joiners connect to `join_url`. The default on native builds: nothing
+    /// external to start. Only with the `server` feature, and not on wasm.
+    #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
+    Embedded {
+        /// Where the host's server listens (default `0.0.0.0:3536`; port 0 picks a free one,
+        /// see [`SignalingServerInfo`](crate::server::SignalingServerInfo)).
+        bind: std::net::SocketAddr,
+        /// Base URL joiners connect to (default `ws://127.0.0.1:3536`).
+        join_url: String,
+    },
+    /// Everyone uses a stand-alone matchbox-compatible server (`matchbox_server`), e.g.
+    /// `ws://10.0.0.1:3536`.
+    Server {
+        /// Base URL, without the room.
+        url: String,
+    },
+    /// A custom [`SignallerBuilder`]: relay the WebRTC handshake any way you like (your own
+    /// server, a lobby service, an in-process hub as in
+    /// [`LocalSignalingHub`](crate::signaling::LocalSignalingHub)).
+    Custom {
+        /// The builder matchbox calls to create a signaller.
+        builder: Arc<dyn SignallerBuilder>,
+        /// Base URL handed to the builder, followed by `/{room}`.
+        url: String,
+    },
+}
+
+impl Signaling {
+    /// A stand-alone matchbox-compatible server at `url` (e.g. `ws://10.0.0.1:3536`).
+    pub fn server(url: impl Into<String>) -> Self {
+        Signaling::Server {
+            url: trim(url.into()),
+        }
+    }
+
+    /// The embedded server bound to `bind`; joiners use `join_url`.
+    #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
+    pub fn embedded(bind: std::net::SocketAddr, join_url: impl Into<String>) -> Self {
+        Signaling::Embedded {
+            bind,
+            join_url: trim(join_url.into()),
+        }
+    }
+
+    /// A custom signaller; `url` is passed to it (followed by `/{room}`).
+    pub fn custom(builder: Arc<dyn SignallerBuilder>, url: impl Into<String>) -> Self {
+        Signaling::Custom {
+            builder,
+            url: trim(url.into()),
+        }
+    }
+}
+
+fn trim(mut url: String) -> String {
+    while url.ends_with('/') {
+        url.pop();
+    }
+    url
+}
+
+impl Default for Signaling {
+    fn default() -> Self {
+        #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
+        {
+            Signaling::Embedded {
+                bind: std::net::SocketAddr::from(([0, 0, 0, 0], DEFAULT_SIGNALING_PORT)),
+                join_url: format!("ws://127.0.0.1:{DEFAULT_SIGNALING_PORT}"),
+            }
+        }
+        #[cfg(not(all(feature = "server", not(target_arch = "wasm32"))))]
+        {
+            Signaling::Server {
+                url: format!("ws://127.0.0.1:{DEFAULT_SIGNALING_PORT}"),
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Signaling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
+            Signaling::Embedded { bind, join_url } => f
+                .debug_struct("Embedded")
+                .field("bind", bind)
+                .field("join_url", join_url)
+                .finish(),
+            Signaling::Server { url } => f.debug_struct("Server").field("url", url).finish(),
+            Signaling::Custom { builder, url } => f
+                .debug_struct("Custom")
+                .field("builder", builder)
+                .field("url", url)
+                .finish(),
+        }
+    }
+}
+
+/// ICE servers for NAT traversal: STUN to learn a public address, TURN to relay when nothing
+/// else works.
+///
+/// ```
+/// # use bevy_peer_message::prelude::*;
+/// let lan_only = IceServers::none();
+/// let relayed = IceServers::turn(["turn:turn.example.org:3478"], "user", "secret");
+/// assert!(lan_only.urls.is_empty());
+/// assert_eq!(relayed.username.as_deref(), Some("user"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceServers {
+    /// `stun:` / `turn:` / `turns:` URLs.
+    pub urls: Vec<String>,
+    /// TURN user name.
+    pub username: Option<String>,
+    /// TURN credential.
+    pub credential: Option<String>,
+}
+
+impl IceServers {
+    /// Google's public STUN servers, as the seed library and matchbox default to.
+    pub fn public_stun() -> Self {
+        Self::stun([
+            "stun:stun.l.google.com:19302",
+            "stun:stun1.l.google.com:19302",
+        ])
+    }
+
+    /// No ICE servers: host candidates only (same LAN, or tests).
+    pub fn none() -> Self {
+        Self {
+            urls: Vec::new(),
+            username: None,
+            credential: None,
+        }
+    }
+
+    /// Your own STUN servers.
+    pub fn stun<S: Into<String>>(urls: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            urls: urls.into_iter().map(Into::into).collect(),
+            username: None,
+            credential: None,
+        }
+    }
+
+    /// TURN (and/or STUN) servers with credentials.
+    pub fn turn<S: Into<String>>(
+        urls: impl IntoIterator<Item = S>,
+        username: impl Into<String>,
+        credential: impl Into<String>,
+    ) -> Self {
+        Self {
+            urls: urls.into_iter().map(Into::into).collect(),
+            username: Some(username.into()),
+            credential: Some(credential.into()),
+        }
+    }
+}
+
+impl Default for IceServers {
+    fn default() -> Self {
+        Self::public_stun()
+    }
+}
+
+/// Everything the plugin was configured with. Inserted by the plugin; change it before
+/// `host()`/`join()` to affect the next room.
+#[derive(Resource, Debug, Clone)]
+pub struct PeerMessageSettings {
+    /// Our stable id (random unless the game supplies one).
+    pub peer_id: PeerId,
+    /// How peers find each other.
+    pub signaling: Signaling,
+    /// STUN/TURN servers.
+    pub ice_servers: IceServers,
+    /// A `join()` that finds no host within this fails with
+    /// [`PeerErrorKind::JoinTimeout`](crate::error::PeerErrorKind).
+    pub join_timeout: Duration,
+    /// Most joiners a host admits.
+    pub max_peers: usize,
+    /// Limits and timings of each peer session (packet size, message size, resend buffer).
+    pub session: SessionConfig,
+    /// How long a socket stays open after `leave()` so the goodbyes get out.
+    pub linger: Duration,
+}
+
+impl Default for PeerMessageSettings {
+    fn default() -> Self {
+        Self {
+            peer_id: PeerId::random(),
+            signaling: Signaling::default(),
+            ice_servers: IceServers::default(),
+            join_timeout: Duration::from_secs(10),
+            max_peers: 16,
+            session: SessionConfig::default(),
+            linger: Duration::from_millis(500),
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! What the plugin tells the game: lifecycle [`Message`]s, the [`ConnectionState`] and the
+//! components of peer entities.
+
+use crate::{error::PeerErrorKind, peer::PeerId, peer::Role, room::DisconnectReason};
+use bevy::prelude::*;
+use std::time::Duration;
+
+/// A remote peer completed the handshake and is in the room.
+///
+/// Written in [`PreUpdate`], readable in the same frame's [`Update`].
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct PeerConnected {
+    /// The peer.
+    pub peer: PeerId,
+    /// Its role.
+    pub role: Role,
+    /// The entity that carries its [`Peer`] and [`PeerStats`] components.
+    pub entity: Entity,
+}
+
+/// A remote peer left the room for good: its entity is despawned and its buffers are freed.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct PeerDisconnected {
+    /// The peer.
+    pub peer: PeerId,
+    /// Why.
+    pub reason: DisconnectReason,
+}
+
+/// A peer whose link dropped is back, and its reliable stream resumed where it stopped.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct PeerReconnected {
+    /// The peer.
+    pub peer: PeerId,
+    /// How long it was away (zero when the new link arrived before the old one was missed).
+    pub downtime: Duration,
+}
+
+/// Something went wrong: a peer broke the protocol (and was dropped), a handshake was refused,
+/// signaling failed, a send was refused. The room and every other peer carry on.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct PeerError {
+    /// The peer concerned, when there is one.
+    pub peer: Option<PeerId>,
+    /// What happened.
+    pub error: PeerErrorKind,
+}
+
+impl std::fmt::Display for PeerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.peer {
+            Some(peer) => write!(f, "peer {peer}: {}", self.error),
+            None => write!(f, "{}", self.error),
+        }
+    }
+}
+
+/// This app's place in a room, as Bevy [`States`]: use `OnEnter(ConnectionState::Connected)`,
+/// `in_state(ConnectionState::Connected)` and friends.
+#[derive(States, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ConnectionState {
+    /// Not in a room.
+    #[default]
+    Offline,
+    /// `host()`: opening the room. `join()`: looking for the host.
+    Connecting,
+    /// Host: the room is open. Joiner: connected to the host.
+    Connected,
+    /// The link to the host (or, on a host, to the signaling server) is down and being
+    /// re-established.
+    Reconnecting,
+}
+
+/// A remote peer in the room: one entity per peer, spawned at [`PeerConnected`] and despawned
+/// at [`PeerDisconnected`].
+#[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// Its stable id.
+    pub id: PeerId,
+    /// Its role.
+    pub role: Role,
+}
+
+/// Live figures for one peer, refreshed every frame in [`PeerMessageSet::Receive`](crate::plugin::PeerMessageSet).
+#[derive(Component, Debug, Clone, Default, PartialEq)]
+pub struct PeerStats {
+    /// Smoothed round-trip time, once measured (pings go out every `ping_interval`).
+    pub rtt: Option<Duration>,
+    /// Mean deviation of the round-trip time.
+    pub jitter: Duration,
+    /// Bytes received from the peer.
+    pub bytes_in: u64,
+    /// Bytes sent to the peer.
+    pub bytes_out: u64,
+    /// Packets (WebRTC messages) received.
+    pub packets_in: u64,
+    /// Packets sent.
+    pub packets_out: u64,
+    /// Reliable records sent again (after a reconnect or a retransmit timeout).
+    pub resent: u64,
+    /// Bytes of reliable messages not yet acknowledged by the peer.
+    pub unacked_bytes: usize,
+}

@@ -1,0 +1,130 @@
+//! [`PeerMessagePlugin`]: its builder, its system sets and the systems it adds.
+
+use crate::{
+    config::{IceServers, PeerMessageSettings, Signaling},
+    events::{ConnectionState, PeerConnected, PeerDisconnected, PeerError, PeerReconnected},
+    messages::MessageRegistry,
+    network::{self, PeerNetwork},
+    peer::PeerId,
+    session::SessionConfig,
+};
+use bevy::{prelude::*, state::app::StatesPlugin};
+use std::time::Duration;
+
+/// Where the plugin's systems run, for games that want to order around them.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeerMessageSet {
+    /// Runs in [`PreUpdate`]: polls the socket, runs the handshake, writes [`PeerConnected`],
+    /// [`Received<T>`](crate::messages::Received) and the other messages, updates
+    /// [`ConnectionState`] and [`PeerStats`](crate::events::PeerStats). Systems in [`Update`]
+    /// see this frame's messages.
+    Receive,
+    /// Runs in [`PostUpdate`]: applies `host`/`join`/`leave`, then sends everything queued this
+    /// frame (packed into as few WebRTC messages as fit). A message sent in [`Update`] leaves in
+    /// the same frame.
+    Send,
+}
+
+/// The plugin: add it once, register message types with
+/// [`add_peer_message`](crate::messages::PeerMessageAppExt::add_peer_message), and use the
+/// [`PeerMessage`](crate::messages::PeerMessage) system parameter.
+///
+/// It adds:
+/// - resources [`PeerMessageSettings`] (what it was built with) and [`MessageRegistry`];
+/// - the [`ConnectionState`] state (and Bevy's `StatesPlugin` if missing);
+/// - messages [`PeerConnected`], [`PeerDisconnected`], [`PeerReconnected`], [`PeerError`];
+/// - an exclusive system in [`PeerMessageSet::Receive`] ([`PreUpdate`]) and one in
+///   [`PeerMessageSet::Send`] ([`PostUpdate`]).
+///
+/// ```no_run
+/// use bevy::prelude::*;
+/// use bevy_peer_message::prelude::*;
+/// use std::time::Duration;
+///
+/// App::new()
+///     .add_plugins(MinimalPlugins)
+///     .add_plugins(
+///         PeerMessagePlugin::default()
+///             .signaling(Signaling::server("ws://10.0.0.1:3536"))
+///             .ice_servers(IceServers::none())
+///             .join_timeout(Duration::from_secs(5)),
+///     )
+///     .run();
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct PeerMessagePlugin {
+    settings: PeerMessageSettings,
+}
+
+impl PeerMessagePlugin {
+    /// How peers find each other (default on native: the embedded server; on wasm:
+    /// `ws://127.0.0.1:3536`).
+    pub fn signaling(mut self, signaling: Signaling) -> Self {
+        self.settings.signaling = signaling;
+        self
+    }
+
+    /// STUN/TURN servers (default: public STUN).
+    pub fn ice_servers(mut self, ice: IceServers) -> Self {
+        self.settings.ice_servers = ice;
+        self
+    }
+
+    /// Use this stable id instead of a random one.
+    pub fn peer_id(mut self, id: PeerId) -> Self {
+        self.settings.peer_id = id;
+        self
+    }
+
+    /// How long `join` waits for the host (default 10 s).
+    pub fn join_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.join_timeout = timeout;
+        self
+    }
+
+    /// Most joiners a host admits (default 16).
+    pub fn max_peers(mut self, max: usize) -> Self {
+        self.settings.max_peers = max;
+        self
+    }
+
+    /// Largest reliable message, sent or accepted (default 1 MiB). Larger sends are refused
+    /// with [`SendError::TooLarge`](crate::error::SendError).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.settings.session.max_message_size = bytes;
+        self.settings.session.max_unacked_bytes =
+            self.settings.session.max_unacked_bytes.max(bytes * 2);
+        self
+    }
+
+    /// All session limits and timings at once.
+    pub fn session(mut self, session: SessionConfig) -> Self {
+        self.settings.session = session;
+        self
+    }
+
+    /// The settings as they stand.
+    pub fn settings(&self) -> &PeerMessageSettings {
+        &self.settings
+    }
+}
+
+impl Plugin for PeerMessagePlugin {
+    fn build(&self, app: &mut App) {
+        if !app.is_plugin_added::<StatesPlugin>() {
+            app.add_plugins(StatesPlugin);
+        }
+        app.insert_resource(self.settings.clone())
+            .init_resource::<MessageRegistry>()
+            .init_resource::<PeerNetwork>()
+            .init_state::<ConnectionState>()
+            .add_message::<PeerConnected>()
+            .add_message::<PeerDisconnected>()
+            .add_message::<PeerReconnected>()
+            .add_message::<PeerError>()
+            .configure_sets(PreUpdate, PeerMessageSet::Receive)
+            .configure_sets(PostUpdate, PeerMessageSet::Send)
+            .add_systems(PreUpdate, network::receive.in_set(PeerMessageSet::Receive))
+            .add_systems(PostUpdate, network::transmit.in_set(PeerMessageSet::Send));
+    }
+}
