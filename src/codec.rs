@@ -77,7 +77,11 @@ fn decode_with<T: DeserializeOwned, C: Config>(bytes: &[u8], c: C) -> Result<T, 
 /// length, and never more than the ladder step above `max`: a 20-byte packet cannot make
 /// us allocate a gigabyte.
 pub fn decode_bounded<T: DeserializeOwned>(bytes: &[u8], max: usize) -> Result<T, CodecError> {
-    let want = bytes.len().saturating_mul(16).saturating_add(1024).min(max.max(1024));
+    let want = bytes
+        .len()
+        .saturating_mul(16)
+        .saturating_add(1024)
+        .min(max.max(1024));
     let c = standard();
     if want <= 4 << 10 {
         decode_with(bytes, c.with_limit::<{ 4 << 10 }>())

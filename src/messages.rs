@@ -267,7 +267,11 @@ impl PeerMessage<'_> {
     }
 
     /// Sends `message` to `peer`, or says why not.
-    pub fn try_send<M: PeerMessageType>(&mut self, peer: PeerId, message: &M) -> Result<(), SendError> {
+    pub fn try_send<M: PeerMessageType>(
+        &mut self,
+        peer: PeerId,
+        message: &M,
+    ) -> Result<(), SendError> {
         let (kind, delivery) = self.encode(message)?;
         self.net.send_encoded(peer, kind, delivery.wire())
     }
@@ -291,9 +295,10 @@ impl PeerMessage<'_> {
     pub fn try_broadcast<M: PeerMessageType>(&mut self, message: &M) -> Result<(), SendError> {
         let (kind, delivery) = self.encode(message)?;
         let mut first = None;
-        self.net.broadcast_encoded(kind, delivery.wire(), &mut |_, e| {
-            first.get_or_insert(e);
-        });
+        self.net
+            .broadcast_encoded(kind, delivery.wire(), &mut |_, e| {
+                first.get_or_insert(e);
+            });
         first.map_or(Ok(()), Err)
     }
 

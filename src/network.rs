@@ -201,7 +201,11 @@ impl PeerNetwork {
             incarnation: rand::random(),
             protocol_hash,
         };
-        self.room = Some(Room::new(local, settings.session.clone(), settings.max_peers));
+        self.room = Some(Room::new(
+            local,
+            settings.session.clone(),
+            settings.max_peers,
+        ));
         self.transport = Some(Transport::open(url, &settings.ice_servers, builder));
         self.room_name = Some(room_name);
         self.phase = match role {
@@ -272,7 +276,9 @@ fn apply_event(world: &mut World, net: &mut PeerNetwork, event: RoomEvent) {
             payload,
         } => {
             // A peer dropped earlier in this batch says nothing more.
-            let Some(room) = net.room.as_mut() else { return };
+            let Some(room) = net.room.as_mut() else {
+                return;
+            };
             if room.session(from).is_none() {
                 return;
             }
@@ -282,12 +288,8 @@ fn apply_event(world: &mut World, net: &mut PeerNetwork, event: RoomEvent) {
                 .entry(kind)
                 .map(|e| (e.deliver, e.type_name));
             let result = match entry {
-                Some((deliver, type_name)) => {
-                    deliver(world, from, &payload, max).map_err(|error| PeerErrorKind::Decode {
-                        type_name,
-                        error,
-                    })
-                }
+                Some((deliver, type_name)) => deliver(world, from, &payload, max)
+                    .map_err(|error| PeerErrorKind::Decode { type_name, error }),
                 None => Err(PeerErrorKind::UnknownMessage(kind)),
             };
             if let Err(e) = result {
@@ -321,8 +323,8 @@ fn apply_event(world: &mut World, net: &mut PeerNetwork, event: RoomEvent) {
             }
             info!("peer {peer} disconnected: {reason:?}");
             world.write_message(PeerDisconnected { peer, reason });
-            let lost_host = net.phase == Phase::Joined
-                && net.room.as_ref().is_some_and(|r| r.host().is_none());
+            let lost_host =
+                net.phase == Phase::Joined && net.room.as_ref().is_some_and(|r| r.host().is_none());
             if lost_host {
                 // The room is the host's: without it, we leave too.
                 let linger = world.resource::<PeerMessageSettings>().linger;
@@ -331,7 +333,8 @@ fn apply_event(world: &mut World, net: &mut PeerNetwork, event: RoomEvent) {
         }
         RoomEvent::Error { peer, error: e } => {
             // Only the host sends RoomFull: a join it refuses is over.
-            let refused = e == PeerErrorKind::RoomFull && matches!(net.phase, Phase::Joining { .. });
+            let refused =
+                e == PeerErrorKind::RoomFull && matches!(net.phase, Phase::Joining { .. });
             error(world, peer, e);
             if refused {
                 let linger = world.resource::<PeerMessageSettings>().linger;
@@ -356,10 +359,7 @@ pub(crate) fn receive(world: &mut World) {
         apply_events(world, net);
 
         // The socket's loop ended: signaling unreachable, or lost with nobody connected.
-        let ended = net
-            .transport
-            .as_mut()
-            .and_then(|t| t.ended().cloned());
+        let ended = net.transport.as_mut().and_then(|t| t.ended().cloned());
         if let Some(result) = ended {
             let reason = result.err().unwrap_or_else(|| "socket closed".into());
             error(world, None, PeerErrorKind::Signaling(reason));
@@ -372,7 +372,14 @@ pub(crate) fn receive(world: &mut World) {
             let timeout = world.resource::<PeerMessageSettings>().join_timeout;
             if now.saturating_sub(since) >= timeout {
                 let room = net.room_name.clone().unwrap_or_default();
-                error(world, None, PeerErrorKind::JoinTimeout { room, after: timeout });
+                error(
+                    world,
+                    None,
+                    PeerErrorKind::JoinTimeout {
+                        room,
+                        after: timeout,
+                    },
+                );
                 net.close(Duration::ZERO);
                 apply_events(world, net);
             }
@@ -381,13 +388,17 @@ pub(crate) fn receive(world: &mut World) {
         update_stats(world, net);
         let state = net.state();
         if *world.resource::<State<ConnectionState>>().get() != state {
-            world.resource_mut::<NextState<ConnectionState>>().set(state);
+            world
+                .resource_mut::<NextState<ConnectionState>>()
+                .set(state);
         }
     });
 }
 
 fn update_stats(world: &mut World, net: &PeerNetwork) {
-    let Some(room) = net.room.as_ref() else { return };
+    let Some(room) = net.room.as_ref() else {
+        return;
+    };
     for (peer, entity) in net.entities.iter() {
         let (Some(session), Some(mut stats)) =
             (room.session(*peer), world.get_mut::<PeerStats>(*entity))

@@ -244,7 +244,8 @@ impl<L: Copy + Eq + Hash> Room<L> {
                     return self.fail_link(link, PeerErrorKind::Violation("data before hello"));
                 }
                 (LinkState::Bound(_), Record::Hello(_)) => {
-                    return self.fail_link(link, PeerErrorKind::Violation("second hello on a link"));
+                    return self
+                        .fail_link(link, PeerErrorKind::Violation("second hello on a link"));
                 }
                 (LinkState::Bound(peer), Record::Bye(reason)) => {
                     let peer = *peer;
@@ -309,10 +310,8 @@ impl<L: Copy + Eq + Hash> Room<L> {
             ))
         } else if peer == self.local.id {
             Some((PeerErrorKind::SelfConnection, ByeReason::Refused))
-        } else if role == Role::Host && self.local.role == Role::Host {
-            Some((PeerErrorKind::DuplicateHost, ByeReason::Refused))
         } else if role == Role::Host
-            && self.host().is_some_and(|h| h != peer)
+            && (self.local.role == Role::Host || self.host().is_some_and(|h| h != peer))
         {
             Some((PeerErrorKind::DuplicateHost, ByeReason::Refused))
         } else if self.local.role == Role::Host
@@ -567,7 +566,8 @@ mod tests {
             }]
         );
         assert_eq!(joiner.host(), Some(PeerId(1)));
-        host.send(PeerId(2), 5, b"hi", WireDelivery::Reliable).unwrap();
+        host.send(PeerId(2), 5, b"hi", WireDelivery::Reliable)
+            .unwrap();
         pump(&mut host, 10, &mut joiner, 20, Duration::ZERO);
         assert_eq!(
             events(&mut joiner),
@@ -632,7 +632,10 @@ mod tests {
                 reason: DisconnectReason::ProtocolViolation
             }
         );
-        assert_eq!(host.peers().map(|p| p.0).collect::<Vec<_>>(), vec![PeerId(3)]);
+        assert_eq!(
+            host.peers().map(|p| p.0).collect::<Vec<_>>(),
+            vec![PeerId(3)]
+        );
         // The dropped peer hears why, and later packets from its link are ignored.
         pump(&mut host, 10, &mut a, 20, Duration::ZERO);
         assert!(events(&mut a).iter().any(|e| matches!(
@@ -646,7 +649,8 @@ mod tests {
         let ev = events(&mut host);
         assert!(ev.is_empty(), "{ev:?}");
         // The other peer still works.
-        host.send(PeerId(3), 1, b"ok", WireDelivery::Reliable).unwrap();
+        host.send(PeerId(3), 1, b"ok", WireDelivery::Reliable)
+            .unwrap();
     }
 
     #[test]

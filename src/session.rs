@@ -286,9 +286,8 @@ impl Session {
             .last()
             .is_some_and(|p| p.len() + record_len <= budget);
         if !fits {
-            self.unreliable.push(BytesMut::with_capacity(
-                record_len.max(budget.min(1200)),
-            ));
+            self.unreliable
+                .push(BytesMut::with_capacity(record_len.max(budget.min(1200))));
         }
         let Some(packet) = self.unreliable.last_mut() else {
             return Ok(());
@@ -320,7 +319,9 @@ impl Session {
         self.last_heard = now;
         match record {
             Record::Hello(_) | Record::Bye(_) => {
-                return Err(PeerErrorKind::Violation("handshake record inside a session"));
+                return Err(PeerErrorKind::Violation(
+                    "handshake record inside a session",
+                ));
             }
             Record::Ack(next) => self.on_ack(next, now)?,
             Record::Ping(nonce) => wire::encode_pong(&mut self.control, nonce),
@@ -410,7 +411,9 @@ impl Session {
             }
         };
         if reassembly.buf.len() + chunk.len() > reassembly.total {
-            return Err(PeerErrorKind::Violation("fragments overrun the message length"));
+            return Err(PeerErrorKind::Violation(
+                "fragments overrun the message length",
+            ));
         }
         reassembly.buf.extend_from_slice(chunk);
         if reassembly.buf.len() == reassembly.total
@@ -426,13 +429,17 @@ impl Session {
 
     fn on_ack(&mut self, next: u64, now: Duration) -> Result<(), PeerErrorKind> {
         if next > self.next_seq {
-            return Err(PeerErrorKind::Violation("ack for a sequence number never sent"));
+            return Err(PeerErrorKind::Violation(
+                "ack for a sequence number never sent",
+            ));
         }
         let oldest = self.unacked.front().map_or(self.next_seq, |(s, _)| *s);
         if next < oldest {
             if !self.resumed {
                 // The peer lost records we already freed: the stream cannot be repaired.
-                return Err(PeerErrorKind::Violation("resume point before acknowledged data"));
+                return Err(PeerErrorKind::Violation(
+                    "resume point before acknowledged data",
+                ));
             }
             return Ok(()); // A stale ack.
         }
@@ -474,11 +481,7 @@ impl Session {
                 self.stats.jitter = sample / 2;
             }
             Some(srtt) => {
-                let diff = if srtt > sample {
-                    srtt - sample
-                } else {
-                    sample - srtt
-                };
+                let diff = srtt.abs_diff(sample);
                 self.stats.jitter = (self.stats.jitter * 3 + diff) / 4;
                 self.stats.rtt = Some((srtt * 7 + sample) / 8);
             }
@@ -610,7 +613,12 @@ mod tests {
             v
         }
 
-        fn feed(s: &mut Session, packets: &[(Channel, Bytes)], now: Duration, got: &mut Vec<Inbound>) {
+        fn feed(
+            s: &mut Session,
+            packets: &[(Channel, Bytes)],
+            now: Duration,
+            got: &mut Vec<Inbound>,
+        ) {
             for (_, p) in packets {
                 s.count_in(p.len());
                 for r in Records::checked(p.clone()).unwrap() {
@@ -620,7 +628,10 @@ mod tests {
         }
 
         /// One round: each side transmits, `filter` decides what arrives.
-        fn step(&mut self, filter: &mut impl FnMut(Vec<(Channel, Bytes)>) -> Vec<(Channel, Bytes)>) {
+        fn step(
+            &mut self,
+            filter: &mut impl FnMut(Vec<(Channel, Bytes)>) -> Vec<(Channel, Bytes)>,
+        ) {
             self.now += 10 * MS;
             let from_a = filter(Self::packets(&mut self.a, self.now));
             let from_b = filter(Self::packets(&mut self.b, self.now));
@@ -685,11 +696,23 @@ mod tests {
     fn oversized_sends_are_refused_not_dropped() {
         let mut s = Session::new(PeerId(1), config(), Duration::ZERO);
         let err = s.send_reliable(1, &vec![0; 64 * 1024 + 1]).unwrap_err();
-        assert!(matches!(err, SendError::TooLarge { delivery: "reliable", .. }));
+        assert!(matches!(
+            err,
+            SendError::TooLarge {
+                delivery: "reliable",
+                ..
+            }
+        ));
         let max = config().max_unreliable_payload();
         assert!(s.send_unreliable(1, &vec![0; max], false).is_ok());
         let err = s.send_unreliable(1, &vec![0; max + 1], true).unwrap_err();
-        assert!(matches!(err, SendError::TooLarge { delivery: "unreliable", .. }));
+        assert!(matches!(
+            err,
+            SendError::TooLarge {
+                delivery: "unreliable",
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -721,7 +744,12 @@ mod tests {
         packets.extend(packets.clone());
         Pair::feed(&mut p.b, &packets, p.now, &mut p.got_b);
         assert_eq!(numbers(&p.got_b), vec![1, 1]);
-        let seq: Vec<u8> = p.got_b.iter().filter(|m| m.kind == 2).map(|m| m.payload[0]).collect();
+        let seq: Vec<u8> = p
+            .got_b
+            .iter()
+            .filter(|m| m.kind == 2)
+            .map(|m| m.payload[0])
+            .collect();
         assert_eq!(seq, vec![10, 11, 12]);
     }
 
@@ -730,7 +758,13 @@ mod tests {
         let mut s = Session::new(PeerId(1), config(), Duration::ZERO);
         let mut got = vec![];
         let mut d = |m: Inbound| got.push(m.payload[0]);
-        for (seq, tag) in [(u32::MAX - 1, 1u8), (u32::MAX, 2), (0, 3), (1, 4), (u32::MAX, 5)] {
+        for (seq, tag) in [
+            (u32::MAX - 1, 1u8),
+            (u32::MAX, 2),
+            (0, 3),
+            (1, 4),
+            (u32::MAX, 5),
+        ] {
             let r = Record::Sequenced {
                 kind: 3,
                 seq,
@@ -767,8 +801,8 @@ mod tests {
                 let mut kept = vec![];
                 for pk in packets.drain(..) {
                     match next() % 10 {
-                        0 | 1 => {}                                    // 20 % lost
-                        2 => kept.extend([pk.clone(), pk]),            // 10 % duplicated
+                        0 | 1 => {}                         // 20 % lost
+                        2 => kept.extend([pk.clone(), pk]), // 10 % duplicated
                         _ => kept.push(pk),
                     }
                 }
@@ -816,7 +850,8 @@ mod tests {
         // Repeated drops right after resuming, with duplicates replayed from the old link.
         for round in 0..5u32 {
             for i in 0..5u32 {
-                p.a.send_reliable(1, &(30 + round * 5 + i).to_le_bytes()).unwrap();
+                p.a.send_reliable(1, &(30 + round * 5 + i).to_le_bytes())
+                    .unwrap();
             }
             let stale = Pair::packets(&mut p.a, p.now);
             p.a.link_up(p.now);
@@ -837,7 +872,11 @@ mod tests {
             .iter()
             .flat_map(|(_, p)| Records::new(p.clone()).map(Result::unwrap))
             .collect();
-        assert!(records.iter().all(|r| !matches!(r, Record::Reliable { .. })));
+        assert!(
+            records
+                .iter()
+                .all(|r| !matches!(r, Record::Reliable { .. }))
+        );
         assert!(records.contains(&Record::Ack(0)));
     }
 
@@ -862,7 +901,10 @@ mod tests {
         assert!(s.on_record(frag(1, 2, 6), now, &mut sink).is_err());
         let mut s = Session::new(PeerId(1), config(), now);
         s.on_record(frag(0, 1, 3), now, &mut sink).unwrap();
-        assert!(s.on_record(frag(1, 1, 3), now, &mut sink).is_err(), "overrun");
+        assert!(
+            s.on_record(frag(1, 1, 3), now, &mut sink).is_err(),
+            "overrun"
+        );
         let mut s = Session::new(PeerId(1), config(), now);
         s.on_record(frag(0, 1, 6), now, &mut sink).unwrap();
         let whole = Record::Reliable {

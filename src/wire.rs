@@ -346,7 +346,10 @@ pub fn encode_pong(out: &mut BytesMut, nonce: u64) {
 }
 
 fn put_len(out: &mut BytesMut, len: usize) {
-    debug_assert!(len <= u16::MAX as usize, "payload length checked by the caller");
+    debug_assert!(
+        len <= u16::MAX as usize,
+        "payload length checked by the caller"
+    );
     out.put_u16_le(len as u16);
 }
 

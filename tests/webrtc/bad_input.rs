@@ -1,0 +1,208 @@
+//! A peer that sends garbage is reported and dropped; the app and the other peers carry on.
+
+use crate::harness::*;
+use bevy::prelude::*;
+use bevy_peer_message::{
+    codec::type_id_of,
+    messages::MessageRegistry,
+    prelude::*,
+    wire::{self, Hello, PROTOCOL_VERSION},
+};
+use bytes::{Bytes, BytesMut};
+use matchbox_socket::{ChannelConfig, RtcIceServerConfig, WebRtcSocket, WebRtcSocketBuilder};
+use std::time::{Duration, Instant};
+
+/// A raw matchbox socket playing a hostile peer.
+struct RawPeer {
+    socket: WebRtcSocket,
+    id: PeerId,
+}
+
+impl RawPeer {
+    fn join(url: &str) -> Self {
+        let (socket, message_loop) = WebRtcSocketBuilder::new(url)
+            .ice_server(RtcIceServerConfig {
+                urls: vec![],
+                username: None,
+                credential: None,
+            })
+            .add_channel(ChannelConfig::reliable())
+            .add_channel(ChannelConfig::unreliable())
+            .build();
+        std::thread::spawn(move || {
+            let _ = futures::executor::block_on(message_loop);
+        });
+        RawPeer {
+            socket,
+            id: PeerId::random(),
+        }
+    }
+
+    /// Sends `packets` to the host once connected (pumping `apps` meanwhile). In a full mesh
+    /// the raw peer connects to everyone; the host is the link whose hello says "host".
+    fn send_to_host(&mut self, apps: &mut [&mut App], packets: Vec<Bytes>) {
+        let start = Instant::now();
+        let link = 'found: loop {
+            for app in apps.iter_mut() {
+                app.update();
+            }
+            let _ = self.socket.try_update_peers();
+            for (link, packet) in self.socket.channel_mut(0).receive() {
+                let host_hello = wire::Records::new(packet)
+                    .any(|r| matches!(r, Ok(wire::Record::Hello(h)) if h.role == 1));
+                if host_hello {
+                    break 'found link;
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "raw peer never met the host"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        for p in packets {
+            self.socket.channel_mut(0).try_send(p, link).expect("send");
+        }
+    }
+
+    fn hello(&self, protocol_hash: u64) -> BytesMut {
+        let mut b = BytesMut::new();
+        wire::encode_hello(
+            &mut b,
+            &Hello {
+                version: PROTOCOL_VERSION,
+                protocol_hash,
+                peer_id: self.id.0,
+                incarnation: 1,
+                role: 0,
+            },
+        );
+        b
+    }
+}
+
+#[test]
+fn malformed_input_drops_only_the_offending_peer() {
+    let (mut host, url) = host_app("hostile", PeerMessagePlugin::default());
+    let mut good = app(PeerMessagePlugin::default().signaling(Signaling::server(url.clone())));
+    net(&mut good, |n| n.join("hostile"));
+    wait_connected(&mut [&mut host, &mut good], 1);
+    let good_id = id(&mut good);
+    let hash = host.world().resource::<MessageRegistry>().protocol_hash();
+    let chat = type_id_of(std::any::type_name::<Chat>());
+    let room_url = format!("{url}/hostile");
+
+    // Each case: a fresh hostile peer says a valid hello, then something bad.
+    type Case = (
+        &'static str,
+        fn(&mut BytesMut, u32),
+        fn(&PeerErrorKind) -> bool,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "garbage bytes",
+            |b, _| b.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]),
+            |e| matches!(e, PeerErrorKind::Malformed(_)),
+        ),
+        (
+            "truncated record",
+            |b, _| b.extend_from_slice(&[0x10, 0, 0]),
+            |e| matches!(e, PeerErrorKind::Malformed(_)),
+        ),
+        (
+            "undecodable payload",
+            |b, chat| wire::encode_reliable(b, 0, chat, &[0xff; 9]),
+            |e| matches!(e, PeerErrorKind::Decode { .. }),
+        ),
+        (
+            "unknown message id",
+            |b, _| wire::encode_reliable(b, 0, 0x1234_5678, b"x"),
+            |e| matches!(e, PeerErrorKind::UnknownMessage(0x1234_5678)),
+        ),
+        (
+            "fragment flood",
+            |b, chat| wire::encode_fragment(b, 0, chat, u32::MAX, &[0; 1000]),
+            |e| matches!(e, PeerErrorKind::MessageTooLarge { .. }),
+        ),
+        (
+            "second hello",
+            |b, _| {
+                let again = b.clone();
+                b.extend_from_slice(&again)
+            },
+            |e| matches!(e, PeerErrorKind::Violation(_)),
+        ),
+    ];
+    // Hostile sockets stay open until the end: a socket that vanishes while another peer's
+    // matchbox is still handshaking with it makes that matchbox loop panic ("Sender closed
+    // before channel was ready"), which is matchbox's bug, handled by reconnecting (issue 3),
+    // not what this test is about.
+    let mut hostile = Vec::new();
+    for (name, bad, expected) in cases {
+        let mut raw = RawPeer::join(&room_url);
+        let mut packet = raw.hello(hash);
+        bad(&mut packet, chat);
+        raw.send_to_host(&mut [&mut host, &mut good], vec![packet.freeze()]);
+        run_until(
+            &mut [&mut host, &mut good],
+            Duration::from_secs(10),
+            name,
+            |a| {
+                inbox::<PeerError>(a[0])
+                    .iter()
+                    .any(|e| e.peer == Some(raw.id))
+            },
+        );
+        let error = inbox::<PeerError>(&host)
+            .into_iter()
+            .find(|e| e.peer == Some(raw.id))
+            .unwrap();
+        assert!(expected(&error.error), "{name}: {error}");
+        assert!(
+            inbox::<PeerDisconnected>(&host)
+                .iter()
+                .any(|d| d.peer == raw.id && d.reason == DisconnectReason::ProtocolViolation),
+            "{name}: the offender is dropped"
+        );
+        assert!(net(&mut host, |n| n.peers().all(|(p, _)| p != raw.id)));
+        hostile.push(raw);
+    }
+
+    // Data before any hello: an error without a peer id, and the link is ignored after.
+    let mut raw = RawPeer::join(&room_url);
+    let before = inbox::<PeerError>(&host).len();
+    let mut packet = BytesMut::new();
+    wire::encode_ack(&mut packet, 0);
+    raw.send_to_host(&mut [&mut host, &mut good], vec![packet.freeze()]);
+    run_until(
+        &mut [&mut host, &mut good],
+        Duration::from_secs(10),
+        "a no-hello error",
+        |a| inbox::<PeerError>(a[0]).len() > before,
+    );
+    assert!(matches!(
+        inbox::<PeerError>(&host)[before],
+        PeerError {
+            peer: None,
+            error: PeerErrorKind::Violation(_)
+        }
+    ));
+    hostile.push(raw);
+
+    // The good joiner never noticed and still talks both ways.
+    net(&mut host, |n| n.send(good_id, Chat("still here?".into())));
+    net(&mut good, |n| n.send_to_host(Chat("yes".into())));
+    run_until(
+        &mut [&mut host, &mut good],
+        Duration::from_secs(10),
+        "chat after the attacks",
+        |a| !inbox::<Received<Chat>>(a[0]).is_empty() && !inbox::<Received<Chat>>(a[1]).is_empty(),
+    );
+    assert_eq!(net(&mut host, |n| n.peers().count()), 1);
+    assert!(
+        inbox::<PeerError>(&good).is_empty(),
+        "{:?}",
+        inbox::<PeerError>(&good)
+    );
+    assert!(inbox::<PeerDisconnected>(&good).is_empty());
+}

@@ -1,0 +1,10 @@
+//! Integration tests: real host and joiner Bevy apps over real WebRTC (matchbox_socket +
+//! webrtc-rs), each test binary inside a private network namespace (see `harness`).
+
+mod harness;
+
+mod bad_input;
+mod delivery;
+mod handshake;
+mod large;
+mod room;
