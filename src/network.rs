@@ -198,7 +198,7 @@ impl PeerNetwork {
         let local = LocalIdentity {
             id: settings.peer_id,
             role,
-            incarnation: rand::random(),
+            incarnation: crate::peer::random_u128() as u64,
             protocol_hash,
         };
         self.room = Some(Room::new(

@@ -12,8 +12,22 @@ pub struct PeerId(pub u128);
 impl PeerId {
     /// A fresh random id.
     pub fn random() -> Self {
-        Self(rand::random())
+        Self(random_u128())
     }
+}
+
+/// 128 random bits from the OS (the browser's `crypto.getRandomValues` on wasm). Should the OS
+/// refuse, falls back to hashing the clock and an address: unique enough for ids.
+pub(crate) fn random_u128() -> u128 {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_ok() {
+        return u128::from_le_bytes(bytes);
+    }
+    let now = bevy::platform::time::Instant::now();
+    let salt = &bytes as *const _ as usize as u64;
+    let a = crate::codec::hash64([format!("{now:?}").as_bytes(), &salt.to_le_bytes()]);
+    let b = crate::codec::hash64([&a.to_le_bytes(), b"peer-id".as_slice()]);
+    ((a as u128) << 64) | b as u128
 }
 
 impl fmt::Display for PeerId {
