@@ -1,0 +1,196 @@
+//! A terminal chat: lines from stdin go to everyone in the room, reliably.
+//!
+//! ```text
+//! cargo run --example chat -- host ROOM                          # embedded signaling on :3536
+//! cargo run --example chat -- join ROOM --signal ws://ADDR:3536  # join that host
+//! ```
+//!
+//! Options: `--name NAME` (shown to others), `--stun` (use public STUN; off by default so that
+//! LAN and same-machine chats contact nobody). End stdin (Ctrl-D) to leave.
+
+use bevy::{app::ScheduleRunnerPlugin, prelude::*};
+use bevy_peer_message::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::{
+    io::BufRead,
+    sync::{Mutex, mpsc},
+    time::Duration,
+};
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+struct Line {
+    name: String,
+    text: String,
+}
+
+enum Input {
+    Line(String),
+    Eof,
+}
+
+#[derive(Resource)]
+struct Stdin(Mutex<mpsc::Receiver<Input>>);
+
+#[derive(Resource)]
+struct Me(String);
+
+#[derive(Resource, Default)]
+struct Leaving(Option<u32>);
+
+struct Args {
+    host: bool,
+    room: String,
+    signal: Option<String>,
+    name: String,
+    stun: bool,
+}
+
+fn usage() -> ! {
+    eprintln!("usage: chat host ROOM [--name NAME] [--stun]");
+    eprintln!("       chat join ROOM --signal ws://ADDR:PORT [--name NAME] [--stun]");
+    std::process::exit(2)
+}
+
+fn parse() -> Args {
+    let mut it = std::env::args().skip(1);
+    let host = match it.next().as_deref() {
+        Some("host") => true,
+        Some("join") => false,
+        _ => usage(),
+    };
+    let room = it.next().unwrap_or_else(|| usage());
+    let mut args = Args {
+        host,
+        room,
+        signal: None,
+        name: if host { "host".into() } else { "guest".into() },
+        stun: false,
+    };
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--signal" => args.signal = Some(it.next().unwrap_or_else(|| usage())),
+            "--name" => args.name = it.next().unwrap_or_else(|| usage()),
+            "--stun" => args.stun = true,
+            _ => usage(),
+        }
+    }
+    args
+}
+
+fn main() {
+    let args = parse();
+    let mut plugin = PeerMessagePlugin::default().ice_servers(if args.stun {
+        IceServers::public_stun()
+    } else {
+        IceServers::none()
+    });
+    if let Some(url) = &args.signal {
+        // A joiner (or a host using a stand-alone server) goes through this server.
+        plugin = plugin.signaling(Signaling::server(url.clone()));
+    }
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(Input::Line(line)).is_err() {
+                break;
+            }
+        }
+        let _ = tx.send(Input::Eof);
+    });
+    let room = args.room.clone();
+    let host = args.host;
+    App::new()
+        .add_plugins(
+            MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(Duration::from_secs_f64(1.0 / 60.0))),
+        )
+        .add_plugins(plugin)
+        .add_peer_message::<Line>(Delivery::Reliable)
+        .insert_resource(Stdin(Mutex::new(rx)))
+        .insert_resource(Me(args.name))
+        .init_resource::<Leaving>()
+        .add_systems(Startup, move |mut net: PeerMessage| {
+            if host {
+                net.host(room.clone())
+            } else {
+                net.join(room.clone())
+            }
+        })
+        .add_systems(OnEnter(ConnectionState::Connected), |net: PeerMessage| {
+            println!("* in room {:?} as {} ({})", net.room().unwrap_or(""), net.id(), net.role().map_or("?".into(), |r| r.to_string()));
+        })
+        .add_systems(Update, (read_stdin, show, lifecycle))
+        .run();
+}
+
+fn read_stdin(
+    stdin: Res<Stdin>,
+    me: Res<Me>,
+    mut net: PeerMessage,
+    mut leaving: ResMut<Leaving>,
+    mut exit: MessageWriter<AppExit>,
+) {
+    if let Some(frames) = &mut leaving.0 {
+        // Give the goodbyes a few frames to get out.
+        *frames += 1;
+        if *frames > 10 {
+            exit.write(AppExit::Success);
+        }
+        return;
+    }
+    let Ok(rx) = stdin.0.lock() else { return };
+    while let Ok(input) = rx.try_recv() {
+        match input {
+            Input::Line(text) if !text.trim().is_empty() => {
+                net.broadcast(Line {
+                    name: me.0.clone(),
+                    text,
+                });
+            }
+            Input::Line(_) => {}
+            Input::Eof => {
+                println!("* leaving");
+                net.leave();
+                leaving.0 = Some(0);
+                return;
+            }
+        }
+    }
+}
+
+fn show(mut lines: MessageReader<Received<Line>>) {
+    for Received { from, message } in lines.read() {
+        println!("<{} {from}> {}", message.name, message.text);
+    }
+}
+
+fn lifecycle(
+    mut connected: MessageReader<PeerConnected>,
+    mut disconnected: MessageReader<PeerDisconnected>,
+    mut reconnected: MessageReader<PeerReconnected>,
+    mut errors: MessageReader<PeerError>,
+    mut exit: MessageWriter<AppExit>,
+    state: Res<State<ConnectionState>>,
+    leaving: Res<Leaving>,
+    mut was_in_room: Local<bool>,
+) {
+    for e in connected.read() {
+        println!("* {} {} joined", e.role, e.peer);
+    }
+    for e in reconnected.read() {
+        println!("* {} is back after {:?}", e.peer, e.downtime);
+    }
+    for e in disconnected.read() {
+        println!("* {} left ({:?})", e.peer, e.reason);
+    }
+    for e in errors.read() {
+        println!("! {e}");
+    }
+    // A join that failed, or a host that went away: nothing left to do.
+    if *state.get() != ConnectionState::Offline {
+        *was_in_room = true;
+    } else if *was_in_room && leaving.0.is_none() {
+        println!("* offline");
+        exit.write(AppExit::from_code(1));
+    }
+}
