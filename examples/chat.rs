@@ -102,7 +102,9 @@ fn main() {
     let host = args.host;
     App::new()
         .add_plugins(
-            MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(Duration::from_secs_f64(1.0 / 60.0))),
+            MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(Duration::from_secs_f64(
+                1.0 / 60.0,
+            ))),
         )
         .add_plugins(plugin)
         .add_peer_message::<Line>(Delivery::Reliable)
@@ -117,7 +119,12 @@ fn main() {
             }
         })
         .add_systems(OnEnter(ConnectionState::Connected), |net: PeerMessage| {
-            println!("* in room {:?} as {} ({})", net.room().unwrap_or(""), net.id(), net.role().map_or("?".into(), |r| r.to_string()));
+            println!(
+                "* in room {:?} as {} ({})",
+                net.room().unwrap_or(""),
+                net.id(),
+                net.role().map_or("?".into(), |r| r.to_string())
+            );
         })
         .add_systems(Update, (read_stdin, show, lifecycle))
         .run();

@@ -93,7 +93,10 @@ fn errors(name: Res<Who>, mut errors: MessageReader<PeerError>) {
 
 /// Host: one ping in flight at a time; each pong is a round trip.
 fn ping(mut net: PeerMessage, mut pings: ResMut<Pings>, mut pongs: MessageReader<Received<Pong>>) {
-    for Received { message: Pong(n), .. } in pongs.read() {
+    for Received {
+        message: Pong(n), ..
+    } in pongs.read()
+    {
         if let Some(sent) = pings.sent.get(*n as usize) {
             let rtt = sent.elapsed();
             pings.rtts.push(rtt);
@@ -111,7 +114,10 @@ fn ping(mut net: PeerMessage, mut pings: ResMut<Pings>, mut pongs: MessageReader
 
 /// Joiner: answers pings, streams its position.
 fn pong(mut net: PeerMessage, mut pings: MessageReader<Received<Ping>>, mut t: Local<f32>) {
-    for Received { message: Ping(n), .. } in pings.read() {
+    for Received {
+        message: Ping(n), ..
+    } in pings.read()
+    {
         net.send_to_host(Pong(*n));
     }
     if net.host_id().is_some() {
@@ -136,7 +142,8 @@ fn main() -> ExitCode {
     loop {
         host.update();
         // Join once the host's room is open (its embedded server is listening).
-        if !joined && *host.world().resource::<State<ConnectionState>>() == ConnectionState::Connected
+        if !joined
+            && *host.world().resource::<State<ConnectionState>>() == ConnectionState::Connected
         {
             let addr = host.world().resource::<SignalingServerInfo>().addr;
             println!("[host] room \"demo\" open; embedded signaling server on {addr}");

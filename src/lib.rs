@@ -86,3 +86,8 @@ pub mod prelude {
     pub use crate::server::SignalingServerInfo;
     pub use crate::signaling::LocalSignalingHub;
 }
+
+/// The README's code samples, compiled as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
