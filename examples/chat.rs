@@ -171,11 +171,16 @@ fn show(mut lines: MessageReader<Received<Line>>) {
     }
 }
 
+type Lifecycle<'w, 's> = (
+    MessageReader<'w, 's, PeerConnected>,
+    MessageReader<'w, 's, PeerReconnecting>,
+    MessageReader<'w, 's, PeerReconnected>,
+    MessageReader<'w, 's, PeerDisconnected>,
+    MessageReader<'w, 's, PeerError>,
+);
+
 fn lifecycle(
-    mut connected: MessageReader<PeerConnected>,
-    mut disconnected: MessageReader<PeerDisconnected>,
-    mut reconnected: MessageReader<PeerReconnected>,
-    mut errors: MessageReader<PeerError>,
+    (mut connected, mut away, mut reconnected, mut disconnected, mut errors): Lifecycle,
     mut exit: MessageWriter<AppExit>,
     state: Res<State<ConnectionState>>,
     leaving: Res<Leaving>,
@@ -183,6 +188,9 @@ fn lifecycle(
 ) {
     for e in connected.read() {
         println!("* {} {} joined", e.role, e.peer);
+    }
+    for e in away.read() {
+        println!("* {} went quiet; reconnecting", e.peer);
     }
     for e in reconnected.read() {
         println!("* {} is back after {:?}", e.peer, e.downtime);

@@ -2,7 +2,10 @@
 //! [`PeerMessagePlugin`](crate::plugin::PeerMessagePlugin) builder; readable at run time as the
 //! [`PeerMessageSettings`] resource.
 
-use crate::{peer::PeerId, session::SessionConfig};
+use crate::{
+    backoff::Backoff, conditioner::LinkConditioner, peer::PeerId, room::ResumePolicy,
+    session::SessionConfig,
+};
 use bevy::prelude::*;
 use matchbox_socket::SignallerBuilder;
 use std::{fmt, sync::Arc, time::Duration};
@@ -199,6 +202,17 @@ pub struct PeerMessageSettings {
     pub session: SessionConfig,
     /// How long a socket stays open after `leave()` so the goodbyes get out.
     pub linger: Duration,
+    /// When a peer counts as away (`liveness_timeout`, default 1 s) and how long an away peer
+    /// is waited for (`resume_timeout`, default 30 s).
+    pub resume: ResumePolicy,
+    /// Delays between attempts to re-open the socket.
+    pub backoff: Backoff,
+    /// A signaling connection attempt that has not succeeded by then has failed (default 2 s).
+    pub signaling_connect_timeout: Duration,
+    /// How often the reconnect system runs (default 100 ms).
+    pub reconnect_interval: Duration,
+    /// Opt-in rehearsal of a bad network (see [`crate::conditioner`]).
+    pub conditioner: Option<LinkConditioner>,
 }
 
 impl Default for PeerMessageSettings {
@@ -211,6 +225,11 @@ impl Default for PeerMessageSettings {
             max_peers: 16,
             session: SessionConfig::default(),
             linger: Duration::from_millis(500),
+            resume: ResumePolicy::default(),
+            backoff: Backoff::default(),
+            signaling_connect_timeout: Duration::from_secs(2),
+            reconnect_interval: Duration::from_millis(100),
+            conditioner: None,
         }
     }
 }

@@ -27,6 +27,16 @@ pub struct PeerDisconnected {
     pub reason: DisconnectReason,
 }
 
+/// A peer went silent for `liveness_timeout` (or its link dropped): it is away. Its entity
+/// stays, reliable messages to it keep queueing, and the plugin works to bring it back; then
+/// [`PeerReconnected`] follows, or [`PeerDisconnected`] with
+/// [`DisconnectReason::Timeout`] after `resume_timeout`.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct PeerReconnecting {
+    /// The peer.
+    pub peer: PeerId,
+}
+
 /// A peer whose link dropped is back, and its reliable stream resumed where it stopped.
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
 pub struct PeerReconnected {

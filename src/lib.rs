@@ -54,7 +54,9 @@
 //! peer, that peer is dropped, and everyone else carries on.
 #![warn(missing_docs)]
 
+pub mod backoff;
 pub mod codec;
+pub mod conditioner;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -72,11 +74,13 @@ pub mod wire;
 
 /// Everything a game needs: `use bevy_peer_message::prelude::*;`.
 pub mod prelude {
+    pub use crate::backoff::Backoff;
+    pub use crate::conditioner::LinkConditioner;
     pub use crate::config::{IceServers, PeerMessageSettings, Signaling};
     pub use crate::error::{PeerErrorKind, SendError};
     pub use crate::events::{
         ConnectionState, Peer, PeerConnected, PeerDisconnected, PeerError, PeerReconnected,
-        PeerStats,
+        PeerReconnecting, PeerStats,
     };
     pub use crate::messages::{Delivery, PeerMessage, PeerMessageAppExt, Received};
     pub use crate::peer::{PeerId, Role};

@@ -223,6 +223,13 @@ impl PeerMessage<'_> {
         self.net.queue_leave();
     }
 
+    /// Drops every packet from peers for `duration`, as if the network went away (see
+    /// [`crate::conditioner`]): rehearse reconnects without root. Works with or without a
+    /// configured [`LinkConditioner`](crate::conditioner::LinkConditioner).
+    pub fn simulate_blackout(&mut self, duration: std::time::Duration) {
+        self.net.queue_blackout(duration);
+    }
+
     /// Our stable id.
     pub fn id(&self) -> PeerId {
         self.settings.peer_id

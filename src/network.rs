@@ -5,21 +5,26 @@
 //! [`transmit`] in `PostUpdate`.
 
 use crate::{
+    backoff::Jitter,
     codec,
+    conditioner::Conditioner,
     config::{PeerMessageSettings, Signaling},
     error::{PeerErrorKind, SendError},
     events::{
         ConnectionState, Peer, PeerConnected, PeerDisconnected, PeerError, PeerReconnected,
-        PeerStats,
+        PeerReconnecting, PeerStats,
     },
     messages::MessageRegistry,
     peer::{PeerId, Role},
     room::{LocalIdentity, Room, RoomEvent, WireDelivery},
-    transport::{LinkChange, LinkId, Transport},
+    signaling::{SignalingPhase, WebSocketSignallerBuilder},
+    transport::{Incoming, LinkChange, LinkId, SocketSet, Transport},
 };
 use bevy::{platform::collections::HashMap, platform::time::Instant, prelude::*};
+use bytes::Bytes;
+use matchbox_socket::SignallerBuilder;
 use serde::Serialize;
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Phase {
@@ -34,15 +39,32 @@ enum Command {
     Host(String),
     Join(String),
     Leave,
+    Blackout(Duration),
 }
 
-/// A socket (and server) kept open briefly after `leave()` so the goodbyes get out.
+/// Sockets (and a server) kept open briefly after `leave()` so the goodbyes get out.
 #[derive(Debug)]
 struct Lingering {
-    transport: Transport,
+    transports: Vec<Transport>,
     #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
     _server: Option<crate::server::EmbeddedServer>,
     until: Duration,
+}
+
+/// Where and how the current room's sockets are opened, kept to re-open them.
+#[derive(Debug, Clone)]
+struct OpenParams {
+    url: String,
+    signaller: Arc<dyn SignallerBuilder>,
+}
+
+/// The reconnect system's memory.
+#[derive(Debug)]
+struct Reconnect {
+    attempts: u32,
+    next_attempt: Duration,
+    next_tick: Duration,
+    jitter: Jitter,
 }
 
 /// The plugin's network state. Internal: games use [`PeerMessage`](crate::messages::PeerMessage).
@@ -52,7 +74,12 @@ pub struct PeerNetwork {
     phase: Phase,
     room_name: Option<String>,
     room: Option<Room<LinkId>>,
-    transport: Option<Transport>,
+    sockets: SocketSet,
+    params: Option<OpenParams>,
+    reconnect: Reconnect,
+    /// A host's room was open (signaling up) at some point.
+    room_was_open: bool,
+    conditioner: Option<Conditioner<(LinkId, Bytes)>>,
     #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
     server: Option<crate::server::EmbeddedServer>,
     lingering: Vec<Lingering>,
@@ -69,7 +96,16 @@ impl Default for PeerNetwork {
             phase: Phase::Offline,
             room_name: None,
             room: None,
-            transport: None,
+            sockets: SocketSet::default(),
+            params: None,
+            reconnect: Reconnect {
+                attempts: 0,
+                next_attempt: Duration::ZERO,
+                next_tick: Duration::ZERO,
+                jitter: Jitter::new(crate::peer::random_u128() as u64),
+            },
+            room_was_open: false,
+            conditioner: None,
             #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
             server: None,
             lingering: Vec::new(),
@@ -94,6 +130,9 @@ impl PeerNetwork {
     }
     pub(crate) fn queue_leave(&mut self) {
         self.commands.push(Command::Leave);
+    }
+    pub(crate) fn queue_blackout(&mut self, duration: Duration) {
+        self.commands.push(Command::Blackout(duration));
     }
 
     pub(crate) fn room(&self) -> Option<&Room<LinkId>> {
@@ -144,15 +183,33 @@ impl PeerNetwork {
         }
     }
 
+    /// The host we joined, while it is away.
+    fn host_away_since(&self) -> Option<Duration> {
+        let room = self.room.as_ref()?;
+        if room.local().role != Role::Joiner {
+            return None;
+        }
+        room.host().and_then(|h| room.away_since(h))
+    }
+
     fn state(&mut self) -> ConnectionState {
         match self.phase {
             Phase::Offline => ConnectionState::Offline,
             Phase::Joining { .. } => ConnectionState::Connecting,
+            Phase::Joined if self.host_away_since().is_some() => ConnectionState::Reconnecting,
             Phase::Joined => ConnectionState::Connected,
-            Phase::Hosting => match self.transport.as_mut().and_then(|t| t.id()) {
-                Some(_) => ConnectionState::Connected,
-                None => ConnectionState::Connecting,
-            },
+            Phase::Hosting => {
+                let up = self
+                    .sockets
+                    .current()
+                    .is_some_and(|s| s.signaling() == SignalingPhase::Up);
+                self.room_was_open |= up;
+                match (up, self.room_was_open) {
+                    (true, _) => ConnectionState::Connected,
+                    (false, false) => ConnectionState::Connecting,
+                    (false, true) => ConnectionState::Reconnecting,
+                }
+            }
         }
     }
 
@@ -176,7 +233,8 @@ impl PeerNetwork {
         }
         let settings = world.resource::<PeerMessageSettings>().clone();
         let protocol_hash = world.resource::<MessageRegistry>().protocol_hash();
-        let (url, builder) = match &settings.signaling {
+        let websocket: Arc<dyn SignallerBuilder> = Arc::new(WebSocketSignallerBuilder);
+        let (url, signaller) = match &settings.signaling {
             #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
             Signaling::Embedded { bind, join_url } => match role {
                 Role::Host => {
@@ -185,14 +243,15 @@ impl PeerNetwork {
                     let addr = server.addr();
                     world.insert_resource(crate::server::SignalingServerInfo { addr });
                     self.server = Some(server);
-                    (format!("ws://127.0.0.1:{}/{room_name}", addr.port()), None)
+                    (
+                        format!("ws://127.0.0.1:{}/{room_name}", addr.port()),
+                        websocket,
+                    )
                 }
-                Role::Joiner => (format!("{join_url}/{room_name}"), None),
+                Role::Joiner => (format!("{join_url}/{room_name}"), websocket),
             },
-            Signaling::Server { url } => (format!("{url}/{room_name}"), None),
-            Signaling::Custom { builder, url } => {
-                (format!("{url}/{room_name}"), Some(builder.clone()))
-            }
+            Signaling::Server { url } => (format!("{url}/{room_name}"), websocket),
+            Signaling::Custom { builder, url } => (format!("{url}/{room_name}"), builder.clone()),
         };
         info!("{role} {room_name:?} via {url} as {}", settings.peer_id);
         let local = LocalIdentity {
@@ -201,42 +260,62 @@ impl PeerNetwork {
             incarnation: crate::peer::random_u128() as u64,
             protocol_hash,
         };
-        self.room = Some(Room::new(
+        let mut session = settings.session.clone();
+        // Heartbeats: at least four per liveness timeout.
+        session.ping_interval = session
+            .ping_interval
+            .min(settings.resume.liveness_timeout / 4)
+            .max(Duration::from_millis(10));
+        self.room = Some(Room::with_policy(
             local,
-            settings.session.clone(),
+            session,
             settings.max_peers,
+            settings.resume,
         ));
-        self.transport = Some(Transport::open(url, &settings.ice_servers, builder));
+        let now = self.now();
+        self.sockets.open(
+            url.clone(),
+            &settings.ice_servers,
+            signaller.clone(),
+            settings.signaling_connect_timeout,
+            now,
+        );
+        self.params = Some(OpenParams { url, signaller });
+        self.reconnect.attempts = 0;
+        self.reconnect.next_attempt = now;
+        self.room_was_open = false;
+        self.conditioner = settings
+            .conditioner
+            .map(|c| Conditioner::new(c, crate::peer::random_u128() as u64));
         self.room_name = Some(room_name);
         self.phase = match role {
             Role::Host => Phase::Hosting,
-            Role::Joiner => Phase::Joining { since: self.now() },
+            Role::Joiner => Phase::Joining { since: now },
         };
         Ok(())
     }
 
-    /// Leaves the room: goodbyes are queued, the socket lingers a little so they get out.
+    /// Leaves the room: goodbyes are queued, the sockets linger a little so they get out.
     fn close(&mut self, linger: Duration) {
+        let now = self.now();
         if let Some(room) = self.room.as_mut() {
             room.leave();
             self.events.extend(room.drain_events());
-            if let Some(transport) = self.transport.as_mut() {
-                let now = self.epoch.elapsed();
-                room.poll_transmit(now, &mut |link, channel, packet| {
-                    transport.send(link, channel, packet);
-                });
-            }
-        }
-        if let Some(transport) = self.transport.take() {
-            self.lingering.push(Lingering {
-                transport,
-                #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
-                _server: self.server.take(),
-                until: self.now() + linger,
+            let sockets = &mut self.sockets;
+            room.poll_transmit(now, &mut |link, channel, packet| {
+                sockets.send(link, channel, packet);
             });
         }
+        self.lingering.push(Lingering {
+            transports: self.sockets.take_all(),
+            #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
+            _server: self.server.take(),
+            until: now + linger,
+        });
         self.room = None;
         self.room_name = None;
+        self.params = None;
+        self.conditioner = None;
         self.phase = Phase::Offline;
     }
 }
@@ -245,6 +324,10 @@ fn error(world: &mut World, peer: Option<PeerId>, error: PeerErrorKind) {
     let e = PeerError { peer, error };
     warn!("{e}");
     world.write_message(e);
+}
+
+fn linger(world: &World) -> Duration {
+    world.resource::<PeerMessageSettings>().linger
 }
 
 /// Turns pending room events into Bevy messages and entities. Loops: dropping a peer for a
@@ -311,11 +394,13 @@ fn apply_event(world: &mut World, net: &mut PeerNetwork, event: RoomEvent) {
                 net.phase = Phase::Joined;
             }
         }
-        RoomEvent::Reconnected { peer } => {
-            world.write_message(PeerReconnected {
-                peer,
-                downtime: Duration::ZERO,
-            });
+        RoomEvent::Reconnecting { peer } => {
+            info!("peer {peer} is away; waiting for it to come back");
+            world.write_message(PeerReconnecting { peer });
+        }
+        RoomEvent::Reconnected { peer, downtime } => {
+            info!("peer {peer} is back after {downtime:?}");
+            world.write_message(PeerReconnected { peer, downtime });
         }
         RoomEvent::Disconnected { peer, reason } => {
             if let Some(entity) = net.entities.remove(&peer) {
@@ -327,8 +412,7 @@ fn apply_event(world: &mut World, net: &mut PeerNetwork, event: RoomEvent) {
                 net.phase == Phase::Joined && net.room.as_ref().is_some_and(|r| r.host().is_none());
             if lost_host {
                 // The room is the host's: without it, we leave too.
-                let linger = world.resource::<PeerMessageSettings>().linger;
-                net.close(linger);
+                net.close(linger(world));
             }
         }
         RoomEvent::Error { peer, error: e } => {
@@ -337,62 +421,156 @@ fn apply_event(world: &mut World, net: &mut PeerNetwork, event: RoomEvent) {
                 e == PeerErrorKind::RoomFull && matches!(net.phase, Phase::Joining { .. });
             error(world, peer, e);
             if refused {
-                let linger = world.resource::<PeerMessageSettings>().linger;
-                net.close(linger);
+                net.close(linger(world));
             }
         }
     }
 }
 
-/// `PreUpdate`: links, packets, events, timeouts, state, stats.
+/// `PreUpdate`: links, packets (through the conditioner, if any), events, state, stats.
 pub(crate) fn receive(world: &mut World) {
     world.resource_scope(|world, mut net: Mut<PeerNetwork>| {
         let net = &mut *net;
         let now = net.now();
-        if let (Some(transport), Some(room)) = (net.transport.as_mut(), net.room.as_mut()) {
-            transport.poll_links(|change| match change {
-                LinkChange::Up(link) => room.link_up(link),
-                LinkChange::Down(link) => room.link_down(link),
+        if let Some(room) = net.room.as_mut() {
+            let conditioner = &mut net.conditioner;
+            net.sockets.poll(|incoming| match incoming {
+                Incoming::Link(LinkChange::Up(link)) => room.link_up(link),
+                Incoming::Link(LinkChange::Down(link)) => room.link_down(link, now),
+                Incoming::Packet(link, _, packet) => match conditioner {
+                    // The handshake is exempt, so that reconnects can complete.
+                    Some(c) if room.link_bound(link) => c.admit(now, (link, packet)),
+                    _ => room.on_packet(link, packet, now),
+                },
             });
-            transport.receive(|link, _channel, packet| room.on_packet(link, packet, now));
+            if let Some(c) = conditioner {
+                c.release(now, |(link, packet)| room.on_packet(link, packet, now));
+            }
+        }
+        apply_events(world, net);
+        update_state(world, net);
+        update_stats(world, net);
+    });
+}
+
+fn update_state(world: &mut World, net: &mut PeerNetwork) {
+    let state = net.state();
+    if *world.resource::<State<ConnectionState>>().get() != state {
+        world
+            .resource_mut::<NextState<ConnectionState>>()
+            .set(state);
+    }
+}
+
+/// Run condition of [`reconnect`]: its timer has run out.
+pub(crate) fn reconnect_due(net: Res<PeerNetwork>) -> bool {
+    net.phase != Phase::Offline && net.now() >= net.reconnect.next_tick
+}
+
+/// The reconnect system, on a timer (`reconnect_interval`, in `PreUpdate` after
+/// [`receive`]): liveness and resume timeouts, sockets whose loop or signaling died, and
+/// re-opening the socket with backoff when the room needs it.
+///
+/// Who re-opens when:
+/// - a joiner whose host is away (silent for `liveness_timeout`, or its link dropped) opens a
+///   new socket: a fresh signaling session and fresh WebRTC connections, to the host and to
+///   every other peer; the sessions resume on them;
+/// - any peer whose socket's signaling connection failed or was lost re-opens, keeping the old
+///   socket while it still carries links in use (existing links keep working; the new socket
+///   lets new joiners in and lets later drops recover);
+/// - a host whose joiner is away does nothing but wait: the joiner comes back through
+///   signaling; so does a joiner whose fellow joiner is away.
+///
+/// Each failed attempt is reported as a [`PeerError`] and the next waits per the backoff.
+pub(crate) fn reconnect(world: &mut World) {
+    world.resource_scope(|world, mut net: Mut<PeerNetwork>| {
+        let net = &mut *net;
+        let settings = world.resource::<PeerMessageSettings>().clone();
+        let now = net.now();
+        net.reconnect.next_tick = now + settings.reconnect_interval;
+
+        if let Some(room) = net.room.as_mut() {
+            room.check_timeouts(now);
         }
         apply_events(world, net);
 
-        // The socket's loop ended: signaling unreachable, or lost with nobody connected.
-        let ended = net.transport.as_mut().and_then(|t| t.ended().cloned());
-        if let Some(result) = ended {
-            let reason = result.err().unwrap_or_else(|| "socket closed".into());
-            error(world, None, PeerErrorKind::Signaling(reason));
-            let linger = world.resource::<PeerMessageSettings>().linger;
-            net.close(linger);
-            apply_events(world, net);
+        // Sockets whose loop ended: their links are gone; a current one has failed.
+        let mut failures = Vec::new();
+        if let Some(room) = net.room.as_mut() {
+            net.sockets.reap_ended(|socket, result, was_current| {
+                for link in socket.links() {
+                    room.link_down(link, now);
+                }
+                if was_current && !socket.failure_reported {
+                    failures.push(result.err().unwrap_or_else(|| "socket closed".into()));
+                }
+            });
         }
-
-        if let Phase::Joining { since } = net.phase {
-            let timeout = world.resource::<PeerMessageSettings>().join_timeout;
-            if now.saturating_sub(since) >= timeout {
-                let room = net.room_name.clone().unwrap_or_default();
-                error(
-                    world,
-                    None,
-                    PeerErrorKind::JoinTimeout {
-                        room,
-                        after: timeout,
-                    },
-                );
-                net.close(Duration::ZERO);
-                apply_events(world, net);
+        for reason in failures {
+            error(world, None, PeerErrorKind::Signaling(reason));
+        }
+        // A current socket whose signaling failed or dropped.
+        let host_away = net.host_away_since();
+        let mut need = net.sockets.is_empty();
+        if let Some(current) = net.sockets.current() {
+            if current.signaling() == SignalingPhase::Down {
+                if !current.failure_reported {
+                    current.failure_reported = true;
+                    let what = if current.ever_up {
+                        "connection to the signaling server lost"
+                    } else {
+                        "could not reach the signaling server"
+                    };
+                    error(world, None, PeerErrorKind::Signaling(what.into()));
+                }
+                need = true;
+            }
+            if host_away.is_some_and(|since| current.opened_at <= since) {
+                need = true;
+            }
+            if !need && current.signaling() == SignalingPhase::Up && host_away.is_none() {
+                net.reconnect.attempts = 0;
             }
         }
-
-        update_stats(world, net);
-        let state = net.state();
-        if *world.resource::<State<ConnectionState>>().get() != state {
-            world
-                .resource_mut::<NextState<ConnectionState>>()
-                .set(state);
+        apply_events(world, net);
+        if net.phase != Phase::Offline && need && now >= net.reconnect.next_attempt {
+            reopen(net, &settings, now);
         }
+        if let Some(room) = net.room.as_ref() {
+            net.sockets.retire_unused(|link| room.link_in_use(link));
+        }
+        update_state(world, net);
     });
+}
+
+fn reopen(net: &mut PeerNetwork, settings: &PeerMessageSettings, now: Duration) {
+    let Some(params) = net.params.clone() else {
+        return;
+    };
+    let attempt = net.reconnect.attempts;
+    net.reconnect.attempts += 1;
+    let random = net.reconnect.jitter.next_f32();
+    net.reconnect.next_attempt = now + settings.backoff.delay(net.reconnect.attempts, random);
+    // A current socket with links still in use keeps serving them while the new one comes up.
+    let keep = match (net.sockets.current(), net.room.as_ref()) {
+        (Some(current), Some(room)) => current.links().any(|l| room.link_in_use(l)),
+        _ => false,
+    };
+    if !keep {
+        net.sockets.drop_current();
+    }
+    info!(
+        "re-opening the socket (attempt {}, next no sooner than {:?})",
+        attempt + 1,
+        net.reconnect.next_attempt.saturating_sub(now)
+    );
+    net.sockets.open(
+        params.url,
+        &settings.ice_servers,
+        params.signaller,
+        settings.signaling_connect_timeout,
+        now,
+    );
 }
 
 fn update_stats(world: &mut World, net: &PeerNetwork) {
@@ -430,10 +608,20 @@ pub(crate) fn transmit(world: &mut World) {
                 Command::Host(room) => net.open(world, Role::Host, room),
                 Command::Join(room) => net.open(world, Role::Joiner, room),
                 Command::Leave => {
-                    let linger = world.resource::<PeerMessageSettings>().linger;
-                    net.close(linger);
+                    net.close(linger(world));
                     #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
                     world.remove_resource::<crate::server::SignalingServerInfo>();
+                    Ok(())
+                }
+                Command::Blackout(duration) => {
+                    let now = net.now();
+                    if let Some(c) = net.conditioner.as_mut() {
+                        c.blackout(now + duration);
+                    } else if net.room.is_some() {
+                        let mut c = Conditioner::new(Default::default(), now.as_nanos() as u64);
+                        c.blackout(now + duration);
+                        net.conditioner = Some(c);
+                    }
                     Ok(())
                 }
             };
@@ -444,16 +632,36 @@ pub(crate) fn transmit(world: &mut World) {
         apply_events(world, net);
 
         let now = net.now();
-        if let (Some(transport), Some(room)) = (net.transport.as_mut(), net.room.as_mut()) {
+        if let Phase::Joining { since } = net.phase {
+            let timeout = world.resource::<PeerMessageSettings>().join_timeout;
+            if now.saturating_sub(since) >= timeout {
+                let room = net.room_name.clone().unwrap_or_default();
+                error(
+                    world,
+                    None,
+                    PeerErrorKind::JoinTimeout {
+                        room,
+                        after: timeout,
+                    },
+                );
+                net.close(Duration::ZERO);
+                apply_events(world, net);
+            }
+        }
+        if let Some(room) = net.room.as_mut() {
+            let sockets = &mut net.sockets;
             room.poll_transmit(now, &mut |link, channel, packet| {
-                transport.send(link, channel, packet);
+                sockets.send(link, channel, packet);
             });
         }
         net.lingering.retain_mut(|l| {
-            if now < l.until && l.transport.ended().is_none() {
+            l.transports.retain_mut(|t| t.ended().is_none());
+            if now < l.until && !l.transports.is_empty() {
                 return true;
             }
-            l.transport.close();
+            for t in &mut l.transports {
+                t.close();
+            }
             false
         });
     });

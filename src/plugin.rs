@@ -1,8 +1,13 @@
 //! [`PeerMessagePlugin`]: its builder, its system sets and the systems it adds.
 
 use crate::{
+    backoff::Backoff,
+    conditioner::LinkConditioner,
     config::{IceServers, PeerMessageSettings, Signaling},
-    events::{ConnectionState, PeerConnected, PeerDisconnected, PeerError, PeerReconnected},
+    events::{
+        ConnectionState, PeerConnected, PeerDisconnected, PeerError, PeerReconnected,
+        PeerReconnecting,
+    },
     messages::MessageRegistry,
     network::{self, PeerNetwork},
     peer::PeerId,
@@ -33,8 +38,11 @@ pub enum PeerMessageSet {
 /// - resources [`PeerMessageSettings`] (what it was built with) and [`MessageRegistry`];
 /// - the [`ConnectionState`] state (and Bevy's `StatesPlugin` if missing);
 /// - messages [`PeerConnected`], [`PeerDisconnected`], [`PeerReconnected`], [`PeerError`];
-/// - an exclusive system in [`PeerMessageSet::Receive`] ([`PreUpdate`]) and one in
-///   [`PeerMessageSet::Send`] ([`PostUpdate`]).
+/// - in [`PeerMessageSet::Receive`] ([`PreUpdate`]): an exclusive system that receives, and
+///   after it the reconnect system, which runs on a timer (`reconnect_interval`, 100 ms) rather
+///   than every frame: liveness, resume timeouts, re-opening the socket with backoff;
+/// - in [`PeerMessageSet::Send`] ([`PostUpdate`]): an exclusive system that applies
+///   `host`/`join`/`leave` and sends.
 ///
 /// ```no_run
 /// use bevy::prelude::*;
@@ -97,6 +105,41 @@ impl PeerMessagePlugin {
         self
     }
 
+    /// How long an away peer is waited for before it is
+    /// [`DisconnectReason::Timeout`](crate::room::DisconnectReason) (default 30 s). Zero turns
+    /// reconnecting off: a lost link disconnects at once.
+    pub fn resume_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.resume.resume_timeout = timeout;
+        self
+    }
+
+    /// How long a silent peer is still considered present (default 1 s). Heartbeats keep idle
+    /// links talking four times per timeout.
+    pub fn liveness_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.resume.liveness_timeout = timeout;
+        self
+    }
+
+    /// Delays between attempts to re-open the socket (default 100 ms doubling up to 1 s, with
+    /// 20 % jitter).
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.settings.backoff = backoff;
+        self
+    }
+
+    /// How long one attempt to reach the signaling server may take (default 2 s).
+    pub fn signaling_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.signaling_connect_timeout = timeout;
+        self
+    }
+
+    /// Rehearse a bad network: delay, jitter and loss on incoming packets (see
+    /// [`crate::conditioner`]). Blackouts: [`PeerMessage::simulate_blackout`](crate::messages::PeerMessage::simulate_blackout).
+    pub fn conditioner(mut self, conditioner: LinkConditioner) -> Self {
+        self.settings.conditioner = Some(conditioner);
+        self
+    }
+
     /// All session limits and timings at once.
     pub fn session(mut self, session: SessionConfig) -> Self {
         self.settings.session = session;
@@ -121,10 +164,19 @@ impl Plugin for PeerMessagePlugin {
             .add_message::<PeerConnected>()
             .add_message::<PeerDisconnected>()
             .add_message::<PeerReconnected>()
+            .add_message::<PeerReconnecting>()
             .add_message::<PeerError>()
             .configure_sets(PreUpdate, PeerMessageSet::Receive)
             .configure_sets(PostUpdate, PeerMessageSet::Send)
-            .add_systems(PreUpdate, network::receive.in_set(PeerMessageSet::Receive))
+            .add_systems(
+                PreUpdate,
+                (
+                    network::receive,
+                    network::reconnect.run_if(network::reconnect_due),
+                )
+                    .chain()
+                    .in_set(PeerMessageSet::Receive),
+            )
             .add_systems(PostUpdate, network::transmit.in_set(PeerMessageSet::Send));
     }
 }

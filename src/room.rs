@@ -47,10 +47,18 @@ pub enum RoomEvent {
         /// Its role.
         role: Role,
     },
+    /// A peer went silent (or its link dropped): it is away, its session is kept for
+    /// `resume_timeout`, and reliable sends to it keep queueing.
+    Reconnecting {
+        /// The peer.
+        peer: PeerId,
+    },
     /// A known peer came back on a new link; its session resumes.
     Reconnected {
         /// The peer.
         peer: PeerId,
+        /// How long it was away.
+        downtime: Duration,
     },
     /// A peer is gone for good; its session is freed.
     Disconnected {
@@ -112,7 +120,28 @@ struct Remote<L> {
     role: Role,
     incarnation: u64,
     link: Option<L>,
+    /// Since when the peer has been away (no usable link), if it is.
+    away_since: Option<Duration>,
     session: Session,
+}
+
+/// What the room does when a peer's link is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumePolicy {
+    /// Keep an away peer's session this long, waiting for it to come back. Zero: a lost link
+    /// disconnects the peer at once.
+    pub resume_timeout: Duration,
+    /// A peer silent this long is away (heartbeats keep a healthy idle link talking).
+    pub liveness_timeout: Duration,
+}
+
+impl Default for ResumePolicy {
+    fn default() -> Self {
+        Self {
+            resume_timeout: Duration::from_secs(30),
+            liveness_timeout: Duration::from_secs(1),
+        }
+    }
 }
 
 /// The room core. `L` is the transport's link id (matchbox's per-socket peer id).
@@ -120,6 +149,7 @@ struct Remote<L> {
 pub struct Room<L> {
     local: LocalIdentity,
     config: SessionConfig,
+    policy: ResumePolicy,
     max_peers: usize,
     links: HashMap<L, Link>,
     peers: HashMap<PeerId, Remote<L>>,
@@ -129,9 +159,20 @@ pub struct Room<L> {
 impl<L: Copy + Eq + Hash> Room<L> {
     /// An empty room.
     pub fn new(local: LocalIdentity, config: SessionConfig, max_peers: usize) -> Self {
+        Self::with_policy(local, config, max_peers, ResumePolicy::default())
+    }
+
+    /// An empty room with an explicit reconnect policy.
+    pub fn with_policy(
+        local: LocalIdentity,
+        config: SessionConfig,
+        max_peers: usize,
+        policy: ResumePolicy,
+    ) -> Self {
         Self {
             local,
             config,
+            policy,
             max_peers,
             links: HashMap::new(),
             peers: HashMap::new(),
@@ -167,6 +208,81 @@ impl<L: Copy + Eq + Hash> Room<L> {
         self.peers.get(&peer).map(|r| &r.session)
     }
 
+    /// Since when `peer` has been away, if it is.
+    pub fn away_since(&self, peer: PeerId) -> Option<Duration> {
+        self.peers.get(&peer).and_then(|r| r.away_since)
+    }
+
+    /// Whether a transport link is bound to a peer that uses it (not closed, not superseded).
+    pub fn link_in_use(&self, link: L) -> bool {
+        self.link_bound(link)
+            || matches!(
+                self.links.get(&link).map(|l| &l.state),
+                Some(LinkState::AwaitingHello)
+            )
+    }
+
+    /// Whether a link is the one a peer currently uses (handshake done).
+    pub fn link_bound(&self, link: L) -> bool {
+        matches!(
+            self.links.get(&link).map(|l| &l.state),
+            Some(LinkState::Bound(p)) if self.peers.get(p).is_some_and(|r| r.link == Some(link))
+        )
+    }
+
+    /// Marks peers silent for `liveness_timeout` as away, and gives up on peers away for
+    /// `resume_timeout`. Call on a timer.
+    pub fn check_timeouts(&mut self, now: Duration) {
+        let policy = self.policy;
+        let silent: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, r)| {
+                r.away_since.is_none()
+                    && now.saturating_sub(r.session.last_heard()) >= policy.liveness_timeout
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in silent {
+            self.peer_lost(peer, now);
+        }
+        let expired: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, r)| {
+                r.away_since
+                    .is_some_and(|since| now.saturating_sub(since) >= policy.resume_timeout)
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in expired {
+            self.remove_peer(peer, DisconnectReason::Timeout);
+        }
+    }
+
+    /// The peer's link is gone or silent: it is away (or, without resume, disconnected).
+    fn peer_lost(&mut self, peer: PeerId, now: Duration) {
+        if self.policy.resume_timeout.is_zero() {
+            self.remove_peer(peer, DisconnectReason::ConnectionLost);
+            return;
+        }
+        let Some(remote) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if remote.away_since.is_some() {
+            return;
+        }
+        remote.away_since = Some(now);
+        // The old link is abandoned for good, even if it wakes up: the peer comes back on a
+        // new link with a fresh handshake, and the streams resume from the acks.
+        if let Some(link) = remote.link.take()
+            && let Some(l) = self.links.get_mut(&link)
+        {
+            l.state = LinkState::Closed;
+        }
+        self.events.push(RoomEvent::Reconnecting { peer });
+    }
+
     /// Takes the events produced since the last call.
     pub fn drain_events(&mut self) -> std::vec::Drain<'_, RoomEvent> {
         self.events.drain(..)
@@ -195,14 +311,14 @@ impl<L: Copy + Eq + Hash> Room<L> {
     }
 
     /// A transport link is gone.
-    pub fn link_down(&mut self, link: L) {
+    pub fn link_down(&mut self, link: L, now: Duration) {
         let Some(old) = self.links.remove(&link) else {
             return;
         };
         if let LinkState::Bound(peer) = old.state
             && self.peers.get(&peer).is_some_and(|r| r.link == Some(link))
         {
-            self.remove_peer(peer, DisconnectReason::ConnectionLost);
+            self.peer_lost(peer, now);
         }
     }
 
@@ -308,6 +424,11 @@ impl<L: Copy + Eq + Hash> Room<L> {
                 },
                 ByeReason::Incompatible,
             ))
+        } else if peer == self.local.id && hello.incarnation == self.local.incarnation {
+            // Our own other socket (an old one still draining while a new one registers):
+            // nothing to report, just not a link to use.
+            self.close_link(link, None);
+            return;
         } else if peer == self.local.id {
             Some((PeerErrorKind::SelfConnection, ByeReason::Refused))
         } else if role == Role::Host
@@ -350,11 +471,16 @@ impl<L: Copy + Eq + Hash> Room<L> {
             {
                 l.state = LinkState::Closed;
             }
+            let mut downtime = Duration::ZERO;
             if let Some(remote) = self.peers.get_mut(&peer) {
+                downtime = remote
+                    .away_since
+                    .take()
+                    .map_or(Duration::ZERO, |since| now.saturating_sub(since));
                 remote.link = Some(link);
                 remote.session.link_up(now);
             }
-            self.events.push(RoomEvent::Reconnected { peer });
+            self.events.push(RoomEvent::Reconnected { peer, downtime });
         } else {
             let mut session = Session::new(peer, self.config.clone(), now);
             session.link_up(now);
@@ -364,6 +490,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
                     role,
                     incarnation: hello.incarnation,
                     link: Some(link),
+                    away_since: None,
                     session,
                 },
             );
@@ -544,6 +671,109 @@ mod tests {
 
     fn events(r: &mut Room<u32>) -> Vec<RoomEvent> {
         r.drain_events().collect()
+    }
+
+    fn connect_at(a: &mut Room<u32>, b: &mut Room<u32>, la: u32, lb: u32, now: Duration) {
+        a.link_up(la);
+        b.link_up(lb);
+        for _ in 0..3 {
+            pump(a, la, b, lb, now);
+            pump(b, lb, a, la, now);
+        }
+    }
+
+    fn received(r: &mut Room<u32>, got: &mut Vec<u8>) {
+        for e in r.drain_events() {
+            if let RoomEvent::Message { payload, .. } = e {
+                got.push(payload[0]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_silent_peer_goes_away_then_resumes_without_loss_or_duplicates() {
+        let s = Duration::from_secs(1);
+        let mut host = room(1, Role::Host);
+        let mut joiner = room(2, Role::Joiner);
+        connect_at(&mut host, &mut joiner, 10, 20, Duration::ZERO);
+        events(&mut host);
+        events(&mut joiner);
+        let mut got = vec![];
+        for i in 0..5u8 {
+            host.send(PeerId(2), 1, &[i], WireDelivery::Reliable)
+                .unwrap();
+        }
+        pump(&mut host, 10, &mut joiner, 20, Duration::ZERO);
+        received(&mut joiner, &mut got);
+        // The link goes quiet: what is sent now is lost in transit.
+        for i in 5..10u8 {
+            host.send(PeerId(2), 1, &[i], WireDelivery::Reliable)
+                .unwrap();
+        }
+        host.poll_transmit(s / 2, &mut |_, _, _| {});
+        host.check_timeouts(s + s / 10);
+        joiner.check_timeouts(s + s / 10);
+        assert_eq!(
+            events(&mut host),
+            vec![RoomEvent::Reconnecting { peer: PeerId(2) }]
+        );
+        assert_eq!(
+            events(&mut joiner),
+            vec![RoomEvent::Reconnecting { peer: PeerId(1) }]
+        );
+        assert_eq!(joiner.away_since(PeerId(1)), Some(s + s / 10));
+        // Sends to an away peer keep queueing.
+        for i in 10..15u8 {
+            host.send(PeerId(2), 1, &[i], WireDelivery::Reliable)
+                .unwrap();
+        }
+        // A new link, two seconds in: both resume, and the stream picks up where it stopped.
+        connect_at(&mut host, &mut joiner, 11, 21, 2 * s);
+        let ev = events(&mut host);
+        assert_eq!(
+            ev,
+            vec![RoomEvent::Reconnected {
+                peer: PeerId(2),
+                downtime: 2 * s - (s + s / 10)
+            }]
+        );
+        for _ in 0..3 {
+            pump(&mut host, 11, &mut joiner, 21, 2 * s);
+            pump(&mut joiner, 21, &mut host, 11, 2 * s);
+        }
+        received(&mut joiner, &mut got);
+        assert_eq!(got, (0..15).collect::<Vec<u8>>());
+        // Packets that straggle in on the abandoned link are ignored.
+        let mut stale = BytesMut::new();
+        wire::encode_reliable(&mut stale, 3, 1, &[3]);
+        joiner.on_packet(20, stale.freeze(), 2 * s);
+        assert!(events(&mut joiner).is_empty());
+        // Gone for longer than resume_timeout: a timeout, and the session is freed.
+        host.link_down(11, 3 * s);
+        assert_eq!(
+            events(&mut host),
+            vec![RoomEvent::Reconnecting { peer: PeerId(2) }]
+        );
+        host.check_timeouts(3 * s + Duration::from_secs(29));
+        assert!(events(&mut host).is_empty());
+        host.check_timeouts(3 * s + Duration::from_secs(30));
+        assert_eq!(
+            events(&mut host),
+            vec![RoomEvent::Disconnected {
+                peer: PeerId(2),
+                reason: DisconnectReason::Timeout
+            }]
+        );
+        assert!(host.session(PeerId(2)).is_none());
+    }
+
+    #[test]
+    fn our_own_other_socket_is_ignored_quietly() {
+        let mut a = room(1, Role::Joiner);
+        let mut a_again = Room::new(*a.local(), SessionConfig::default(), 2);
+        connect_at(&mut a, &mut a_again, 10, 20, Duration::ZERO);
+        assert!(events(&mut a).is_empty());
+        assert_eq!(a.peers().count(), 0);
     }
 
     #[test]
@@ -730,13 +960,10 @@ mod tests {
         let mut joiner = room(2, Role::Joiner);
         connect(&mut host, &mut joiner, 10, 20);
         events(&mut host);
-        host.link_down(10);
+        host.link_down(10, Duration::ZERO);
         assert_eq!(
             events(&mut host),
-            vec![RoomEvent::Disconnected {
-                peer: PeerId(2),
-                reason: DisconnectReason::ConnectionLost
-            }]
+            vec![RoomEvent::Reconnecting { peer: PeerId(2) }]
         );
         // Same id, same incarnation, while still known: a resume.
         let mut host = room(1, Role::Host);
@@ -746,7 +973,10 @@ mod tests {
         connect(&mut host, &mut joiner, 11, 21);
         assert_eq!(
             events(&mut host),
-            vec![RoomEvent::Reconnected { peer: PeerId(2) }]
+            vec![RoomEvent::Reconnected {
+                peer: PeerId(2),
+                downtime: Duration::ZERO
+            }]
         );
         // Same id, new incarnation: the old session ends.
         let mut restarted = Room::new(

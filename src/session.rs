@@ -39,6 +39,8 @@ pub struct SessionConfig {
     /// An ack with nothing else to carry it waits at most this long.
     pub ack_delay: Duration,
     /// With unacked data and no ack progress for this long, resend from the oldest unacked.
+    /// The longest such wait: once round trips are measured, the timeout adapts
+    /// (`srtt + 4 * jitter`, at least 100 ms) under this cap.
     pub retransmit_timeout: Duration,
     /// Send a ping (round-trip sample and heartbeat) this often.
     pub ping_interval: Duration,
@@ -467,6 +469,16 @@ impl Session {
         Ok(())
     }
 
+    /// The current retransmit timeout.
+    pub fn rto(&self) -> Duration {
+        match self.stats.rtt {
+            Some(srtt) => (srtt + 4 * self.stats.jitter)
+                .max(Duration::from_millis(100))
+                .min(self.config.retransmit_timeout),
+            None => self.config.retransmit_timeout,
+        }
+    }
+
     fn on_pong(&mut self, nonce: u64, now: Duration) {
         let sent = self.epoch + Duration::from_micros(nonce);
         let Some(sample) = now.checked_sub(sent) else {
@@ -504,7 +516,7 @@ impl Session {
         // transport drops records, such as the link conditioner).
         if self.resumed
             && self.send_next > self.unacked.front().map_or(self.next_seq, |(s, _)| *s)
-            && now.saturating_sub(self.last_ack_progress) >= self.config.retransmit_timeout
+            && now.saturating_sub(self.last_ack_progress) >= self.rto()
             && let Some((oldest, _)) = self.unacked.front()
         {
             self.stats.resent += self.send_next - oldest;

@@ -1,17 +1,253 @@
-//! Pluggable signaling: besides a websocket server, any [`SignallerBuilder`] can relay the
-//! WebRTC handshake. [`LocalSignalingHub`] is one that needs no network at all: apps in one
-//! process that share a hub find each other through it (tests, split-screen, local tools), and
-//! it doubles as a small, complete example of writing your own.
+//! Signaling: who relays the WebRTC handshake.
+//!
+//! - [`WebSocketSignallerBuilder`]: the matchbox protocol over a websocket (any
+//!   matchbox-compatible server, including the embedded one). Ours rather than matchbox's
+//!   private default, so that a connection attempt has a timeout and its loss is visible.
+//! - [`LocalSignalingHub`]: no network at all; apps in one process that share a hub find each
+//!   other through it (tests, split-screen, local tools). It doubles as a small, complete example
+//!   of writing your own [`SignallerBuilder`].
+//! - [`Watched`]: wraps any builder so the plugin knows whether signaling is up, and gives a
+//!   connection attempt a deadline. The plugin wraps every signaller it uses in it.
 
-use futures::{StreamExt, channel::mpsc};
+use futures::{FutureExt, StreamExt, channel::mpsc};
 use matchbox_socket::{
     PeerEvent, PeerId as LinkId, PeerRequest, SignalingError, Signaller, SignallerBuilder,
     async_trait::async_trait,
 };
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU8, Ordering},
+    },
+    time::Duration,
 };
+
+/// The matchbox signaling protocol (JSON text frames) over a websocket.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WebSocketSignallerBuilder;
+
+fn user_error(e: impl std::fmt::Display) -> SignalingError {
+    SignalingError::UserImplementationError(e.to_string())
+}
+
+fn parse_event(text: &str) -> Result<PeerEvent, SignalingError> {
+    serde_json::from_str(text).map_err(|_| SignalingError::UnknownFormat)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod ws {
+    use super::*;
+    use async_tungstenite::{
+        WebSocketStream,
+        smol::{ConnectStream, connect_async},
+        tungstenite::Message,
+    };
+
+    pub(super) struct WsSignaller {
+        stream: WebSocketStream<ConnectStream>,
+    }
+
+    pub(super) async fn connect(url: &str) -> Result<Box<dyn Signaller>, SignalingError> {
+        let (stream, _) = connect_async(url).await?;
+        Ok(Box::new(WsSignaller { stream }))
+    }
+
+    #[async_trait]
+    impl Signaller for WsSignaller {
+        async fn send(&mut self, request: PeerRequest) -> Result<(), SignalingError> {
+            let text = serde_json::to_string(&request).map_err(user_error)?;
+            Ok(self.stream.send(Message::Text(text.into())).await?)
+        }
+
+        async fn next_message(&mut self) -> Result<PeerEvent, SignalingError> {
+            loop {
+                match self.stream.next().await {
+                    Some(Ok(Message::Text(text))) => return parse_event(&text),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_))) | None => {
+                        return Err(SignalingError::StreamExhausted);
+                    }
+                    Some(Ok(_)) => return Err(SignalingError::UnknownFormat),
+                    Some(Err(e)) => return Err(e.into()),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+mod ws {
+    use super::*;
+    use futures::SinkExt;
+    use ws_stream_wasm::{WsMessage, WsMeta, WsStream};
+
+    pub(super) struct WsSignaller {
+        stream: futures::stream::Fuse<WsStream>,
+    }
+
+    pub(super) async fn connect(url: &str) -> Result<Box<dyn Signaller>, SignalingError> {
+        let (_, stream) = WsMeta::connect(url, None).await?;
+        Ok(Box::new(WsSignaller {
+            stream: stream.fuse(),
+        }))
+    }
+
+    #[async_trait(?Send)]
+    impl Signaller for WsSignaller {
+        async fn send(&mut self, request: PeerRequest) -> Result<(), SignalingError> {
+            let text = serde_json::to_string(&request).map_err(user_error)?;
+            Ok(self.stream.send(WsMessage::Text(text)).await?)
+        }
+
+        async fn next_message(&mut self) -> Result<PeerEvent, SignalingError> {
+            match self.stream.next().await {
+                Some(WsMessage::Text(text)) => parse_event(&text),
+                Some(_) => Err(SignalingError::UnknownFormat),
+                None => Err(SignalingError::StreamExhausted),
+            }
+        }
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl SignallerBuilder for WebSocketSignallerBuilder {
+    async fn new_signaller(
+        &self,
+        _attempts: Option<u16>,
+        room_url: String,
+    ) -> Result<Box<dyn Signaller>, SignalingError> {
+        // One attempt: retrying, with backoff, is the plugin's reconnect system's job.
+        ws::connect(&room_url).await
+    }
+}
+
+/// Whether a socket's signaling connection is up, shared between its signaller and the plugin.
+#[derive(Debug, Clone, Default)]
+pub struct SignalingStatus(Arc<AtomicU8>);
+
+/// The states a [`SignalingStatus`] goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalingPhase {
+    /// Connecting to the server.
+    Connecting,
+    /// Connected.
+    Up,
+    /// Failed to connect, or lost.
+    Down,
+}
+
+impl SignalingStatus {
+    /// The current phase.
+    pub fn get(&self) -> SignalingPhase {
+        match self.0.load(Ordering::Acquire) {
+            0 => SignalingPhase::Connecting,
+            1 => SignalingPhase::Up,
+            _ => SignalingPhase::Down,
+        }
+    }
+
+    fn set(&self, phase: SignalingPhase) {
+        let v = match phase {
+            SignalingPhase::Connecting => 0,
+            SignalingPhase::Up => 1,
+            SignalingPhase::Down => 2,
+        };
+        self.0.store(v, Ordering::Release);
+    }
+}
+
+/// Wraps a [`SignallerBuilder`]: reports the connection's phase in a [`SignalingStatus`] and
+/// gives up on a connection attempt after `connect_timeout`.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    inner: Arc<dyn SignallerBuilder>,
+    status: SignalingStatus,
+    connect_timeout: Duration,
+}
+
+impl Watched {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn SignallerBuilder>, connect_timeout: Duration) -> Self {
+        Self {
+            inner,
+            status: SignalingStatus::default(),
+            connect_timeout,
+        }
+    }
+
+    /// The status this wrapper reports into.
+    pub fn status(&self) -> SignalingStatus {
+        self.status.clone()
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl SignallerBuilder for Watched {
+    async fn new_signaller(
+        &self,
+        attempts: Option<u16>,
+        room_url: String,
+    ) -> Result<Box<dyn Signaller>, SignalingError> {
+        self.status.set(SignalingPhase::Connecting);
+        let connect = self.inner.new_signaller(attempts, room_url).fuse();
+        let deadline = futures_timer::Delay::new(self.connect_timeout).fuse();
+        futures::pin_mut!(connect, deadline);
+        let result = futures::select! {
+            r = connect => r,
+            _ = deadline => Err(user_error(format!(
+                "no answer from the signaling server within {:?}", self.connect_timeout
+            ))),
+        };
+        match result {
+            Ok(inner) => {
+                self.status.set(SignalingPhase::Up);
+                Ok(Box::new(WatchedSignaller {
+                    inner,
+                    status: self.status.clone(),
+                }))
+            }
+            Err(e) => {
+                self.status.set(SignalingPhase::Down);
+                Err(e)
+            }
+        }
+    }
+}
+
+struct WatchedSignaller {
+    inner: Box<dyn Signaller>,
+    status: SignalingStatus,
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl Signaller for WatchedSignaller {
+    async fn send(&mut self, request: PeerRequest) -> Result<(), SignalingError> {
+        let result = self.inner.send(request).await;
+        if result.is_err() {
+            self.status.set(SignalingPhase::Down);
+        }
+        result
+    }
+
+    async fn next_message(&mut self) -> Result<PeerEvent, SignalingError> {
+        let result = self.inner.next_message().await;
+        match &result {
+            Ok(_) | Err(SignalingError::UnknownFormat) => {}
+            Err(_) => self.status.set(SignalingPhase::Down),
+        }
+        result
+    }
+}
+
+impl Drop for WatchedSignaller {
+    fn drop(&mut self) {
+        self.status.set(SignalingPhase::Down);
+    }
+}
 
 type Rooms = HashMap<String, HashMap<LinkId, mpsc::UnboundedSender<PeerEvent>>>;
 

@@ -5,14 +5,18 @@
 //! `try_update_peers`, and a panic inside matchbox's loop (it has `expect`s on network paths)
 //! is caught and reported as the loop's end.
 
-use crate::{config::IceServers, session::Channel};
+use crate::{
+    config::IceServers,
+    session::Channel,
+    signaling::{SignalingPhase, SignalingStatus, Watched},
+};
 use bytes::Bytes;
 use futures::{FutureExt, channel::oneshot};
 use matchbox_socket::{
     ChannelConfig, PeerState, RtcIceServerConfig, SignallerBuilder, WebRtcSocket,
     WebRtcSocketBuilder,
 };
-use std::{panic::AssertUnwindSafe, sync::Arc};
+use std::{collections::HashSet, panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 /// matchbox's per-socket peer id: our link id.
 pub type LinkId = matchbox_socket::PeerId;
@@ -48,7 +52,18 @@ impl Transport {
         ice: &IceServers,
         signaller: Option<Arc<dyn SignallerBuilder>>,
     ) -> Self {
-        let mut builder = WebRtcSocketBuilder::new(room_url)
+        let builder = WebRtcSocketBuilder::new(room_url)
+            // One signaling attempt per socket: retries, with backoff, are the plugin's job.
+            .reconnect_attempts(Some(1));
+        Self::open_with(builder, ice, signaller)
+    }
+
+    fn open_with(
+        builder: WebRtcSocketBuilder,
+        ice: &IceServers,
+        signaller: Option<Arc<dyn SignallerBuilder>>,
+    ) -> Self {
+        let mut builder = builder
             .ice_server(RtcIceServerConfig {
                 urls: ice.urls.clone(),
                 username: ice.username.clone(),
@@ -129,6 +144,159 @@ impl Transport {
     /// Closes the socket; the loop ends and the WebRTC connections close.
     pub fn close(&mut self) {
         self.socket.close();
+    }
+}
+
+/// What [`SocketSet::poll`] reports.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A link came up or went down.
+    Link(LinkChange),
+    /// A packet arrived on a link.
+    Packet(LinkId, Channel, Bytes),
+}
+
+/// One socket of the plugin's, with what the plugin knows about it.
+#[derive(Debug)]
+pub struct Socket {
+    transport: Transport,
+    status: SignalingStatus,
+    /// When it was opened (plugin clock).
+    pub opened_at: Duration,
+    links: HashSet<LinkId>,
+    /// Its signaling was up at some point.
+    pub ever_up: bool,
+    /// Its signaling failure has been reported already.
+    pub failure_reported: bool,
+}
+
+impl Socket {
+    /// Signaling phase of this socket.
+    pub fn signaling(&mut self) -> SignalingPhase {
+        let phase = self.status.get();
+        if phase == SignalingPhase::Up {
+            self.ever_up = true;
+        }
+        phase
+    }
+
+    /// The links that are up on this socket.
+    pub fn links(&self) -> impl Iterator<Item = LinkId> + '_ {
+        self.links.iter().copied()
+    }
+}
+
+/// The sockets of one room: the current one (last) and older ones still carrying links while
+/// their peers move over to the current one.
+#[derive(Debug, Default)]
+pub struct SocketSet {
+    sockets: Vec<Socket>,
+}
+
+impl SocketSet {
+    /// Opens a new current socket; older ones keep running until retired.
+    pub fn open(
+        &mut self,
+        room_url: String,
+        ice: &IceServers,
+        signaller: Arc<dyn SignallerBuilder>,
+        connect_timeout: Duration,
+        now: Duration,
+    ) {
+        let watched = Watched::new(signaller, connect_timeout);
+        let status = watched.status();
+        let transport = Transport::open(room_url, ice, Some(Arc::new(watched)));
+        self.sockets.push(Socket {
+            transport,
+            status,
+            opened_at: now,
+            links: HashSet::new(),
+            ever_up: false,
+            failure_reported: false,
+        });
+    }
+
+    /// The newest socket.
+    pub fn current(&mut self) -> Option<&mut Socket> {
+        self.sockets.last_mut()
+    }
+
+    /// Whether there is no socket at all.
+    pub fn is_empty(&self) -> bool {
+        self.sockets.is_empty()
+    }
+
+    /// How many sockets are open.
+    pub fn len(&self) -> usize {
+        self.sockets.len()
+    }
+
+    /// Link changes, then packets, of every socket.
+    pub fn poll(&mut self, mut f: impl FnMut(Incoming)) {
+        for socket in &mut self.sockets {
+            let links = &mut socket.links;
+            socket.transport.poll_links(|change| {
+                match change {
+                    LinkChange::Up(l) => links.insert(l),
+                    LinkChange::Down(l) => links.remove(&l),
+                };
+                f(Incoming::Link(change));
+            });
+            socket
+                .transport
+                .receive(|link, channel, packet| f(Incoming::Packet(link, channel, packet)));
+        }
+    }
+
+    /// Sends a packet on whichever socket has the link.
+    pub fn send(&mut self, link: LinkId, channel: Channel, packet: Bytes) -> bool {
+        match self.sockets.iter_mut().find(|s| s.links.contains(&link)) {
+            Some(socket) => socket.transport.send(link, channel, packet),
+            None => false,
+        }
+    }
+
+    /// Removes the sockets whose loop ended, handing each to `f` with how it ended and whether
+    /// it was the current one.
+    pub fn reap_ended(&mut self, mut f: impl FnMut(Socket, Result<(), String>, bool)) {
+        let mut i = 0;
+        while i < self.sockets.len() {
+            let ended = self.sockets[i].transport.ended().cloned();
+            match ended {
+                Some(result) => {
+                    let was_current = i + 1 == self.sockets.len();
+                    let socket = self.sockets.remove(i);
+                    f(socket, result, was_current);
+                }
+                None => i += 1,
+            }
+        }
+    }
+
+    /// Closes every older socket none of whose links is still in use.
+    pub fn retire_unused(&mut self, in_use: impl Fn(LinkId) -> bool) {
+        let last = self.sockets.len().saturating_sub(1);
+        let mut i = 0;
+        while i < last.min(self.sockets.len()) {
+            if self.sockets[i].links.iter().any(|l| in_use(*l)) {
+                i += 1;
+            } else {
+                let mut old = self.sockets.remove(i);
+                old.transport.close();
+            }
+        }
+    }
+
+    /// Closes the current socket (older ones stay, if they carry links in use).
+    pub fn drop_current(&mut self) -> Option<Socket> {
+        let mut socket = self.sockets.pop()?;
+        socket.transport.close();
+        Some(socket)
+    }
+
+    /// Takes every socket out (to linger, then close).
+    pub fn take_all(&mut self) -> Vec<Transport> {
+        self.sockets.drain(..).map(|s| s.transport).collect()
     }
 }
 
