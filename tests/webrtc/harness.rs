@@ -122,6 +122,8 @@ pub fn app_with(plugin: PeerMessagePlugin, register_messages: impl FnOnce(&mut A
     register_messages(&mut app);
     record::<PeerConnected>(&mut app);
     record::<PeerDisconnected>(&mut app);
+    record::<PeerReconnecting>(&mut app);
+    record::<PeerReconnected>(&mut app);
     record::<PeerError>(&mut app);
     record::<Received<Chat>>(&mut app);
     record::<Received<Numbered>>(&mut app);

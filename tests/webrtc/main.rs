@@ -2,9 +2,11 @@
 //! webrtc-rs), each test binary inside a private network namespace (see `harness`).
 
 mod harness;
+mod netns;
 
 mod bad_input;
 mod delivery;
 mod handshake;
 mod large;
+mod reconnect;
 mod room;
