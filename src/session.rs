@@ -532,11 +532,14 @@ impl Session {
         let budget = self.config.packet_budget();
         let mut packet = std::mem::take(&mut self.control);
         let has_reliable = self.resumed && self.send_next < self.next_seq;
-        let ack_now = self.ack_due
+        // Acks ride along with every reliable-channel packet (pings included, so at least every
+        // `ping_interval`): an ack lost above the transport (the conditioner) is repaired by
+        // the next one, and a peer waiting for our resume point on a new link gets it.
+        let ack_now = (self.ack_due
             && (self.ack_forced
                 || has_reliable
-                || !packet.is_empty()
-                || now.saturating_sub(self.ack_due_since) >= self.config.ack_delay);
+                || now.saturating_sub(self.ack_due_since) >= self.config.ack_delay))
+            || !packet.is_empty();
         if ack_now {
             wire::encode_ack(&mut packet, self.recv_next);
             self.ack_due = false;
@@ -890,6 +893,19 @@ mod tests {
                 .all(|r| !matches!(r, Record::Reliable { .. }))
         );
         assert!(records.contains(&Record::Ack(0)));
+    }
+
+    #[test]
+    fn a_lost_resume_ack_is_repaired_by_the_next_ping() {
+        let mut p = Pair::new();
+        // Everything of the first round is lost, including both resume acks.
+        p.step(&mut |_| vec![]);
+        p.a.send_reliable(1, &7u32.to_le_bytes()).unwrap();
+        // Within a ping interval or two the acks ride again and the stream starts.
+        for _ in 0..60 {
+            p.run(1);
+        }
+        assert_eq!(numbers(&p.got_b), vec![7]);
     }
 
     #[test]

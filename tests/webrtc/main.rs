@@ -5,6 +5,7 @@ mod harness;
 mod netns;
 
 mod bad_input;
+mod cuts;
 mod delivery;
 mod handshake;
 mod large;

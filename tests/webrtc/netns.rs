@@ -161,20 +161,30 @@ pub struct Child {
 }
 
 impl Child {
-    /// Runs `tests::path::to::helper` (an `#[ignore]`d test) in `ns` with `env`.
+    /// Runs `path::to::helper` (an `#[ignore]`d test of this binary) in `ns` with `env`.
+    #[allow(dead_code)] // not every binary that includes this module runs test helpers
     pub fn spawn(ns: &str, helper: &str, env: &[(&str, String)]) -> Self {
-        let exe = std::env::current_exe().expect("test binary path");
-        let mut command = Command::new("ip");
-        command
-            .args(["netns", "exec", ns])
-            .arg(exe)
-            .args([
+        Self::spawn_self(
+            ns,
+            &[
                 helper,
                 "--exact",
                 "--ignored",
                 "--nocapture",
                 "--test-threads=1",
-            ])
+            ],
+            env,
+        )
+    }
+
+    /// Runs this same binary with `args` in `ns` with `env`.
+    pub fn spawn_self(ns: &str, args: &[&str], env: &[(&str, String)]) -> Self {
+        let exe = std::env::current_exe().expect("binary path");
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", ns])
+            .arg(exe)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in env {

@@ -1,19 +1,12 @@
 //! Automatic reconnect: real link cuts between two namespaces, a killed peer process, a killed
 //! and restarted signaling server, a stalled frame loop, and the link conditioner.
 
-use crate::{harness::*, netns::*};
+use crate::{cuts::*, harness::*, netns::*};
 use bevy::prelude::*;
 use bevy_peer_message::prelude::*;
 use std::time::{Duration, Instant};
 
 const SECOND: Duration = Duration::from_secs(1);
-
-fn numbers(app: &App) -> Vec<u32> {
-    inbox::<Received<Numbered>>(app)
-        .iter()
-        .map(|r| r.message.0)
-        .collect()
-}
 
 fn wait_for_line(child: &Child, prefix: &str) {
     let start = Instant::now();
@@ -31,70 +24,11 @@ fn peer_entities(app: &mut App) -> usize {
     q.iter(app.world()).count()
 }
 
-/// Helper, run inside namespace B by `link_cuts_lose_nothing`: a host on the embedded server
-/// that streams `PM_COUNT` numbered reliable messages (and as many unreliable ones) at 50 per
-/// second, and succeeds once every one of them is acknowledged by the joiner.
+/// Helper, run inside namespace B by `link_cuts_lose_nothing`: see [`streaming_host`].
 #[test]
 #[ignore = "helper: started inside a peer namespace by link_cuts_lose_nothing"]
 fn child_streaming_host() {
-    let port: u16 = param("PM_PORT").parse().expect("port");
-    let count: u32 = param("PM_COUNT").parse().expect("count");
-    let resume = SECOND * param("PM_RESUME").parse::<u32>().expect("seconds");
-    let bind = format!("0.0.0.0:{port}").parse().expect("address");
-    let mut host = app(PeerMessagePlugin::default()
-        .signaling(Signaling::embedded(bind, "ws://unused"))
-        .resume_timeout(resume));
-    net(&mut host, |n| n.host("cut"));
-    run_until(&mut [&mut host], 60 * SECOND, "the joiner", |a| {
-        !inbox::<PeerConnected>(a[0]).is_empty()
-    });
-    let joiner = inbox::<PeerConnected>(&host)[0].peer;
-    println!("CONNECTED");
-    let start = Instant::now();
-    let mut next = Instant::now();
-    let mut sent = 0;
-    let (mut away, mut back) = (0, 0);
-    loop {
-        host.update();
-        if sent < count && Instant::now() >= next {
-            net(&mut host, |n| {
-                n.send(joiner, Numbered(sent));
-                n.send(joiner, Spark(sent));
-            });
-            sent += 1;
-            next += Duration::from_millis(20);
-        }
-        let a = inbox::<PeerReconnecting>(&host).len();
-        let b = inbox::<PeerReconnected>(&host);
-        if a > away {
-            away = a;
-            println!("AWAY at {:?}", start.elapsed());
-        }
-        if b.len() > back {
-            back = b.len();
-            println!("BACK after {:?}", b[back - 1].downtime);
-        }
-        let unacked = net(&mut host, |n| n.stats(joiner).map(|_| ())).and_then(|_| {
-            let mut q = host.world_mut().query::<&PeerStats>();
-            q.iter(host.world()).next().map(|s| s.unacked_bytes)
-        });
-        if sent == count && unacked == Some(0) {
-            println!("ALL ACKED {sent}");
-            break;
-        }
-        assert!(
-            start.elapsed() < 150 * SECOND,
-            "not all acknowledged in time"
-        );
-        assert!(
-            inbox::<PeerDisconnected>(&host).is_empty(),
-            "the joiner must never be given up on: {:?}",
-            inbox::<PeerDisconnected>(&host)
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    // The joiner ends this process; until then keep answering.
-    run_for(&mut [&mut host], 10 * SECOND);
+    streaming_host();
 }
 
 /// A host and a joiner in two namespaces joined by a veth; the host streams numbered reliable
@@ -108,106 +42,24 @@ fn link_cuts_lose_nothing() {
         return;
     }
     let veth = Veth::create();
-    let count: u32 = 3_000; // 60 s at 50 per second
-    let mut child = Child::spawn(
-        &veth.ns,
-        "reconnect::child_streaming_host",
-        &[
-            ("PM_PORT", "3536".into()),
-            ("PM_COUNT", count.to_string()),
-            ("PM_RESUME", "90".into()),
-        ],
-    );
-    let mut joiner = app(PeerMessagePlugin::default()
-        .signaling(Signaling::server(format!("ws://{}:3536", veth.addr_b)))
-        .resume_timeout(90 * SECOND)
-        .join_timeout(30 * SECOND));
-    net(&mut joiner, |n| n.join("cut"));
-    run_until(&mut [&mut joiner], 30 * SECOND, "the host", |a| {
-        state(a[0]) == ConnectionState::Connected
-    });
-
-    let mut table = Vec::new();
-    for (i, cut) in [3 * SECOND, 40 * SECOND].into_iter().enumerate() {
-        run_for(&mut [&mut joiner], 4 * SECOND);
-        let flowing = numbers(&joiner).len();
-        assert!(flowing > 0, "messages flow before the cut");
-        let cut_at = Instant::now();
-        veth.cut();
-        run_until(
-            &mut [&mut joiner],
-            5 * SECOND,
-            "PeerReconnecting after the cut",
-            |a| inbox::<PeerReconnecting>(a[0]).len() > i,
-        );
-        let detect = cut_at.elapsed();
-        assert_eq!(state(&joiner), ConnectionState::Reconnecting);
-        assert_eq!(
-            peer_entities(&mut joiner),
-            1,
-            "the host's entity stays while it is away"
-        );
-        run_for(&mut [&mut joiner], cut.saturating_sub(cut_at.elapsed()));
-        veth.restore();
-        let up_at = Instant::now();
-        run_until(
-            &mut [&mut joiner],
-            20 * SECOND,
-            "PeerReconnected after the restore",
-            |a| inbox::<PeerReconnected>(a[0]).len() > i,
-        );
-        let back = up_at.elapsed();
-        let downtime = inbox::<PeerReconnected>(&joiner)[i].downtime;
-        assert_eq!(state(&joiner), ConnectionState::Connected);
-        let sparks = inbox::<Received<Spark>>(&joiner).len();
-        run_for(&mut [&mut joiner], SECOND);
+    let run = CutRun::start(&veth, "reconnect::child_streaming_host", 3_000);
+    let outcome = run.cut_and_finish(&veth, &[3 * SECOND, 40 * SECOND]);
+    print_table(&outcome);
+    for cut in &outcome.cuts {
         assert!(
-            inbox::<Received<Spark>>(&joiner).len() > sparks + 10,
-            "the unreliable stream resumes"
+            cut.detect < 5 * SECOND,
+            "loss noticed within 5 s: {:?}",
+            cut.detect
         );
-        table.push((cut, detect, back, downtime));
+        assert!(cut.sparks_after > 10, "the unreliable stream resumes");
     }
-    run_until(
-        &mut [&mut joiner],
-        90 * SECOND,
-        "every numbered message",
-        |a| numbers(a[0]).len() >= count as usize,
-    );
-    run_for(&mut [&mut joiner], SECOND);
-    let got = numbers(&joiner);
-    let mut distinct = got.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
-    let duplicated = got.len() - distinct.len();
-    let lost = count as usize - distinct.iter().filter(|n| **n < count).count();
-    eprintln!(
-        "\n| cut | loss noticed after | link up to PeerReconnected | downtime | lost | duplicated |"
-    );
-    eprintln!(
-        "|-----|--------------------|----------------------------|----------|------|------------|"
-    );
-    for (cut, detect, back, downtime) in &table {
-        eprintln!(
-            "| {:?} | {:.2} s | {:.2} s | {:.2} s | {lost} | {duplicated} |",
-            cut,
-            detect.as_secs_f64(),
-            back.as_secs_f64(),
-            downtime.as_secs_f64()
-        );
-    }
-    assert_eq!((lost, duplicated), (0, 0));
-    assert_eq!(
-        got,
-        (0..count).collect::<Vec<_>>(),
-        "exactly once, in order"
-    );
-    assert_eq!(
-        child.wait(30 * SECOND),
-        Some(true),
+    assert_eq!((outcome.lost, outcome.duplicated), (0, 0));
+    assert!(outcome.in_order, "exactly once, in order");
+    assert!(
+        outcome.host_all_acked,
         "the host saw everything acknowledged"
     );
-    assert!(child.said("ALL ACKED"));
-    assert!(inbox::<PeerDisconnected>(&joiner).is_empty());
+    assert!(outcome.joiner_disconnects == 0);
 }
 
 /// Helper, run inside namespace B by `killed_joiner_times_out`: a joiner that stays until its
