@@ -61,6 +61,10 @@ struct OpenParams {
 /// The reconnect system's memory.
 #[derive(Debug)]
 struct Reconnect {
+    /// How long the last successful signaling connection took: re-open attempts give up after
+    /// four times that (at least 1 s, at most `signaling_connect_timeout`), so an attempt whose
+    /// packets vanished while the network was away is retried as soon as it returns.
+    connect_time: Option<Duration>,
     attempts: u32,
     next_attempt: Duration,
     next_tick: Duration,
@@ -99,6 +103,7 @@ impl Default for PeerNetwork {
             sockets: SocketSet::default(),
             params: None,
             reconnect: Reconnect {
+                connect_time: None,
                 attempts: 0,
                 next_attempt: Duration::ZERO,
                 next_tick: Duration::ZERO,
@@ -283,6 +288,7 @@ impl PeerNetwork {
         self.params = Some(OpenParams { url, signaller });
         self.reconnect.attempts = 0;
         self.reconnect.next_attempt = now;
+        self.reconnect.connect_time = None;
         self.room_was_open = false;
         self.conditioner = settings
             .conditioner
@@ -528,8 +534,11 @@ pub(crate) fn reconnect(world: &mut World) {
             if host_away.is_some_and(|since| current.opened_at <= since) {
                 need = true;
             }
-            if !need && current.signaling() == SignalingPhase::Up && host_away.is_none() {
-                net.reconnect.attempts = 0;
+            if current.signaling() == SignalingPhase::Up {
+                net.reconnect.connect_time = current.connect_time().or(net.reconnect.connect_time);
+                if !need && host_away.is_none() {
+                    net.reconnect.attempts = 0;
+                }
             }
         }
         apply_events(world, net);
@@ -564,11 +573,17 @@ fn reopen(net: &mut PeerNetwork, settings: &PeerMessageSettings, now: Duration) 
         attempt + 1,
         net.reconnect.next_attempt.saturating_sub(now)
     );
+    let timeout = match net.reconnect.connect_time {
+        Some(t) => (t * 4)
+            .max(Duration::from_secs(1))
+            .min(settings.signaling_connect_timeout),
+        None => settings.signaling_connect_timeout,
+    };
     net.sockets.open(
         params.url,
         &settings.ice_servers,
         params.signaller,
-        settings.signaling_connect_timeout,
+        timeout,
         now,
     );
 }

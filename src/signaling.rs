@@ -18,7 +18,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicU8, Ordering},
+        atomic::{AtomicU8, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -123,9 +123,10 @@ impl SignallerBuilder for WebSocketSignallerBuilder {
     }
 }
 
-/// Whether a socket's signaling connection is up, shared between its signaller and the plugin.
+/// Whether a socket's signaling connection is up (and how long connecting took), shared between
+/// its signaller and the plugin.
 #[derive(Debug, Clone, Default)]
-pub struct SignalingStatus(Arc<AtomicU8>);
+pub struct SignalingStatus(Arc<(AtomicU8, AtomicU64)>);
 
 /// The states a [`SignalingStatus`] goes through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +142,7 @@ pub enum SignalingPhase {
 impl SignalingStatus {
     /// The current phase.
     pub fn get(&self) -> SignalingPhase {
-        match self.0.load(Ordering::Acquire) {
+        match self.0.0.load(Ordering::Acquire) {
             0 => SignalingPhase::Connecting,
             1 => SignalingPhase::Up,
             _ => SignalingPhase::Down,
@@ -154,7 +155,15 @@ impl SignalingStatus {
             SignalingPhase::Up => 1,
             SignalingPhase::Down => 2,
         };
-        self.0.store(v, Ordering::Release);
+        self.0.0.store(v, Ordering::Release);
+    }
+
+    /// How long the successful connection took, once up.
+    pub fn connect_time(&self) -> Option<Duration> {
+        match self.0.1.load(Ordering::Acquire) {
+            0 => None,
+            micros => Some(Duration::from_micros(micros)),
+        }
     }
 }
 
@@ -192,6 +201,7 @@ impl SignallerBuilder for Watched {
         room_url: String,
     ) -> Result<Box<dyn Signaller>, SignalingError> {
         self.status.set(SignalingPhase::Connecting);
+        let started = bevy::platform::time::Instant::now();
         let connect = self.inner.new_signaller(attempts, room_url).fuse();
         let deadline = futures_timer::Delay::new(self.connect_timeout).fuse();
         futures::pin_mut!(connect, deadline);
@@ -203,6 +213,8 @@ impl SignallerBuilder for Watched {
         };
         match result {
             Ok(inner) => {
+                let micros = started.elapsed().as_micros().clamp(1, u64::MAX as u128) as u64;
+                self.status.0.1.store(micros, Ordering::Release);
                 self.status.set(SignalingPhase::Up);
                 Ok(Box::new(WatchedSignaller {
                     inner,

@@ -171,6 +171,11 @@ pub struct Socket {
 }
 
 impl Socket {
+    /// How long this socket's signaling connection took to come up.
+    pub fn connect_time(&self) -> Option<Duration> {
+        self.status.connect_time()
+    }
+
     /// Signaling phase of this socket.
     pub fn signaling(&mut self) -> SignalingPhase {
         let phase = self.status.get();
