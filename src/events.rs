@@ -1,7 +1,9 @@
 //! What the plugin tells the game: lifecycle [`Message`]s, the [`ConnectionState`] and the
 //! components of peer entities.
 
-use crate::{error::PeerErrorKind, peer::PeerId, peer::Role, room::DisconnectReason};
+use crate::{
+    error::PeerErrorKind, peer::PeerId, peer::Role, room::DisconnectReason, session::Stats,
+};
 use bevy::prelude::*;
 use std::time::Duration;
 
@@ -91,23 +93,21 @@ pub struct Peer {
     pub role: Role,
 }
 
-/// Live figures for one peer, refreshed every frame in [`PeerMessageSet::Receive`](crate::plugin::PeerMessageSet).
+/// Live figures for one peer, refreshed every frame in
+/// [`PeerMessageSet::Receive`](crate::plugin::PeerMessageSet): the session's [`Stats`]
+/// (round-trip time, jitter, bytes and packets each way, records resent; read them straight
+/// through, as in `stats.rtt`) plus the bytes waiting for the peer's acknowledgement.
 #[derive(Component, Debug, Clone, Default, PartialEq)]
 pub struct PeerStats {
-    /// Smoothed round-trip time, once measured (pings go out every `ping_interval`).
-    pub rtt: Option<Duration>,
-    /// Mean deviation of the round-trip time.
-    pub jitter: Duration,
-    /// Bytes received from the peer.
-    pub bytes_in: u64,
-    /// Bytes sent to the peer.
-    pub bytes_out: u64,
-    /// Packets (WebRTC messages) received.
-    pub packets_in: u64,
-    /// Packets sent.
-    pub packets_out: u64,
-    /// Reliable records sent again (after a reconnect or a retransmit timeout).
-    pub resent: u64,
+    /// The session's counters and estimates.
+    pub stats: Stats,
     /// Bytes of reliable messages not yet acknowledged by the peer.
     pub unacked_bytes: usize,
+}
+
+impl std::ops::Deref for PeerStats {
+    type Target = Stats;
+    fn deref(&self) -> &Stats {
+        &self.stats
+    }
 }

@@ -598,15 +598,8 @@ fn update_stats(world: &mut World, net: &PeerNetwork) {
         else {
             continue;
         };
-        let s = session.stats();
         let fresh = PeerStats {
-            rtt: s.rtt,
-            jitter: s.jitter,
-            bytes_in: s.bytes_in,
-            bytes_out: s.bytes_out,
-            packets_in: s.packets_in,
-            packets_out: s.packets_out,
-            resent: s.resent,
+            stats: session.stats().clone(),
             unacked_bytes: session.unacked_bytes(),
         };
         // Only trigger change detection when something changed.
