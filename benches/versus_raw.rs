@@ -1,0 +1,535 @@
+//! bevy_peer_message against raw `matchbox_socket`, in the same run, alternating: connect time,
+//! round trips (tight loop and 60 Hz frames), throughput of 1 KiB / 16 KiB reliable messages,
+//! small-message rate (packing), and transfers the raw socket cannot do (1 MiB, 16 MiB).
+//!
+//! ```text
+//! cargo bench --bench versus_raw
+//! ```
+//!
+//! Both peers of each pair run in this process, each on its own thread, inside the private network
+//! namespace Cargo's runner (`tests/netns-run`) gives the binary; signaling is a
+//! `matchbox_signaling` server on 127.0.0.1. Prints a Markdown table of medians, p99 and the
+//! plugin/raw ratio.
+
+use bevy::{ecs::system::SystemState, prelude::*};
+use bevy_peer_message::{prelude::*, server::EmbeddedServer};
+use bytes::Bytes;
+use matchbox_socket::{
+    ChannelConfig, PeerId as LinkId, RtcIceServerConfig, WebRtcSocket, WebRtcSocketBuilder,
+};
+use serde::{Deserialize, Serialize};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+// ---------------------------------------------------------------------------------------------
+// Raw matchbox.
+
+struct Raw {
+    socket: WebRtcSocket,
+    peer: LinkId,
+}
+
+fn raw_socket(url: &str) -> WebRtcSocket {
+    let (socket, message_loop) = WebRtcSocketBuilder::new(url)
+        .ice_server(RtcIceServerConfig {
+            urls: vec![],
+            username: None,
+            credential: None,
+        })
+        .add_channel(ChannelConfig::reliable())
+        .add_channel(ChannelConfig::unreliable())
+        .build();
+    std::thread::spawn(move || futures::executor::block_on(message_loop));
+    socket
+}
+
+fn raw_wait(socket: &mut WebRtcSocket) -> LinkId {
+    let start = Instant::now();
+    loop {
+        let _ = socket.try_update_peers();
+        if let Some(peer) = socket.connected_peers().next() {
+            return peer;
+        }
+        assert!(start.elapsed() < 30 * SECOND, "raw sockets never connected");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Opens two raw sockets; returns the time until both see each other, and the pair.
+fn raw_pair(url: &str, room: &str) -> (Duration, Raw, Raw) {
+    let room_url = format!("{url}/{room}");
+    let start = Instant::now();
+    let mut a = raw_socket(&room_url);
+    let mut b = raw_socket(&room_url);
+    let pa = raw_wait(&mut a);
+    let pb = raw_wait(&mut b);
+    (
+        start.elapsed(),
+        Raw {
+            socket: a,
+            peer: pa,
+        },
+        Raw {
+            socket: b,
+            peer: pb,
+        },
+    )
+}
+
+/// Runs an echo on a thread: every packet of up to 64 bytes goes back on the channel it came
+/// on; a larger one is answered with a single byte (as the plugin's echo does).
+fn raw_echo(r: Raw, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let Raw { mut socket, .. } = r;
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            for ch in 0..2 {
+                for (peer, packet) in socket.channel_mut(ch).receive() {
+                    let answer = if packet.len() <= 64 {
+                        packet
+                    } else {
+                        Bytes::from_static(&[0])
+                    };
+                    let _ = socket.channel_mut(ch).try_send(answer, peer);
+                }
+            }
+            std::thread::yield_now();
+        }
+    })
+}
+
+fn raw_rtt(r: &mut Raw, channel: usize, n: usize) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(n);
+    let payload = Bytes::from(vec![7u8; 32]);
+    for _ in 0..n {
+        let start = Instant::now();
+        let _ = r
+            .socket
+            .channel_mut(channel)
+            .try_send(payload.clone(), r.peer);
+        loop {
+            if !r.socket.channel_mut(channel).receive().is_empty() {
+                break;
+            }
+            if start.elapsed() > SECOND {
+                break; // an unreliable packet lost: counted as a 1 s round trip
+            }
+            std::hint::spin_loop();
+        }
+        out.push(start.elapsed());
+    }
+    out
+}
+
+/// Sends `n` messages of `size` bytes at once and times until the echo answered them all.
+fn raw_throughput(r: &mut Raw, size: usize, n: usize) -> Duration {
+    let payload = Bytes::from(vec![1u8; size]);
+    let start = Instant::now();
+    for _ in 0..n {
+        let _ = r.socket.channel_mut(0).try_send(payload.clone(), r.peer);
+    }
+    let mut got = 0;
+    while got < n {
+        got += r.socket.channel_mut(0).receive().len();
+        if start.elapsed() > 120 * SECOND {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    start.elapsed()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The plugin.
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+struct Ping(u32, #[serde(with = "serde_bytes_like")] Vec<u8>);
+#[derive(Serialize, Deserialize, Clone, Debug)]
+struct UPing(u32);
+#[derive(Serialize, Deserialize, Clone, Debug)]
+struct Blob(#[serde(with = "serde_bytes_like")] Vec<u8>);
+
+mod serde_bytes_like {
+    //! A `Vec<u8>` as one byte string (serde's default is a sequence of u8, decoded one by one).
+    use serde::{Deserializer, Serializer, de::Visitor};
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}
+
+fn plugin_app(url: &str) -> App {
+    let mut app = App::new();
+    app.add_plugins((bevy::app::TaskPoolPlugin::default(), bevy::time::TimePlugin))
+        .add_plugins(
+            PeerMessagePlugin::default()
+                .signaling(Signaling::server(url))
+                .ice_servers(IceServers::none())
+                .max_message_size(32 << 20),
+        )
+        .add_peer_message::<Ping>(Delivery::Reliable)
+        .add_peer_message::<UPing>(Delivery::Unreliable)
+        .add_peer_message::<Blob>(Delivery::Reliable);
+    app
+}
+
+fn with_net<R>(app: &mut App, f: impl FnOnce(&mut PeerMessage) -> R) -> R {
+    let world = app.world_mut();
+    let mut state = SystemState::<PeerMessage>::new(world);
+    let r = match state.get_mut(world) {
+        Ok(mut p) => f(&mut p),
+        Err(e) => panic!("PeerMessage unavailable: {e}"),
+    };
+    state.apply(world);
+    r
+}
+
+fn drain<M: Message + Clone>(app: &mut App) -> Vec<M> {
+    let world = app.world_mut();
+    let mut state = SystemState::<MessageReader<M>>::new(world);
+    let Ok(mut reader) = state.get_mut(world) else {
+        return vec![];
+    };
+    reader.read().cloned().collect()
+}
+
+/// Echo system: whatever arrives goes back to its sender.
+fn echo(
+    mut net: PeerMessage,
+    mut pings: MessageReader<Received<Ping>>,
+    mut upings: MessageReader<Received<UPing>>,
+    mut blobs: MessageReader<Received<Blob>>,
+) {
+    for Received { from, message } in pings.read() {
+        if message.1.len() <= 64 {
+            net.send(*from, message.clone());
+        } else {
+            net.send(*from, Ping(0, vec![]));
+        }
+    }
+    for Received { from, message } in upings.read() {
+        net.send(*from, message.clone());
+    }
+    for Received { from, .. } in blobs.read() {
+        net.send(*from, Ping(0, vec![]));
+    }
+}
+
+/// A joiner app that echoes, on its own thread, `frame` apart (zero: tight loop).
+fn plugin_echo(
+    url: String,
+    room: String,
+    frame: Duration,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut app = plugin_app(&url);
+        app.add_systems(Update, echo);
+        with_net(&mut app, |n| n.join(room));
+        while !stop.load(Ordering::Relaxed) {
+            let t = Instant::now();
+            app.update();
+            if let Some(rest) = frame.checked_sub(t.elapsed()) {
+                std::thread::sleep(rest);
+            }
+        }
+        with_net(&mut app, |n| n.leave());
+        app.update();
+    })
+}
+
+/// A host with an echoing joiner; returns the time from `host`/`join` to `PeerConnected` on
+/// the host.
+fn plugin_pair(
+    url: &str,
+    room: &str,
+    frame: Duration,
+) -> (
+    Duration,
+    App,
+    PeerId,
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<()>,
+) {
+    let mut host = plugin_app(url);
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    with_net(&mut host, |n| n.host(room.to_string()));
+    host.update();
+    let echo = plugin_echo(url.into(), room.into(), frame, stop.clone());
+    let peer = loop {
+        host.update();
+        if let Some(c) = drain::<PeerConnected>(&mut host).first() {
+            break c.peer;
+        }
+        assert!(start.elapsed() < 30 * SECOND, "plugin pair never connected");
+        std::thread::yield_now();
+    };
+    (start.elapsed(), host, peer, stop, echo)
+}
+
+fn plugin_rtt(host: &mut App, peer: PeerId, reliable: bool, n: usize) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n as u32 {
+        let start = Instant::now();
+        with_net(host, |net| {
+            if reliable {
+                net.send(peer, Ping(i, vec![7; 24]))
+            } else {
+                net.send(peer, UPing(i))
+            }
+        });
+        loop {
+            host.update();
+            let back = if reliable {
+                !drain::<Received<Ping>>(host).is_empty()
+            } else {
+                !drain::<Received<UPing>>(host).is_empty()
+            };
+            if back || start.elapsed() > SECOND {
+                break;
+            }
+        }
+        out.push(start.elapsed());
+    }
+    out
+}
+
+/// Round trips counted in frames, both apps at 60 Hz.
+fn plugin_frames(host: &mut App, peer: PeerId, n: usize) -> Vec<u32> {
+    let frame = Duration::from_secs_f64(1.0 / 60.0);
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n as u32 {
+        with_net(host, |net| net.send(peer, Ping(i, vec![])));
+        let mut frames = 0;
+        loop {
+            let t = Instant::now();
+            host.update();
+            frames += 1;
+            if !drain::<Received<Ping>>(host).is_empty() || frames > 120 {
+                break;
+            }
+            if let Some(rest) = frame.checked_sub(t.elapsed()) {
+                std::thread::sleep(rest);
+            }
+        }
+        out.push(frames);
+    }
+    out
+}
+
+/// Sends `n` reliable messages of `size` bytes as fast as the resend buffer allows; times until
+/// the echo acknowledged each with a message of its own.
+fn plugin_throughput(host: &mut App, peer: PeerId, size: usize, n: usize) -> Duration {
+    let start = Instant::now();
+    let (mut sent, mut got) = (0, 0);
+    while got < n {
+        while sent < n && with_net(host, |net| net.try_send(peer, &Ping(0, vec![1; size]))).is_ok()
+        {
+            sent += 1;
+        }
+        host.update();
+        got += drain::<Received<Ping>>(host).len();
+        if start.elapsed() > 120 * SECOND {
+            break;
+        }
+    }
+    start.elapsed()
+}
+
+fn plugin_transfer(host: &mut App, peer: PeerId, size: usize) -> Duration {
+    let start = Instant::now();
+    with_net(host, |net| net.try_send(peer, &Blob(vec![3; size]))).expect("within the limits");
+    loop {
+        host.update();
+        if !drain::<Received<Ping>>(host).is_empty() || start.elapsed() > 120 * SECOND {
+            return start.elapsed();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reporting.
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+struct Row {
+    metric: String,
+    unit: &'static str,
+    raw: Vec<f64>,
+    plugin: Vec<f64>,
+}
+
+impl Row {
+    fn print(&mut self) {
+        self.raw.sort_by(f64::total_cmp);
+        self.plugin.sort_by(f64::total_cmp);
+        let cell = |v: &[f64], p| {
+            if v.is_empty() {
+                "—".to_string()
+            } else {
+                format!("{:.3}", pct(v, p))
+            }
+        };
+        let ratio = |p| {
+            if self.raw.is_empty() || self.plugin.is_empty() {
+                "—".to_string()
+            } else {
+                format!("{:.2}", pct(&self.plugin, p) / pct(&self.raw, p))
+            }
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            self.metric,
+            self.unit,
+            cell(&self.raw, 0.5),
+            cell(&self.raw, 0.99),
+            cell(&self.plugin, 0.5),
+            cell(&self.plugin, 0.99),
+            ratio(0.5),
+            ratio(0.99),
+        );
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() {
+    let server = EmbeddedServer::start("127.0.0.1:0".parse().expect("address")).expect("server");
+    let url = format!("ws://127.0.0.1:{}", server.addr().port());
+    let mut rows: Vec<Row> = Vec::new();
+    let mut row = |metric: &str, unit: &'static str| {
+        rows.push(Row {
+            metric: metric.into(),
+            unit,
+            raw: vec![],
+            plugin: vec![],
+        });
+        rows.len() - 1
+    };
+    let connect = row("connect (open → connected)", "ms");
+    let rtt_rel = row("RTT reliable 32 B, tight loop", "ms");
+    let rtt_unrel = row("RTT unreliable 32 B, tight loop", "ms");
+    let tp1k = row("throughput reliable 1 KiB (echoed)", "MB/s");
+    let tp16k = row("throughput reliable 16 KiB (echoed)", "MB/s");
+    let small16 = row("small messages 16 B, reliable (echoed)", "k msg/s");
+    let small64 = row("small messages 64 B, reliable (echoed)", "k msg/s");
+    let big1 = row("one 1 MiB message (echo acks it)", "ms");
+    let big16 = row("one 16 MiB message (echo acks it)", "ms");
+    let frames = row("RTT at 60 Hz, both apps", "frames");
+
+    let rounds = 3;
+    for round in 0..rounds {
+        eprintln!("round {} of {rounds}", round + 1);
+        // Raw.
+        let (t, mut a, b) = raw_pair(&url, &format!("raw{round}"));
+        rows[connect].raw.push(ms(t));
+        let stop = Arc::new(AtomicBool::new(false));
+        let echo = raw_echo(b, stop.clone());
+        rows[rtt_rel]
+            .raw
+            .extend(raw_rtt(&mut a, 0, 300).into_iter().map(ms));
+        rows[rtt_unrel]
+            .raw
+            .extend(raw_rtt(&mut a, 1, 300).into_iter().map(ms));
+        let t = raw_throughput(&mut a, 1024, 10_000);
+        rows[tp1k]
+            .raw
+            .push(10_000.0 * 1024.0 / t.as_secs_f64() / 1e6);
+        let t = raw_throughput(&mut a, 16 * 1024, 1_000);
+        rows[tp16k]
+            .raw
+            .push(1_000.0 * 16384.0 / t.as_secs_f64() / 1e6);
+        let t = raw_throughput(&mut a, 16, 20_000);
+        rows[small16].raw.push(20_000.0 / t.as_secs_f64() / 1e3);
+        let t = raw_throughput(&mut a, 64, 20_000);
+        rows[small64].raw.push(20_000.0 / t.as_secs_f64() / 1e3);
+        stop.store(true, Ordering::Relaxed);
+        let _ = echo.join();
+        drop(a);
+
+        // Plugin, tight loop.
+        let (t, mut host, peer, stop, echo) =
+            plugin_pair(&url, &format!("plugin{round}"), Duration::ZERO);
+        rows[connect].plugin.push(ms(t));
+        rows[rtt_rel]
+            .plugin
+            .extend(plugin_rtt(&mut host, peer, true, 300).into_iter().map(ms));
+        rows[rtt_unrel]
+            .plugin
+            .extend(plugin_rtt(&mut host, peer, false, 300).into_iter().map(ms));
+        let t = plugin_throughput(&mut host, peer, 1024, 10_000);
+        rows[tp1k]
+            .plugin
+            .push(10_000.0 * 1024.0 / t.as_secs_f64() / 1e6);
+        let t = plugin_throughput(&mut host, peer, 16 * 1024, 1_000);
+        rows[tp16k]
+            .plugin
+            .push(1_000.0 * 16384.0 / t.as_secs_f64() / 1e6);
+        let t = plugin_throughput(&mut host, peer, 16, 20_000);
+        rows[small16].plugin.push(20_000.0 / t.as_secs_f64() / 1e3);
+        let t = plugin_throughput(&mut host, peer, 64, 20_000);
+        rows[small64].plugin.push(20_000.0 / t.as_secs_f64() / 1e3);
+        rows[big1]
+            .plugin
+            .push(ms(plugin_transfer(&mut host, peer, 1 << 20)));
+        rows[big16]
+            .plugin
+            .push(ms(plugin_transfer(&mut host, peer, 16 << 20)));
+        stop.store(true, Ordering::Relaxed);
+        let _ = echo.join();
+
+        // Plugin, 60 Hz.
+        let (_, mut host, peer, stop, echo) = plugin_pair(
+            &url,
+            &format!("frames{round}"),
+            Duration::from_secs_f64(1.0 / 60.0),
+        );
+        rows[frames].plugin.extend(
+            plugin_frames(&mut host, peer, 60)
+                .into_iter()
+                .map(f64::from),
+        );
+        stop.store(true, Ordering::Relaxed);
+        let _ = echo.join();
+    }
+
+    println!(
+        "\n| metric | unit | raw p50 | raw p99 | plugin p50 | plugin p99 | plugin/raw p50 | plugin/raw p99 |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in &mut rows {
+        r.print();
+    }
+    println!(
+        "\nEchoes: messages of up to 64 bytes come back whole, larger ones are answered with a \
+         tiny message, on both sides; throughput counts the bytes sent one way until every \
+         message is answered. Small messages: one raw send per message against the plugin's \
+         packing of a frame's messages into few WebRTC messages."
+    );
+}
