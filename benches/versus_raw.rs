@@ -205,13 +205,48 @@ fn with_net<R>(app: &mut App, f: impl FnOnce(&mut PeerMessage) -> R) -> R {
     r
 }
 
-fn drain<M: Message + Clone>(app: &mut App) -> Vec<M> {
-    let world = app.world_mut();
-    let mut state = SystemState::<MessageReader<M>>::new(world);
-    let Ok(mut reader) = state.get_mut(world) else {
-        return vec![];
-    };
-    reader.read().cloned().collect()
+/// What the measuring app has received so far (counted by a system in `Update`, the frame the
+/// messages arrive in).
+#[derive(Resource, Default)]
+struct Counts {
+    pings: usize,
+    upings: usize,
+    connected: Option<PeerId>,
+}
+
+fn count(
+    mut counts: ResMut<Counts>,
+    mut pings: MessageReader<Received<Ping>>,
+    mut upings: MessageReader<Received<UPing>>,
+    mut connected: MessageReader<PeerConnected>,
+) {
+    counts.pings += pings.read().count();
+    counts.upings += upings.read().count();
+    if let Some(c) = connected.read().last() {
+        counts.connected = Some(c.peer);
+    }
+}
+
+/// A load to send: `left` messages of `size` bytes to `peer`, as fast as the resend buffer
+/// allows, from a system (as a game would).
+#[derive(Resource, Default)]
+struct Load {
+    peer: Option<PeerId>,
+    size: usize,
+    left: usize,
+}
+
+fn pump_load(mut load: ResMut<Load>, mut net: PeerMessage) {
+    let Some(peer) = load.peer else { return };
+    let payload = Ping(0, vec![1; load.size]);
+    while load.left > 0 && net.try_send(peer, &payload).is_ok() {
+        load.left -= 1;
+    }
+}
+
+fn counts(app: &App) -> (usize, usize) {
+    let c = app.world().resource::<Counts>();
+    (c.pings, c.upings)
 }
 
 /// Echo system: whatever arrives goes back to its sender.
@@ -273,6 +308,9 @@ fn plugin_pair(
     std::thread::JoinHandle<()>,
 ) {
     let mut host = plugin_app(url);
+    host.init_resource::<Counts>()
+        .init_resource::<Load>()
+        .add_systems(Update, (count, pump_load));
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     with_net(&mut host, |n| n.host(room.to_string()));
@@ -280,8 +318,8 @@ fn plugin_pair(
     let echo = plugin_echo(url.into(), room.into(), frame, stop.clone());
     let peer = loop {
         host.update();
-        if let Some(c) = drain::<PeerConnected>(&mut host).first() {
-            break c.peer;
+        if let Some(peer) = host.world().resource::<Counts>().connected {
+            break peer;
         }
         assert!(start.elapsed() < 30 * SECOND, "plugin pair never connected");
         std::thread::yield_now();
@@ -292,7 +330,7 @@ fn plugin_pair(
 fn plugin_rtt(host: &mut App, peer: PeerId, reliable: bool, n: usize) -> Vec<Duration> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n as u32 {
-        let start = Instant::now();
+        let before = counts(host);
         with_net(host, |net| {
             if reliable {
                 net.send(peer, Ping(i, vec![7; 24]))
@@ -300,13 +338,11 @@ fn plugin_rtt(host: &mut App, peer: PeerId, reliable: bool, n: usize) -> Vec<Dur
                 net.send(peer, UPing(i))
             }
         });
+        // The clock starts once the message is queued, as a game system's send would be.
+        let start = Instant::now();
         loop {
             host.update();
-            let back = if reliable {
-                !drain::<Received<Ping>>(host).is_empty()
-            } else {
-                !drain::<Received<UPing>>(host).is_empty()
-            };
+            let back = counts(host) != before;
             if back || start.elapsed() > SECOND {
                 break;
             }
@@ -321,13 +357,14 @@ fn plugin_frames(host: &mut App, peer: PeerId, n: usize) -> Vec<u32> {
     let frame = Duration::from_secs_f64(1.0 / 60.0);
     let mut out = Vec::with_capacity(n);
     for i in 0..n as u32 {
+        let before = counts(host);
         with_net(host, |net| net.send(peer, Ping(i, vec![])));
         let mut frames = 0;
         loop {
             let t = Instant::now();
             host.update();
             frames += 1;
-            if !drain::<Received<Ping>>(host).is_empty() || frames > 120 {
+            if counts(host) != before || frames > 120 {
                 break;
             }
             if let Some(rest) = frame.checked_sub(t.elapsed()) {
@@ -342,28 +379,26 @@ fn plugin_frames(host: &mut App, peer: PeerId, n: usize) -> Vec<u32> {
 /// Sends `n` reliable messages of `size` bytes as fast as the resend buffer allows; times until
 /// the echo acknowledged each with a message of its own.
 fn plugin_throughput(host: &mut App, peer: PeerId, size: usize, n: usize) -> Duration {
+    let first = counts(host).0;
+    *host.world_mut().resource_mut::<Load>() = Load {
+        peer: Some(peer),
+        size,
+        left: n,
+    };
     let start = Instant::now();
-    let (mut sent, mut got) = (0, 0);
-    while got < n {
-        while sent < n && with_net(host, |net| net.try_send(peer, &Ping(0, vec![1; size]))).is_ok()
-        {
-            sent += 1;
-        }
+    while counts(host).0 - first < n && start.elapsed() < 120 * SECOND {
         host.update();
-        got += drain::<Received<Ping>>(host).len();
-        if start.elapsed() > 120 * SECOND {
-            break;
-        }
     }
     start.elapsed()
 }
 
 fn plugin_transfer(host: &mut App, peer: PeerId, size: usize) -> Duration {
+    let before = counts(host);
     let start = Instant::now();
     with_net(host, |net| net.try_send(peer, &Blob(vec![3; size]))).expect("within the limits");
     loop {
         host.update();
-        if !drain::<Received<Ping>>(host).is_empty() || start.elapsed() > 120 * SECOND {
+        if counts(host) != before || start.elapsed() > 120 * SECOND {
             return start.elapsed();
         }
     }
