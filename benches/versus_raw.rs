@@ -180,12 +180,18 @@ mod serde_bytes_like {
 }
 
 fn plugin_app(url: &str) -> App {
+    // PM_PACKET: the plugin's packet size (default: the plugin's default), to compare.
+    let mut session = PeerMessageSettings::default().session;
+    if let Some(bytes) = std::env::var("PM_PACKET").ok().and_then(|v| v.parse().ok()) {
+        session.max_packet = bytes;
+    }
     let mut app = App::new();
     app.add_plugins((bevy::app::TaskPoolPlugin::default(), bevy::time::TimePlugin))
         .add_plugins(
             PeerMessagePlugin::default()
                 .signaling(Signaling::server(url))
                 .ice_servers(IceServers::none())
+                .session(session)
                 .max_message_size(32 << 20),
         )
         .add_peer_message::<Ping>(Delivery::Reliable)

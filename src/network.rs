@@ -266,6 +266,9 @@ impl PeerNetwork {
             protocol_hash,
         };
         let mut session = settings.session.clone();
+        // Only something above the transport loses packets within a link (see
+        // `SessionConfig::retransmit`).
+        session.retransmit = settings.conditioner.is_some();
         // Heartbeats: at least four per liveness timeout.
         session.ping_interval = session
             .ping_interval
@@ -623,6 +626,9 @@ pub(crate) fn transmit(world: &mut World) {
                 }
                 Command::Blackout(duration) => {
                     let now = net.now();
+                    if let Some(room) = net.room.as_mut() {
+                        room.set_retransmit(true);
+                    }
                     if let Some(c) = net.conditioner.as_mut() {
                         c.blackout(now + duration);
                     } else if net.room.is_some() {

@@ -208,6 +208,14 @@ impl<L: Copy + Eq + Hash> Room<L> {
         self.peers.get(&peer).map(|r| &r.session)
     }
 
+    /// Turns retransmits on timeout on or off, for every session now and later.
+    pub fn set_retransmit(&mut self, on: bool) {
+        self.config.retransmit = on;
+        for remote in self.peers.values_mut() {
+            remote.session.set_retransmit(on);
+        }
+    }
+
     /// Since when `peer` has been away, if it is.
     pub fn away_since(&self, peer: PeerId) -> Option<Duration> {
         self.peers.get(&peer).and_then(|r| r.away_since)

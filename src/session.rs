@@ -42,6 +42,11 @@ pub struct SessionConfig {
     /// The longest such wait: once round trips are measured, the timeout adapts
     /// (`srtt + 4 * jitter`, at least 100 ms) under this cap.
     pub retransmit_timeout: Duration,
+    /// Whether to retransmit on timeout at all. Over WebRTC's reliable channel nothing is lost
+    /// within a link (and a new link resumes from the acks), so the plugin turns this on only
+    /// when something above the transport drops packets: the link conditioner. Spurious
+    /// go-back-N retransmits of a large backlog would otherwise only add load.
+    pub retransmit: bool,
     /// Send a ping (round-trip sample and heartbeat) this often.
     pub ping_interval: Duration,
 }
@@ -54,6 +59,7 @@ impl Default for SessionConfig {
             max_unacked_bytes: 8 << 20,
             ack_delay: Duration::from_millis(5),
             retransmit_timeout: Duration::from_secs(1),
+            retransmit: true,
             ping_interval: Duration::from_millis(250),
         }
     }
@@ -469,6 +475,11 @@ impl Session {
         Ok(())
     }
 
+    /// Turns retransmits on timeout on or off (see [`SessionConfig::retransmit`]).
+    pub fn set_retransmit(&mut self, on: bool) {
+        self.config.retransmit = on;
+    }
+
     /// The current retransmit timeout.
     pub fn rto(&self) -> Duration {
         match self.stats.rtt {
@@ -514,7 +525,8 @@ impl Session {
         }
         // Go-back-N after a retransmit timeout (only matters when something above the
         // transport drops records, such as the link conditioner).
-        if self.resumed
+        if self.config.retransmit
+            && self.resumed
             && self.send_next > self.unacked.front().map_or(self.next_seq, |(s, _)| *s)
             && now.saturating_sub(self.last_ack_progress) >= self.rto()
             && let Some((oldest, _)) = self.unacked.front()
