@@ -544,6 +544,7 @@ fn main() {
             .push(ms(plugin_transfer(&mut host, peer, 16 << 20)));
         stop.store(true, Ordering::Relaxed);
         let _ = echo.join();
+        drop(host);
 
         // Plugin, 60 Hz.
         let (_, mut host, peer, stop, echo) = plugin_pair(
