@@ -78,6 +78,10 @@ fn parse() -> Args {
 }
 
 fn main() {
+    if cfg!(target_arch = "wasm32") {
+        eprintln!("the terminal chat reads stdin on a thread: native only");
+        return;
+    }
     let args = parse();
     let mut plugin = PeerMessagePlugin::default().ice_servers(if args.stun {
         IceServers::public_stun()

@@ -131,6 +131,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() -> ExitCode {
+    if cfg!(target_arch = "wasm32") {
+        eprintln!("the demo hosts with the embedded signaling server, which is native-only");
+        return ExitCode::FAILURE;
+    }
     let mut host = app("host");
     host.add_systems(Update, ping)
         .add_systems(Startup, |mut net: PeerMessage| net.host("demo"));

@@ -8,7 +8,7 @@ use crate::{
 };
 use bevy::prelude::*;
 use matchbox_socket::SignallerBuilder;
-use std::{fmt, sync::Arc, time::Duration};
+use std::{fmt, net::SocketAddr, sync::Arc, time::Duration};
 
 /// Port of the embedded signaling server and of `matchbox_server`.
 pub const DEFAULT_SIGNALING_PORT: u16 = 3536;
@@ -24,7 +24,7 @@ pub enum Signaling {
     #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
     Embedded {
         /// Where the host's server listens (default `0.0.0.0:3536`; port 0 picks a free one,
-        /// see [`SignalingServerInfo`](crate::server::SignalingServerInfo)).
+        /// see [`SignalingServerInfo`](SignalingServerInfo)).
         bind: std::net::SocketAddr,
         /// Base URL joiners connect to (default `ws://127.0.0.1:3536`).
         join_url: String,
@@ -181,6 +181,14 @@ impl Default for IceServers {
     fn default() -> Self {
         Self::public_stun()
     }
+}
+
+/// Where the embedded signaling server of this app listens, while it runs. Present only on a
+/// host using [`Signaling::Embedded`](crate::config::Signaling). Useful with port 0.
+#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignalingServerInfo {
+    /// The bound address.
+    pub addr: SocketAddr,
 }
 
 /// Everything the plugin was configured with. Inserted by the plugin; change it before

@@ -76,7 +76,7 @@ pub mod wire;
 pub mod prelude {
     pub use crate::backoff::Backoff;
     pub use crate::conditioner::LinkConditioner;
-    pub use crate::config::{IceServers, PeerMessageSettings, Signaling};
+    pub use crate::config::{IceServers, PeerMessageSettings, Signaling, SignalingServerInfo};
     pub use crate::error::{PeerErrorKind, SendError};
     pub use crate::events::{
         ConnectionState, Peer, PeerConnected, PeerDisconnected, PeerError, PeerReconnected,
@@ -86,8 +86,6 @@ pub mod prelude {
     pub use crate::peer::{PeerId, Role};
     pub use crate::plugin::{PeerMessagePlugin, PeerMessageSet};
     pub use crate::room::DisconnectReason;
-    #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
-    pub use crate::server::SignalingServerInfo;
     pub use crate::signaling::LocalSignalingHub;
 }
 

@@ -3,16 +3,10 @@
 //! handshakes; game traffic never goes through it.
 
 use bevy::prelude::*;
+
+pub use crate::config::SignalingServerInfo;
 use matchbox_signaling::SignalingServer;
 use std::{net::SocketAddr, thread::JoinHandle};
-
-/// Where the embedded signaling server of this app listens, while it runs. Present only on a
-/// host using [`Signaling::Embedded`](crate::config::Signaling). Useful with port 0.
-#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SignalingServerInfo {
-    /// The bound address.
-    pub addr: SocketAddr,
-}
 
 /// A running embedded server; stops when dropped.
 #[derive(Debug)]
