@@ -98,6 +98,14 @@ impl MessageRegistry {
         self.by_kind.get(&kind).map(|e| (kind, e.delivery))
     }
 
+    /// Every registered kind with how it travels.
+    pub(crate) fn wire_kinds(&self) -> std::collections::HashMap<u32, WireDelivery> {
+        self.by_kind
+            .iter()
+            .map(|(k, e)| (*k, e.delivery.wire()))
+            .collect()
+    }
+
     pub(crate) fn entry(&self, kind: u32) -> Option<&Entry> {
         self.by_kind.get(&kind)
     }

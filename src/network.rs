@@ -237,7 +237,9 @@ impl PeerNetwork {
             )));
         }
         let settings = world.resource::<PeerMessageSettings>().clone();
-        let protocol_hash = world.resource::<MessageRegistry>().protocol_hash();
+        let registry = world.resource::<MessageRegistry>();
+        let protocol_hash = registry.protocol_hash();
+        let kinds = registry.wire_kinds();
         let websocket: Arc<dyn SignallerBuilder> = Arc::new(WebSocketSignallerBuilder);
         let (url, signaller) = match &settings.signaling {
             #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
@@ -274,12 +276,9 @@ impl PeerNetwork {
             .ping_interval
             .min(settings.resume.liveness_timeout / 4)
             .max(Duration::from_millis(10));
-        self.room = Some(Room::with_policy(
-            local,
-            session,
-            settings.max_peers,
-            settings.resume,
-        ));
+        let mut room = Room::with_policy(local, session, settings.max_peers, settings.resume);
+        room.set_kinds(kinds);
+        self.room = Some(room);
         let now = self.now();
         self.sockets.open(
             url.clone(),

@@ -154,6 +154,8 @@ pub struct Room<L> {
     links: HashMap<L, Link>,
     peers: HashMap<PeerId, Remote<L>>,
     events: Vec<RoomEvent>,
+    /// The registered message kinds and how each travels; empty: no check (core tests).
+    kinds: HashMap<u32, WireDelivery>,
 }
 
 impl<L: Copy + Eq + Hash> Room<L> {
@@ -177,6 +179,35 @@ impl<L: Copy + Eq + Hash> Room<L> {
             links: HashMap::new(),
             peers: HashMap::new(),
             events: Vec::new(),
+            kinds: HashMap::new(),
+        }
+    }
+
+    /// The registered message kinds: a record of any other kind, or of a kind sent with another
+    /// delivery than it was registered with, ends the link at once, before anything is kept
+    /// for it.
+    pub fn set_kinds(&mut self, kinds: HashMap<u32, WireDelivery>) {
+        self.kinds = kinds;
+    }
+
+    fn check_kind(&self, record: &Record) -> Result<(), PeerErrorKind> {
+        if self.kinds.is_empty() {
+            return Ok(());
+        }
+        let (kind, delivery) = match record {
+            Record::Reliable { kind, .. } | Record::Fragment { kind, .. } => {
+                (*kind, WireDelivery::Reliable)
+            }
+            Record::Unreliable { kind, .. } => (*kind, WireDelivery::Unreliable),
+            Record::Sequenced { kind, .. } => (*kind, WireDelivery::Sequenced),
+            _ => return Ok(()),
+        };
+        match self.kinds.get(&kind) {
+            None => Err(PeerErrorKind::UnknownMessage(kind)),
+            Some(d) if *d != delivery => Err(PeerErrorKind::Violation(
+                "message sent with another delivery than registered",
+            )),
+            Some(_) => Ok(()),
         }
     }
 
@@ -390,6 +421,9 @@ impl<L: Copy + Eq + Hash> Room<L> {
                 }
                 (LinkState::Bound(peer), record) => {
                     let peer = *peer;
+                    if let Err(e) = self.check_kind(&record) {
+                        return self.fail_link(link, e);
+                    }
                     let Some(remote) = self.peers.get_mut(&peer) else {
                         return;
                     };
@@ -773,6 +807,51 @@ mod tests {
             }]
         );
         assert!(host.session(PeerId(2)).is_none());
+    }
+
+    #[test]
+    fn unknown_kinds_and_wrong_deliveries_end_the_link_at_once() {
+        for (record, expected) in [
+            (
+                Record::Sequenced {
+                    kind: 99,
+                    seq: 1,
+                    payload: Bytes::new(),
+                },
+                PeerErrorKind::UnknownMessage(99),
+            ),
+            (
+                Record::Unreliable {
+                    kind: 5,
+                    payload: Bytes::new(),
+                },
+                PeerErrorKind::Violation("message sent with another delivery than registered"),
+            ),
+        ] {
+            let mut host = room(1, Role::Host);
+            host.set_kinds([(5, WireDelivery::Reliable)].into_iter().collect());
+            let mut joiner = room(2, Role::Joiner);
+            connect(&mut host, &mut joiner, 10, 20);
+            events(&mut host);
+            let mut p = BytesMut::new();
+            match record {
+                Record::Sequenced { kind, seq, .. } => {
+                    wire::encode_sequenced(&mut p, kind, seq, b"")
+                }
+                Record::Unreliable { kind, .. } => wire::encode_unreliable(&mut p, kind, b""),
+                _ => unreachable!(),
+            }
+            host.on_packet(10, p.freeze(), Duration::ZERO);
+            let ev = events(&mut host);
+            assert_eq!(
+                ev[0],
+                RoomEvent::Error {
+                    peer: Some(PeerId(2)),
+                    error: expected
+                }
+            );
+            assert!(host.session(PeerId(2)).is_none());
+        }
     }
 
     #[test]
