@@ -334,6 +334,7 @@ fn plugin_pair(
 }
 
 fn plugin_rtt(host: &mut App, peer: PeerId, reliable: bool, n: usize) -> Vec<Duration> {
+    eprintln!("  plugin rtt reliable={reliable}");
     let mut out = Vec::with_capacity(n);
     for i in 0..n as u32 {
         let before = counts(host);
@@ -385,6 +386,7 @@ fn plugin_frames(host: &mut App, peer: PeerId, n: usize) -> Vec<u32> {
 /// Sends `n` reliable messages of `size` bytes as fast as the resend buffer allows; times until
 /// the echo acknowledged each with a message of its own.
 fn plugin_throughput(host: &mut App, peer: PeerId, size: usize, n: usize) -> Duration {
+    eprintln!("  plugin throughput {size} B x {n}");
     let first = counts(host).0;
     *host.world_mut().resource_mut::<Load>() = Load {
         peer: Some(peer),
@@ -399,6 +401,7 @@ fn plugin_throughput(host: &mut App, peer: PeerId, size: usize, n: usize) -> Dur
 }
 
 fn plugin_transfer(host: &mut App, peer: PeerId, size: usize) -> Duration {
+    eprintln!("  plugin transfer {size} B");
     let before = counts(host);
     let start = Instant::now();
     with_net(host, |net| net.try_send(peer, &Blob(vec![3; size]))).expect("within the limits");
