@@ -35,6 +35,11 @@ pub struct SessionConfig {
     /// measured (`cargo bench --bench versus_raw`), bigger SCTP messages overflow webrtc-rs's
     /// receive buffer under load and each loss costs a 1 s retransmit.
     pub max_packet: usize,
+    /// Most bytes of reliable records sent but not yet acknowledged (the in-flight window).
+    /// The rest waits in the resend buffer and goes out as acks come back, so a large send
+    /// does not hit the transport as one burst (which overflows receive buffers and costs
+    /// SCTP a 1 s retransmit). Default 256 KiB.
+    pub max_in_flight: usize,
     /// An unreliable message travels whole in one packet of at most this size (default 16 KiB;
     /// at most [`wire::MAX_TRANSPORT_PACKET`]); a larger one is refused at send.
     pub max_unreliable_packet: usize,
@@ -62,6 +67,7 @@ impl Default for SessionConfig {
         Self {
             max_packet: 1200,
             max_unreliable_packet: 16 * 1024,
+            max_in_flight: 256 * 1024,
             max_message_size: 1 << 20,
             max_unacked_bytes: 8 << 20,
             ack_delay: Duration::from_millis(5),
@@ -569,7 +575,13 @@ impl Session {
         if has_reliable {
             let oldest = self.unacked.front().map_or(self.next_seq, |(s, _)| *s);
             let start = (self.send_next - oldest) as usize;
+            let mut in_flight: usize = self.unacked.iter().take(start).map(|(_, r)| r.len()).sum();
             for (_, rec) in self.unacked.iter().skip(start) {
+                // Always let one record out, however large, so a stream never stalls.
+                if in_flight > 0 && in_flight + rec.len() > self.config.max_in_flight {
+                    break;
+                }
+                in_flight += rec.len();
                 if !packet.is_empty() && packet.len() + rec.len() > budget {
                     let full = std::mem::take(&mut packet).freeze();
                     emit(&mut self.stats, Channel::Reliable, full, out);
@@ -915,6 +927,26 @@ mod tests {
                 .all(|r| !matches!(r, Record::Reliable { .. }))
         );
         assert!(records.contains(&Record::Ack(0)));
+    }
+
+    #[test]
+    fn the_in_flight_window_paces_large_sends() {
+        let mut p = Pair::new();
+        p.a.config.max_in_flight = 4 * 1024;
+        p.run(1);
+        for i in 0..20u32 {
+            let mut m = vec![0u8; 1000];
+            m[..4].copy_from_slice(&i.to_le_bytes());
+            p.a.send_reliable(1, &m).unwrap();
+        }
+        let first: usize = Pair::packets(&mut p.a, p.now + MS)
+            .iter()
+            .map(|(_, b)| b.len())
+            .sum();
+        assert!(first <= 4 * 1024 + 100, "{first} bytes in the first burst");
+        // The rest follows as acks come back, all of it, in order.
+        p.run(20);
+        assert_eq!(numbers(&p.got_b), (0..20).collect::<Vec<_>>());
     }
 
     #[test]
