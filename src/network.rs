@@ -177,14 +177,8 @@ impl PeerNetwork {
         failed: &mut impl FnMut(PeerId, SendError),
     ) {
         let Self { room, scratch, .. } = self;
-        let Some(room) = room.as_mut() else {
-            return;
-        };
-        let peers: Vec<PeerId> = room.peers().map(|(p, _)| p).collect();
-        for peer in peers {
-            if let Err(e) = room.send(peer, kind, scratch, delivery) {
-                failed(peer, e);
-            }
+        if let Some(room) = room.as_mut() {
+            room.broadcast(kind, scratch, delivery, failed);
         }
     }
 

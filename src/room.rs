@@ -614,10 +614,21 @@ impl<L: Copy + Eq + Hash> Room<L> {
             .peers
             .get_mut(&peer)
             .ok_or(SendError::UnknownPeer(peer))?;
-        match delivery {
-            WireDelivery::Reliable => remote.session.send_reliable(kind, payload),
-            WireDelivery::Unreliable => remote.session.send_unreliable(kind, payload, false),
-            WireDelivery::Sequenced => remote.session.send_unreliable(kind, payload, true),
+        remote.session.send(kind, payload, delivery)
+    }
+
+    /// Queues a message for every peer in the room; `failed` hears of each refusal.
+    pub fn broadcast(
+        &mut self,
+        kind: u32,
+        payload: &[u8],
+        delivery: WireDelivery,
+        failed: &mut impl FnMut(PeerId, SendError),
+    ) {
+        for (peer, remote) in self.peers.iter_mut() {
+            if let Err(e) = remote.session.send(kind, payload, delivery) {
+                failed(*peer, e);
+            }
         }
     }
 

@@ -159,6 +159,8 @@ pub struct Session {
     seq_out: HashMap<u32, u32>,
     unreliable: Vec<BytesMut>,
     control: BytesMut,
+    /// The newest ping to answer: one pong per transmit, however many pings a peer sends.
+    pong_due: Option<u64>,
     next_ping: Duration,
     // Receiving.
     recv_next: u64,
@@ -187,6 +189,7 @@ impl Session {
             seq_out: HashMap::new(),
             unreliable: Vec::new(),
             control: BytesMut::new(),
+            pong_due: None,
             next_ping: now,
             recv_next: 0,
             reassembly: None,
@@ -237,6 +240,22 @@ impl Session {
         // Unreliable records queued for the old link are not replayed.
         self.unreliable.clear();
         self.control.clear();
+        self.pong_due = None;
+    }
+
+    /// Queues a message with the given delivery.
+    pub fn send(
+        &mut self,
+        kind: u32,
+        payload: &[u8],
+        delivery: crate::room::WireDelivery,
+    ) -> Result<(), SendError> {
+        use crate::room::WireDelivery;
+        match delivery {
+            WireDelivery::Reliable => self.send_reliable(kind, payload),
+            WireDelivery::Unreliable => self.send_unreliable(kind, payload, false),
+            WireDelivery::Sequenced => self.send_unreliable(kind, payload, true),
+        }
     }
 
     /// Queues a reliable message. Fragments it when it does not fit one packet.
@@ -349,7 +368,7 @@ impl Session {
                 ));
             }
             Record::Ack(next) => self.on_ack(next, now)?,
-            Record::Ping(nonce) => wire::encode_pong(&mut self.control, nonce),
+            Record::Ping(nonce) => self.pong_due = Some(nonce),
             Record::Pong(nonce) => self.on_pong(nonce, now),
             Record::Reliable { seq, kind, payload } => {
                 if self.accept_seq(seq, now) {
@@ -559,6 +578,9 @@ impl Session {
         }
 
         let budget = self.config.packet_budget();
+        if let Some(nonce) = self.pong_due.take() {
+            wire::encode_pong(&mut self.control, nonce);
+        }
         let mut packet = std::mem::take(&mut self.control);
         let has_reliable = self.resumed && self.send_next < self.next_seq;
         // Acks ride along with every reliable-channel packet (pings included, so at least every
@@ -929,6 +951,25 @@ mod tests {
                 .all(|r| !matches!(r, Record::Reliable { .. }))
         );
         assert!(records.contains(&Record::Ack(0)));
+    }
+
+    #[test]
+    fn a_ping_flood_gets_one_pong() {
+        let mut s = Session::new(PeerId(1), config(), Duration::ZERO);
+        s.link_up(Duration::ZERO);
+        for nonce in 0..10_000 {
+            s.on_record(Record::Ping(nonce), Duration::ZERO, &mut |_| {})
+                .unwrap();
+        }
+        let records: Vec<Record> = Pair::packets(&mut s, Duration::ZERO)
+            .iter()
+            .flat_map(|(_, p)| Records::new(p.clone()).map(Result::unwrap))
+            .collect();
+        let pongs: Vec<&Record> = records
+            .iter()
+            .filter(|r| matches!(r, Record::Pong(_)))
+            .collect();
+        assert_eq!(pongs, vec![&Record::Pong(9_999)]);
     }
 
     #[test]
