@@ -146,7 +146,14 @@ fn child_signaling_server() {
 
 /// Established links keep working while the signaling server is down; when it is back, the
 /// sockets are re-established so a new joiner gets in.
+///
+/// Known race (issue 3 stays open for it): in about one run in ten the newcomer admits the host
+/// but the host never admits the newcomer, so the final broadcast misses it. Ignored until fixed
+/// so that CI stays meaningful; run it with `cargo test --test webrtc -- --ignored
+/// signaling_server_killed_and_restarted`. The eprintln before the broadcast shows the host's
+/// view when it happens.
 #[test]
+#[ignore = "known race: the host sometimes misses the newcomer after a signaling restart (issue 3)"]
 fn signaling_server_killed_and_restarted() {
     if !can_create_namespaces() {
         return;
@@ -221,6 +228,18 @@ fn signaling_server_killed_and_restarted() {
         10 * SECOND,
         "the room back",
         |a| state(a[0]) == ConnectionState::Connected && state(a[1]) == ConnectionState::Connected,
+    );
+    eprintln!(
+        "before the broadcast: host peers {:?}; host saw connected {:?} reconnecting {:?} reconnected {:?} disconnected {:?}; newcomer id {:?}",
+        net(&mut host, |n| n.peers().collect::<Vec<_>>()),
+        inbox::<PeerConnected>(&host)
+            .iter()
+            .map(|c| c.peer)
+            .collect::<Vec<_>>(),
+        inbox::<PeerReconnecting>(&host),
+        inbox::<PeerReconnected>(&host),
+        inbox::<PeerDisconnected>(&host),
+        id(&mut newcomer),
     );
     net(&mut host, |n| n.broadcast(Numbered(7)));
     run_until(
