@@ -123,6 +123,21 @@ impl Default for PeerNetwork {
 }
 
 impl PeerNetwork {
+    /// A multi-line snapshot of sockets and links, for diagnosing connection problems (the
+    /// format is not stable).
+    pub fn describe(&mut self) -> String {
+        let mut out = format!("phase {:?} at {:?}\n", self.phase, self.now());
+        for line in self.sockets.describe() {
+            out += &format!("  {line}\n");
+        }
+        if let Some(room) = &self.room {
+            for line in room.describe_links() {
+                out += &format!("  link {line}\n");
+            }
+        }
+        out
+    }
+
     fn now(&self) -> Duration {
         self.epoch.elapsed()
     }

@@ -113,6 +113,10 @@ struct Link {
     state: LinkState,
     /// Records to send on this link before any session data (Hello, Bye).
     pending: BytesMut,
+    /// The transport said the link is up, so packets can go out on it. A link we only heard
+    /// from (its data overtook the transport's notice) is not writable yet: matchbox drops
+    /// what is sent to a peer whose handshake it has not finished.
+    writable: bool,
 }
 
 #[derive(Debug)]
@@ -261,6 +265,20 @@ impl<L: Copy + Eq + Hash> Room<L> {
             )
     }
 
+    /// One line per link: its id and state (diagnostics).
+    pub fn describe_links(&self) -> Vec<String>
+    where
+        L: std::fmt::Debug,
+    {
+        self.links
+            .iter()
+            .map(|(id, l)| {
+                let writable = if l.writable { "" } else { ", not writable yet" };
+                format!("{id:?}: {:?}{writable}", l.state)
+            })
+            .collect()
+    }
+
     /// Whether a link is the one a peer currently uses (handshake done).
     pub fn link_bound(&self, link: L) -> bool {
         matches!(
@@ -327,8 +345,16 @@ impl<L: Copy + Eq + Hash> Room<L> {
         self.events.drain(..)
     }
 
-    /// A new transport link is up: say hello.
+    /// A transport link is up (writable): say hello. A link already known because its data
+    /// overtook the transport's notice keeps its state and becomes writable.
     pub fn link_up(&mut self, link: L) {
+        match self.links.get_mut(&link) {
+            Some(l) => l.writable = true,
+            None => self.add_link(link, true),
+        }
+    }
+
+    fn add_link(&mut self, link: L, writable: bool) {
         let mut pending = BytesMut::with_capacity(wire::HELLO_LEN);
         wire::encode_hello(
             &mut pending,
@@ -345,6 +371,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
             Link {
                 state: LinkState::AwaitingHello,
                 pending,
+                writable,
             },
         );
     }
@@ -366,8 +393,9 @@ impl<L: Copy + Eq + Hash> Room<L> {
         match self.links.get(&link).map(|l| &l.state) {
             Some(LinkState::Closed) => return,
             Some(_) => {}
-            // Data can overtake the transport's "connected" notice.
-            None => self.link_up(link),
+            // Data can overtake the transport's "connected" notice: the link exists, but we
+            // cannot write to it until the notice comes.
+            None => self.add_link(link, false),
         }
         let len = packet.len();
         let records = match Records::checked(packet) {
@@ -635,7 +663,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
     /// Builds every packet due now; `out(link, channel, packet)` sends one.
     pub fn poll_transmit(&mut self, now: Duration, out: &mut impl FnMut(L, Channel, Bytes)) {
         for (id, link) in self.links.iter_mut() {
-            if !link.pending.is_empty() {
+            if link.writable && !link.pending.is_empty() {
                 out(*id, Channel::Reliable, link.pending.split().freeze());
             }
         }
@@ -645,7 +673,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
             let link = remote.link.filter(|l| {
                 self.links
                     .get(l)
-                    .is_some_and(|l| matches!(l.state, LinkState::Bound(_)))
+                    .is_some_and(|l| l.writable && matches!(l.state, LinkState::Bound(_)))
             });
             match link {
                 Some(link) => remote
@@ -741,6 +769,63 @@ mod tests {
                 got.push(payload[0]);
             }
         }
+    }
+
+    #[test]
+    fn data_that_overtakes_the_link_up_notice_is_not_undone_by_it() {
+        let mut host = room(1, Role::Host);
+        let mut joiner = room(2, Role::Joiner);
+        // The host's transport reports its link first; the joiner's reports it only after the
+        // host's Hello has already arrived (matchbox's peer-state and data channels race).
+        host.link_up(10);
+        pump(&mut host, 10, &mut joiner, 20, Duration::ZERO);
+        assert_eq!(
+            events(&mut joiner),
+            vec![RoomEvent::Connected {
+                peer: PeerId(1),
+                role: Role::Host
+            }]
+        );
+        // Until its notice, matchbox would drop what the joiner sends on the link: the Hello
+        // (and anything the joiner queues for the host) waits.
+        joiner
+            .send(PeerId(1), 1, &[8], WireDelivery::Reliable)
+            .unwrap();
+        let mut early = 0;
+        joiner.poll_transmit(Duration::ZERO, &mut |_, _, _| early += 1);
+        assert_eq!(early, 0, "nothing goes out on a link not reported up");
+        joiner.link_up(20);
+        assert!(
+            joiner.link_bound(20),
+            "the late notice must not reset the link"
+        );
+        for _ in 0..3 {
+            pump(&mut joiner, 20, &mut host, 10, Duration::ZERO);
+            pump(&mut host, 10, &mut joiner, 20, Duration::ZERO);
+        }
+        assert_eq!(
+            events(&mut host),
+            vec![
+                RoomEvent::Connected {
+                    peer: PeerId(2),
+                    role: Role::Joiner
+                },
+                // What waited for the notice arrives, once.
+                RoomEvent::Message {
+                    from: PeerId(2),
+                    kind: 1,
+                    payload: Bytes::from_static(&[8])
+                }
+            ]
+        );
+        let mut got = vec![];
+        assert_eq!(events(&mut joiner), vec![]);
+        host.send(PeerId(2), 1, &[9], WireDelivery::Reliable)
+            .unwrap();
+        pump(&mut host, 10, &mut joiner, 20, Duration::ZERO);
+        got.clear();
+        received(&mut joiner, &mut got);
+        assert_eq!(got, vec![9]);
     }
 
     #[test]

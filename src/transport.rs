@@ -168,6 +168,9 @@ pub struct Socket {
     pub ever_up: bool,
     /// Its signaling failure has been reported already.
     pub failure_reported: bool,
+    /// Packets in and out per link (debug builds only: diagnostics).
+    #[cfg(debug_assertions)]
+    traffic: std::collections::HashMap<LinkId, (u64, u64)>,
 }
 
 impl Socket {
@@ -183,6 +186,20 @@ impl Socket {
             self.ever_up = true;
         }
         phase
+    }
+
+    /// Our matchbox id on this socket, its signaling phase and links (diagnostics).
+    pub fn describe(&mut self) -> String {
+        let id = self.transport.id();
+        let phase = self.status.get();
+        #[cfg(debug_assertions)]
+        let traffic = format!(", packets (in, out) per link {:?}", self.traffic);
+        #[cfg(not(debug_assertions))]
+        let traffic = "";
+        format!(
+            "socket {id:?} opened at {:?}, signaling {phase:?}, links {:?}{traffic}",
+            self.opened_at, self.links
+        )
     }
 
     /// The links that are up on this socket.
@@ -218,12 +235,19 @@ impl SocketSet {
             links: HashSet::new(),
             ever_up: false,
             failure_reported: false,
+            #[cfg(debug_assertions)]
+            traffic: Default::default(),
         });
     }
 
     /// The newest socket.
     pub fn current(&mut self) -> Option<&mut Socket> {
         self.sockets.last_mut()
+    }
+
+    /// Every socket, oldest first (diagnostics).
+    pub fn describe(&mut self) -> Vec<String> {
+        self.sockets.iter_mut().map(Socket::describe).collect()
     }
 
     /// Whether there is no socket at all.
@@ -247,16 +271,30 @@ impl SocketSet {
                 };
                 f(Incoming::Link(change));
             });
-            socket
-                .transport
-                .receive(|link, channel, packet| f(Incoming::Packet(link, channel, packet)));
+            // Data can overtake matchbox's "connected" notice: a link that sends is up.
+            #[cfg(debug_assertions)]
+            let traffic = &mut socket.traffic;
+            socket.transport.receive(|link, channel, packet| {
+                links.insert(link);
+                #[cfg(debug_assertions)]
+                {
+                    traffic.entry(link).or_default().0 += 1;
+                }
+                f(Incoming::Packet(link, channel, packet))
+            });
         }
     }
 
     /// Sends a packet on whichever socket has the link.
     pub fn send(&mut self, link: LinkId, channel: Channel, packet: Bytes) -> bool {
         match self.sockets.iter_mut().find(|s| s.links.contains(&link)) {
-            Some(socket) => socket.transport.send(link, channel, packet),
+            Some(socket) => {
+                #[cfg(debug_assertions)]
+                {
+                    socket.traffic.entry(link).or_default().1 += 1;
+                }
+                socket.transport.send(link, channel, packet)
+            }
             None => false,
         }
     }
