@@ -19,14 +19,66 @@ use matchbox_socket::{
 };
 use serde::{Deserialize, Serialize};
 use std::{
+    alloc::{GlobalAlloc, Layout, System},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicI64, Ordering},
     },
     time::{Duration, Instant},
 };
 
 const SECOND: Duration = Duration::from_secs(1);
+
+// ---------------------------------------------------------------------------------------------
+// Live heap bytes (a counting global allocator) and process CPU time, for the room-load rows.
+
+struct Heap;
+
+static LIVE: AtomicI64 = AtomicI64::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; it only counts bytes.
+unsafe impl GlobalAlloc for Heap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Heap = Heap;
+
+fn live_heap() -> i64 {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// CPU time of the whole process (every thread), from /proc/self/stat (10 ms ticks).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = after
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // Fields 14 and 15 of stat(5) (utime, stime); the slice starts at field 3.
+    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
 
 // ---------------------------------------------------------------------------------------------
 // Raw matchbox.
@@ -152,6 +204,9 @@ fn raw_throughput(r: &mut Raw, size: usize, n: usize) -> Duration {
 struct Ping(u32, #[serde(with = "serde_bytes_like")] Vec<u8>);
 #[derive(Serialize, Deserialize, Clone, Debug)]
 struct UPing(u32);
+/// A 16-byte unreliable message (the room-load rows).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+struct Small([u8; 16]);
 #[derive(Serialize, Deserialize, Clone, Debug)]
 struct Blob(#[serde(with = "serde_bytes_like")] Vec<u8>);
 
@@ -196,7 +251,8 @@ fn plugin_app(url: &str) -> App {
         )
         .add_peer_message::<Ping>(Delivery::Reliable)
         .add_peer_message::<UPing>(Delivery::Unreliable)
-        .add_peer_message::<Blob>(Delivery::Reliable);
+        .add_peer_message::<Blob>(Delivery::Reliable)
+        .add_peer_message::<Small>(Delivery::Unreliable);
     app
 }
 
@@ -217,19 +273,24 @@ fn with_net<R>(app: &mut App, f: impl FnOnce(&mut PeerMessage) -> R) -> R {
 struct Counts {
     pings: usize,
     upings: usize,
+    smalls: usize,
     connected: Option<PeerId>,
+    connections: usize,
 }
 
 fn count(
     mut counts: ResMut<Counts>,
     mut pings: MessageReader<Received<Ping>>,
     mut upings: MessageReader<Received<UPing>>,
+    mut smalls: MessageReader<Received<Small>>,
     mut connected: MessageReader<PeerConnected>,
 ) {
     counts.pings += pings.read().count();
     counts.upings += upings.read().count();
-    if let Some(c) = connected.read().last() {
+    counts.smalls += smalls.read().count();
+    for c in connected.read() {
         counts.connected = Some(c.peer);
+        counts.connections += 1;
     }
 }
 
@@ -414,6 +475,138 @@ fn plugin_transfer(host: &mut App, peer: PeerId, size: usize) -> Duration {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Room load: N peers in one room at 60 Hz, each sending 20 small unreliable messages per frame
+// to every other peer.
+
+const LOAD_PER_FRAME: usize = 20;
+
+struct LoadResult {
+    /// Process CPU time per 60 Hz frame (all N peers together, every thread).
+    cpu_per_frame: Duration,
+    /// Live heap bytes at the end of the run, above what was live before the room opened.
+    heap: i64,
+    /// Messages received / messages sent.
+    delivered: f64,
+}
+
+fn frame_loop(seconds: f64, mut frame: impl FnMut()) -> (Duration, usize) {
+    let period = Duration::from_secs_f64(1.0 / 60.0);
+    let frames = (seconds * 60.0) as usize;
+    let cpu = cpu_time();
+    for _ in 0..frames {
+        let t = Instant::now();
+        frame();
+        if let Some(rest) = period.checked_sub(t.elapsed()) {
+            std::thread::sleep(rest);
+        }
+    }
+    (cpu_time() - cpu, frames)
+}
+
+fn raw_load(url: &str, room: &str, n: usize, seconds: f64) -> LoadResult {
+    eprintln!("  raw load {n} peers");
+    let heap = live_heap();
+    let room_url = format!("{url}/{room}");
+    let mut sockets: Vec<WebRtcSocket> = (0..n).map(|_| raw_socket(&room_url)).collect();
+    let start = Instant::now();
+    while !sockets.iter_mut().all(|s| {
+        let _ = s.try_update_peers();
+        s.connected_peers().count() == n - 1
+    }) {
+        assert!(start.elapsed() < 60 * SECOND, "raw mesh never formed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let peers: Vec<Vec<LinkId>> = sockets
+        .iter()
+        .map(|s| s.connected_peers().collect())
+        .collect();
+    let payload = Bytes::from(vec![5u8; 16]);
+    let mut received = 0usize;
+    let (cpu, frames) = frame_loop(seconds, || {
+        for (socket, peers) in sockets.iter_mut().zip(&peers) {
+            received += socket.channel_mut(1).receive().len();
+            for _ in 0..LOAD_PER_FRAME {
+                for peer in peers {
+                    let _ = socket.channel_mut(1).try_send(payload.clone(), *peer);
+                }
+            }
+        }
+    });
+    let heap = live_heap() - heap;
+    LoadResult {
+        cpu_per_frame: cpu / frames as u32,
+        heap,
+        delivered: received as f64 / (frames * LOAD_PER_FRAME * n * (n - 1)) as f64,
+    }
+}
+
+#[derive(Resource, Default)]
+struct Blast(bool);
+
+fn blast(on: Res<Blast>, mut net: PeerMessage) {
+    if on.0 {
+        for _ in 0..LOAD_PER_FRAME {
+            net.broadcast(Small([5; 16]));
+        }
+    }
+}
+
+fn plugin_load(url: &str, room: &str, n: usize, seconds: f64) -> LoadResult {
+    eprintln!("  plugin load {n} peers");
+    let heap = live_heap();
+    let mut apps: Vec<App> = (0..n)
+        .map(|_| {
+            let mut app = plugin_app(url);
+            app.init_resource::<Counts>()
+                .init_resource::<Blast>()
+                .add_systems(Update, (count, blast));
+            app
+        })
+        .collect();
+    with_net(&mut apps[0], |n| n.host(room.to_string()));
+    for app in &mut apps[1..] {
+        with_net(app, |n| n.join(room.to_string()));
+    }
+    let start = Instant::now();
+    while !apps
+        .iter()
+        .all(|a| a.world().resource::<Counts>().connections >= n - 1)
+    {
+        for app in &mut apps {
+            app.update();
+        }
+        assert!(start.elapsed() < 60 * SECOND, "plugin mesh never formed");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let before: usize = apps
+        .iter()
+        .map(|a| a.world().resource::<Counts>().smalls)
+        .sum();
+    for app in &mut apps {
+        app.world_mut().resource_mut::<Blast>().0 = true;
+    }
+    let (cpu, frames) = frame_loop(seconds, || {
+        for app in &mut apps {
+            app.update();
+        }
+    });
+    let heap = live_heap() - heap;
+    let after: usize = apps
+        .iter()
+        .map(|a| a.world().resource::<Counts>().smalls)
+        .sum();
+    for app in &mut apps {
+        with_net(app, |n| n.leave());
+        app.update();
+    }
+    LoadResult {
+        cpu_per_frame: cpu / frames as u32,
+        heap,
+        delivered: (after - before) as f64 / (frames * LOAD_PER_FRAME * n * (n - 1)) as f64,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Reporting.
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -486,6 +679,20 @@ fn main() {
     let big1 = row("one 1 MiB message (echo acks it)", "ms");
     let big16 = row("one 16 MiB message (echo acks it)", "ms");
     let frames = row("RTT at 60 Hz, both apps", "frames");
+    let sizes = [2usize, 4, 8];
+    let load_rows: Vec<(usize, usize, usize)> = sizes
+        .iter()
+        .map(|&n| {
+            (
+                row(
+                    &format!("{n} peers at 60 Hz: CPU per frame, all peers"),
+                    "ms",
+                ),
+                row(&format!("{n} peers at 60 Hz: heap in use"), "MB"),
+                row(&format!("{n} peers at 60 Hz: messages delivered"), "%"),
+            )
+        })
+        .collect();
 
     let rounds = 3;
     for round in 0..rounds {
@@ -562,6 +769,31 @@ fn main() {
         );
         stop.store(true, Ordering::Relaxed);
         let _ = echo.join();
+        drop(host);
+
+        // Room load, alternating raw and plugin for each room size.
+        for (&n, &(cpu, heap, delivered)) in sizes.iter().zip(&load_rows) {
+            for plugin in [false, true] {
+                let name = format!("load{n}{plugin}{round}");
+                let r = if plugin {
+                    plugin_load(&url, &name, n, 4.0)
+                } else {
+                    raw_load(&url, &name, n, 4.0)
+                };
+                let values = [
+                    (cpu, ms(r.cpu_per_frame)),
+                    (heap, r.heap as f64 / 1e6),
+                    (delivered, r.delivered * 100.0),
+                ];
+                for (index, value) in values {
+                    if plugin {
+                        rows[index].plugin.push(value);
+                    } else {
+                        rows[index].raw.push(value);
+                    }
+                }
+            }
+        }
     }
 
     println!(
@@ -575,6 +807,11 @@ fn main() {
         "\nEchoes: messages of up to 64 bytes come back whole, larger ones are answered with a \
          tiny message, on both sides; throughput counts the bytes sent one way until every \
          message is answered. Small messages: one raw send per message against the plugin's \
-         packing of a frame's messages into few WebRTC messages."
+         packing of a frame's messages into few WebRTC messages. Room load: N peers in one \
+         room, all in this process and updated one after another at 60 Hz, each sending \
+         {LOAD_PER_FRAME} messages of 16 bytes per frame to every other peer (unreliable; raw: \
+         one send per message per peer; plugin: `broadcast`); CPU is the whole process's (every \
+         thread, 10 ms ticks) per frame, heap is what the counting allocator saw live at the \
+         end above what was live before the room opened."
     );
 }

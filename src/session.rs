@@ -27,6 +27,9 @@ pub enum Channel {
     Unreliable = 1,
 }
 
+/// Size of the blocks reliable records are written into (see `Session::arena`).
+const RECORD_ARENA: usize = 64 * 1024;
+
 /// Limits and timings of a session. All of them bound what a peer can make us hold.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionConfig {
@@ -152,6 +155,9 @@ pub struct Session {
     // Sending.
     next_seq: u64,
     unacked: VecDeque<(u64, Bytes)>,
+    /// Reliable records are written here and split off (sharing its allocation), so a steady
+    /// stream costs one allocation per `RECORD_ARENA` bytes rather than one per message.
+    arena: BytesMut,
     unacked_bytes: usize,
     send_next: u64,
     resumed: bool,
@@ -182,6 +188,7 @@ impl Session {
             config,
             next_seq: 0,
             unacked: VecDeque::new(),
+            arena: BytesMut::new(),
             unacked_bytes: 0,
             send_next: 0,
             resumed: false,
@@ -284,17 +291,27 @@ impl Session {
             });
         }
         if size <= single {
-            let mut rec = BytesMut::with_capacity(wire::RELIABLE_HEADER + size);
-            wire::encode_reliable(&mut rec, self.next_seq, kind, payload);
-            self.push_unacked(rec.freeze());
+            self.reserve_record(wire::RELIABLE_HEADER + size);
+            wire::encode_reliable(&mut self.arena, self.next_seq, kind, payload);
+            let rec = self.arena.split().freeze();
+            self.push_unacked(rec);
         } else {
             for piece in payload.chunks(chunk) {
-                let mut rec = BytesMut::with_capacity(wire::FRAGMENT_HEADER + piece.len());
-                wire::encode_fragment(&mut rec, self.next_seq, kind, size as u32, piece);
-                self.push_unacked(rec.freeze());
+                self.reserve_record(wire::FRAGMENT_HEADER + piece.len());
+                wire::encode_fragment(&mut self.arena, self.next_seq, kind, size as u32, piece);
+                let rec = self.arena.split().freeze();
+                self.push_unacked(rec);
             }
         }
         Ok(())
+    }
+
+    /// Room for one record of `len` bytes in the arena: a fresh block when the current one is
+    /// full (the old block lives on until its last record is acknowledged).
+    fn reserve_record(&mut self, len: usize) {
+        if self.arena.capacity() < len {
+            self.arena = BytesMut::with_capacity(len.max(RECORD_ARENA));
+        }
     }
 
     fn push_unacked(&mut self, record: Bytes) {
