@@ -1,5 +1,7 @@
 //! Integration tests: real host and joiner Bevy apps over real WebRTC (matchbox_socket +
-//! webrtc-rs), each test binary inside a private network namespace (see `harness`).
+//! webrtc-rs), each test binary inside a private network namespace (see `harness`). Native
+//! only: the browser's counterpart is `tests/browser.rs`.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod harness;
 mod netns;

@@ -1,0 +1,204 @@
+//! Browser tests: the plugin compiled to wasm32, running in headless Chromium through
+//! `wasm-bindgen-test-runner` and chromedriver (see `tests/browser-run`, the wasm32 runner in
+//! `.cargo/config.toml`, and `webdriver.json`):
+//!
+//! ```text
+//! cargo test --target wasm32-unknown-unknown --test browser
+//! ```
+//!
+//! Chromium runs inside a private network namespace with only `lo`; it offers loopback ICE
+//! candidates once the page holds a (fake) microphone, so each test first calls
+//! `getUserMedia({audio: true})`. On native targets this file is empty.
+#![cfg(target_arch = "wasm32")]
+
+use bevy::{ecs::system::SystemState, prelude::*};
+use bevy_peer_message::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::{sync::Arc, time::Duration};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+#[wasm_bindgen(inline_js = "
+export function sleep(ms) { return new Promise(resolve => setTimeout(resolve, ms)); }
+export async function allow_loopback_candidates() {
+    try {
+        const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+        window.__pm_stream = stream;
+        return 'ok';
+    } catch (e) {
+        return String(e);
+    }
+}
+")]
+extern "C" {
+    async fn sleep(ms: u32);
+    async fn allow_loopback_candidates() -> JsValue;
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct Numbered(u32);
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct Spark(u32);
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct Blob(Vec<u8>);
+
+#[derive(Resource, Default)]
+struct Inbox {
+    connected: Vec<PeerConnected>,
+    errors: Vec<PeerError>,
+    numbers: Vec<u32>,
+    sparks: usize,
+    blobs: Vec<Vec<u8>>,
+}
+
+fn collect(
+    mut inbox: ResMut<Inbox>,
+    mut connected: MessageReader<PeerConnected>,
+    mut errors: MessageReader<PeerError>,
+    mut numbers: MessageReader<Received<Numbered>>,
+    mut sparks: MessageReader<Received<Spark>>,
+    mut blobs: MessageReader<Received<Blob>>,
+) {
+    inbox.connected.extend(connected.read().cloned());
+    inbox.errors.extend(errors.read().cloned());
+    inbox.numbers.extend(numbers.read().map(|m| m.message.0));
+    inbox.sparks += sparks.read().count();
+    inbox
+        .blobs
+        .extend(blobs.read().map(|m| m.message.0.clone()));
+}
+
+fn app(signaling: Signaling) -> App {
+    let mut app = App::new();
+    app.add_plugins((bevy::app::TaskPoolPlugin::default(), bevy::time::TimePlugin))
+        .add_plugins(
+            PeerMessagePlugin::default()
+                .signaling(signaling)
+                .ice_servers(IceServers::none())
+                .max_message_size(2 << 20),
+        )
+        .add_peer_message::<Numbered>(Delivery::Reliable)
+        .add_peer_message::<Spark>(Delivery::Unreliable)
+        .add_peer_message::<Blob>(Delivery::Reliable)
+        .init_resource::<Inbox>()
+        .add_systems(Update, collect);
+    app
+}
+
+fn net<R>(app: &mut App, f: impl FnOnce(&mut PeerMessage) -> R) -> R {
+    let world = app.world_mut();
+    let mut state = SystemState::<PeerMessage>::new(world);
+    let mut param = state.get_mut(world).expect("PeerMessage is available");
+    let r = f(&mut param);
+    state.apply(world);
+    r
+}
+
+fn inbox(app: &App) -> &Inbox {
+    app.world().resource::<Inbox>()
+}
+
+/// Updates the apps about every 4 ms (yielding to the browser in between) until `done` holds;
+/// panics with what each app reported after `timeout`.
+async fn run_until(
+    apps: &mut [&mut App],
+    timeout: Duration,
+    what: &str,
+    mut done: impl FnMut(&[&mut App]) -> bool,
+) {
+    let start = web_time();
+    loop {
+        for app in apps.iter_mut() {
+            app.update();
+        }
+        if done(apps) {
+            return;
+        }
+        if web_time() - start > timeout.as_secs_f64() * 1e3 {
+            let errors: Vec<_> = apps.iter().map(|a| inbox(a).errors.clone()).collect();
+            panic!("timed out after {timeout:?} waiting for {what}; errors per app: {errors:?}");
+        }
+        sleep(4).await;
+    }
+}
+
+fn web_time() -> f64 {
+    js_sys::Date::now()
+}
+
+async fn prepare() {
+    let answer = allow_loopback_candidates().await;
+    assert_eq!(
+        answer.as_string().as_deref(),
+        Some("ok"),
+        "getUserMedia (Chromium needs --use-fake-ui-for-media-stream)"
+    );
+}
+
+/// Two plugin apps in one page (signaling through an in-page `LocalSignalingHub`): host and
+/// join, then reliable (in order, exactly once), unreliable and a 1 MiB reliable message, both
+/// ways, over the browser's own WebRTC.
+#[wasm_bindgen_test]
+async fn two_apps_in_one_page_exchange_every_delivery() {
+    prepare().await;
+    let hub = LocalSignalingHub::default();
+    let signaling = || Signaling::custom(Arc::new(hub.clone()), "local://page");
+    let mut host = app(signaling());
+    let mut joiner = app(signaling());
+    net(&mut host, |n| n.host("browser"));
+    net(&mut joiner, |n| n.join("browser"));
+    run_until(
+        &mut [&mut host, &mut joiner],
+        Duration::from_secs(30),
+        "both to connect",
+        |a| a.iter().all(|app| !inbox(app).connected.is_empty()),
+    )
+    .await;
+    let joiner_id = net(&mut joiner, |n| n.id());
+    let blob: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+    for i in 0..200 {
+        net(&mut host, |n| n.send(joiner_id, Numbered(i)));
+        net(&mut joiner, |n| n.send_to_host(Numbered(1000 + i)));
+    }
+    net(&mut host, |n| n.send(joiner_id, Blob(blob.clone())));
+    net(&mut joiner, |n| n.send_to_host(Blob(blob.clone())));
+    run_until(
+        &mut [&mut host, &mut joiner],
+        Duration::from_secs(60),
+        "200 numbers and a 1 MiB blob each way",
+        |a| {
+            a.iter()
+                .all(|app| inbox(app).numbers.len() >= 200 && !inbox(app).blobs.is_empty())
+        },
+    )
+    .await;
+    assert_eq!(inbox(&joiner).numbers, (0..200).collect::<Vec<_>>());
+    assert_eq!(inbox(&host).numbers, (1000..1200).collect::<Vec<_>>());
+    assert!(inbox(&host).blobs == vec![blob.clone()]);
+    assert!(inbox(&joiner).blobs == vec![blob]);
+    // Unreliable: a burst each way, most of which arrives on loopback.
+    for i in 0..50 {
+        net(&mut host, |n| n.send(joiner_id, Spark(i)));
+        net(&mut joiner, |n| n.send_to_host(Spark(i)));
+        run_until(
+            &mut [&mut host, &mut joiner],
+            Duration::from_secs(5),
+            "a frame",
+            |_| true,
+        )
+        .await;
+    }
+    run_until(
+        &mut [&mut host, &mut joiner],
+        Duration::from_secs(10),
+        "unreliable sparks both ways",
+        |a| a.iter().all(|app| inbox(app).sparks >= 25),
+    )
+    .await;
+    assert!(
+        inbox(&host).errors.is_empty() && inbox(&joiner).errors.is_empty(),
+        "no errors"
+    );
+}
