@@ -190,24 +190,54 @@ impl Codec {
     }
 }
 
-/// Encode, frame as one reliable record, parse the packet, decode.
+/// Encode, frame as our records (one reliable record, or 1200-byte-packet fragments for what
+/// does not fit one, as the session does), parse them, reassemble, decode.
 fn round_trip<T: Msg>(
     codec: Codec,
     value: &T,
     scratch: &mut Vec<u8>,
     packet: &mut BytesMut,
+    reassembly: &mut Vec<u8>,
     buffer: &mut bitcode::Buffer,
 ) -> T {
+    const SINGLE: usize = 1200 - wire::RELIABLE_HEADER;
+    const CHUNK: usize = 1200 - wire::FRAGMENT_HEADER;
     codec.encode(value, scratch, buffer);
-    wire::encode_reliable(packet, 7, 0x1234_5678, scratch);
-    let bytes = packet.split().freeze();
     let mut decoded = None;
-    for record in Records::checked(bytes).expect("packet") {
-        if let Ok(Record::Reliable { payload, .. }) = record {
-            decoded = Some(codec.decode(&payload, buffer));
+    reassembly.clear();
+    let mut parse = |packet: Bytes, decoded: &mut Option<T>| {
+        for record in Records::checked(packet).expect("packet") {
+            match record {
+                Ok(Record::Reliable { payload, .. }) => {
+                    *decoded = Some(codec.decode(&payload, buffer));
+                }
+                Ok(Record::Fragment { total, chunk, .. }) => {
+                    reassembly.extend_from_slice(&chunk);
+                    if reassembly.len() == total as usize {
+                        *decoded = Some(codec.decode(reassembly, buffer));
+                    }
+                }
+                _ => {}
+            }
+        }
+    };
+    if scratch.len() <= SINGLE {
+        wire::encode_reliable(packet, 7, 0x1234_5678, scratch);
+        parse(packet.split().freeze(), &mut decoded);
+    } else {
+        // One fragment per packet, as the session sends them.
+        for (i, piece) in scratch.chunks(CHUNK).enumerate() {
+            wire::encode_fragment(
+                packet,
+                7 + i as u64,
+                0x1234_5678,
+                scratch.len() as u32,
+                piece,
+            );
+            parse(packet.split().freeze(), &mut decoded);
         }
     }
-    decoded.expect("one record")
+    decoded.expect("one message")
 }
 
 fn sizes() {
@@ -372,6 +402,7 @@ fn bench_message<T: Msg>(c: &mut Criterion, name: &str, value: &T) {
     for codec in CODECS {
         let mut scratch = Vec::with_capacity(1024);
         let mut packet = BytesMut::with_capacity(128 * 1024);
+        let mut reassembly = Vec::with_capacity(128 * 1024);
         let mut buffer = bitcode::Buffer::new();
         group.bench_function(BenchmarkId::from_parameter(codec.name()), |b| {
             b.iter(|| {
@@ -380,6 +411,7 @@ fn bench_message<T: Msg>(c: &mut Criterion, name: &str, value: &T) {
                     black_box(value),
                     &mut scratch,
                     &mut packet,
+                    &mut reassembly,
                     &mut buffer,
                 ))
             })

@@ -170,6 +170,7 @@ fn raw_rtt(r: &mut Raw, channel: usize, n: usize) -> Vec<Duration> {
                 break;
             }
             if start.elapsed() > SECOND {
+                eprintln!("  raw rtt: no answer within 1 s");
                 break; // an unreliable packet lost: counted as a 1 s round trip
             }
             std::hint::spin_loop();
@@ -276,6 +277,8 @@ struct Counts {
     smalls: usize,
     connected: Option<PeerId>,
     connections: usize,
+    /// Everything else the app was told, for diagnostics.
+    events: Vec<String>,
 }
 
 fn count(
@@ -292,6 +295,20 @@ fn count(
         counts.connected = Some(c.peer);
         counts.connections += 1;
     }
+}
+
+fn log_events(
+    mut counts: ResMut<Counts>,
+    mut errors: MessageReader<PeerError>,
+    mut away: MessageReader<PeerReconnecting>,
+    mut back: MessageReader<PeerReconnected>,
+    mut gone: MessageReader<PeerDisconnected>,
+) {
+    let log = &mut counts.events;
+    log.extend(errors.read().map(|e| format!("{e:?}")));
+    log.extend(away.read().map(|e| format!("{e:?}")));
+    log.extend(back.read().map(|e| format!("{e:?}")));
+    log.extend(gone.read().map(|e| format!("{e:?}")));
 }
 
 /// A load to send: `left` messages of `size` bytes to `peer`, as fast as the resend buffer
@@ -414,6 +431,9 @@ fn plugin_rtt(host: &mut App, peer: PeerId, reliable: bool, n: usize) -> Vec<Dur
             if back || start.elapsed() > SECOND {
                 break;
             }
+        }
+        if counts(host) == before {
+            eprintln!("  plugin rtt: no answer within 1 s (sample {i})");
         }
         out.push(start.elapsed());
     }
@@ -551,7 +571,7 @@ fn blast(on: Res<Blast>, mut net: PeerMessage) {
     }
 }
 
-fn plugin_load(url: &str, room: &str, n: usize, seconds: f64) -> LoadResult {
+fn plugin_load(url: &str, room: &str, n: usize, seconds: f64) -> Option<LoadResult> {
     eprintln!("  plugin load {n} peers");
     let heap = live_heap();
     let mut apps: Vec<App> = (0..n)
@@ -559,7 +579,7 @@ fn plugin_load(url: &str, room: &str, n: usize, seconds: f64) -> LoadResult {
             let mut app = plugin_app(url);
             app.init_resource::<Counts>()
                 .init_resource::<Blast>()
-                .add_systems(Update, (count, blast));
+                .add_systems(Update, (count, log_events, blast));
             app
         })
         .collect();
@@ -575,7 +595,19 @@ fn plugin_load(url: &str, room: &str, n: usize, seconds: f64) -> LoadResult {
         for app in &mut apps {
             app.update();
         }
-        assert!(start.elapsed() < 60 * SECOND, "plugin mesh never formed");
+        if start.elapsed() > 60 * SECOND {
+            for (i, app) in apps.iter_mut().enumerate() {
+                let connections = app.world().resource::<Counts>().connections;
+                let view = app
+                    .world_mut()
+                    .resource_mut::<bevy_peer_message::network::PeerNetwork>()
+                    .describe();
+                let events = &app.world().resource::<Counts>().events;
+                eprintln!("app {i}: {connections} connections; events {events:?}; {view}");
+            }
+            eprintln!("  the plugin mesh of {n} did not form in 60 s: no figures this round");
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(2));
     }
     let before: usize = apps
@@ -599,11 +631,11 @@ fn plugin_load(url: &str, room: &str, n: usize, seconds: f64) -> LoadResult {
         with_net(app, |n| n.leave());
         app.update();
     }
-    LoadResult {
+    Some(LoadResult {
         cpu_per_frame: cpu / frames as u32,
         heap,
         delivered: (after - before) as f64 / (frames * LOAD_PER_FRAME * n * (n - 1)) as f64,
-    }
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -694,7 +726,11 @@ fn main() {
         })
         .collect();
 
-    let rounds = 3;
+    // PM_ROUNDS: how many alternating rounds (default 3).
+    let rounds: usize = std::env::var("PM_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     for round in 0..rounds {
         eprintln!("round {} of {rounds}", round + 1);
         // Raw.
@@ -770,13 +806,19 @@ fn main() {
         stop.store(true, Ordering::Relaxed);
         let _ = echo.join();
         drop(host);
+    }
 
-        // Room load, alternating raw and plugin for each room size.
+    // Room load, after the rest (many connections; alternating raw and plugin for each size).
+    for round in 0..rounds {
+        eprintln!("room load, round {} of {rounds}", round + 1);
         for (&n, &(cpu, heap, delivered)) in sizes.iter().zip(&load_rows) {
             for plugin in [false, true] {
                 let name = format!("load{n}{plugin}{round}");
                 let r = if plugin {
-                    plugin_load(&url, &name, n, 4.0)
+                    match plugin_load(&url, &name, n, 4.0) {
+                        Some(r) => r,
+                        None => continue,
+                    }
                 } else {
                     raw_load(&url, &name, n, 4.0)
                 };

@@ -53,6 +53,13 @@ pub enum PeerErrorKind {
     /// The peer broke the protocol (out-of-place record, impossible sequence number, ...).
     #[error("protocol violation: {0}")]
     Violation(&'static str),
+    /// A new link was up for this long without the peer's `Hello`; it was dropped (a joiner
+    /// then re-opens its socket for fresh connections).
+    #[error("no hello on a new link within {after:?}")]
+    HandshakeTimeout {
+        /// `handshake_timeout`.
+        after: std::time::Duration,
+    },
     /// The peer sent a message id that no registered type has.
     #[error("unknown message type id {0:#010x}")]
     UnknownMessage(u32),

@@ -283,7 +283,7 @@ impl PeerNetwork {
         // Heartbeats: at least four per liveness timeout.
         session.ping_interval = session
             .ping_interval
-            .min(settings.resume.liveness_timeout / 4)
+            .min(settings.resume.handshake_timeout / 4)
             .max(Duration::from_millis(10));
         let mut room = Room::with_policy(local, session, settings.max_peers, settings.resume);
         room.set_kinds(kinds);
@@ -506,8 +506,16 @@ pub(crate) fn reconnect(world: &mut World) {
         let now = net.now();
         net.reconnect.next_tick = now + settings.reconnect_interval;
 
+        let mut stalled = 0;
         if let Some(room) = net.room.as_mut() {
             room.check_timeouts(now);
+            stalled = room.take_stalled_handshakes();
+            if stalled > 0 {
+                warn!(
+                    "{stalled} new link(s) carried no handshake for {:?}; dropped them",
+                    settings.resume.handshake_timeout
+                );
+            }
         }
         apply_events(world, net);
 
@@ -528,7 +536,14 @@ pub(crate) fn reconnect(world: &mut World) {
         }
         // A current socket whose signaling failed or dropped.
         let host_away = net.host_away_since();
-        let mut need = net.sockets.is_empty();
+        // A joiner whose new link never got a Hello re-opens for fresh connections; a host
+        // leaves it to the joiner (who hears nothing from us and does the same).
+        let stalled_joiner = stalled > 0
+            && net
+                .room
+                .as_ref()
+                .is_some_and(|r| r.local().role == Role::Joiner);
+        let mut need = net.sockets.is_empty() || stalled_joiner;
         if let Some(current) = net.sockets.current() {
             if current.signaling() == SignalingPhase::Down {
                 if !current.failure_reported {

@@ -120,6 +120,15 @@ impl PeerMessagePlugin {
         self
     }
 
+    /// How long a new link may stay up without the peer's `Hello` before it is dropped with
+    /// [`PeerErrorKind::HandshakeTimeout`](crate::error::PeerErrorKind) (default 5 s; a joiner
+    /// then re-opens its socket). Until then each side repeats its `Hello` every 200 ms while
+    /// it has heard nothing back.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.resume.handshake_timeout = timeout;
+        self
+    }
+
     /// Delays between attempts to re-open the socket (default 100 ms doubling up to 1 s, with
     /// 20 % jitter).
     pub fn backoff(mut self, backoff: Backoff) -> Self {

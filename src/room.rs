@@ -117,7 +117,24 @@ struct Link {
     /// from (its data overtook the transport's notice) is not writable yet: matchbox drops
     /// what is sent to a peer whose handshake it has not finished.
     writable: bool,
+    /// When [`Room::check_timeouts`] first saw it writable and still waiting for a Hello.
+    waiting_since: Option<Duration>,
+    /// The peer has bound us on this link: it sent something other than a `Hello` (only a
+    /// peer that has our `Hello` does).
+    peer_has_our_hello: bool,
+    /// Our `Hello` is to go out again: webrtc-rs can lose the first messages on a fresh
+    /// connection (they can reach the answering side before its data channels are ready), so
+    /// a side that sees its peer bound without having the peer's `Hello` sends its own again,
+    /// and a side that receives such a repeat while it has not heard from the peer otherwise
+    /// answers with its own. Only the first `Hello` is sent unprompted, so nothing else goes
+    /// out before both sides are up.
+    hello_wanted: bool,
+    /// No repeated `Hello` before this (one per `HELLO_REPEAT_GAP` at most).
+    next_hello: Duration,
 }
+
+/// Smallest gap between two repeated `Hello`s on a link.
+const HELLO_REPEAT_GAP: Duration = Duration::from_millis(200);
 
 #[derive(Debug)]
 struct Remote<L> {
@@ -137,6 +154,10 @@ pub struct ResumePolicy {
     pub resume_timeout: Duration,
     /// A peer silent this long is away (heartbeats keep a healthy idle link talking).
     pub liveness_timeout: Duration,
+    /// A link up this long without the peer's `Hello` is dropped (and a joiner re-opens). Both
+    /// ends of a link are reported up at different times, seconds apart when many connections
+    /// form at once on a busy machine, so this is much longer than a round trip.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for ResumePolicy {
@@ -144,6 +165,7 @@ impl Default for ResumePolicy {
         Self {
             resume_timeout: Duration::from_secs(30),
             liveness_timeout: Duration::from_secs(1),
+            handshake_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -160,6 +182,8 @@ pub struct Room<L> {
     events: Vec<RoomEvent>,
     /// The registered message kinds and how each travels; empty: no check (core tests).
     kinds: HashMap<u32, WireDelivery>,
+    /// Links ended because their handshake stalled, since the last `take_stalled_handshakes`.
+    stalled_handshakes: usize,
 }
 
 impl<L: Copy + Eq + Hash> Room<L> {
@@ -184,6 +208,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
             peers: HashMap::new(),
             events: Vec::new(),
             kinds: HashMap::new(),
+            stalled_handshakes: 0,
         }
     }
 
@@ -287,10 +312,45 @@ impl<L: Copy + Eq + Hash> Room<L> {
         )
     }
 
-    /// Marks peers silent for `liveness_timeout` as away, and gives up on peers away for
-    /// `resume_timeout`. Call on a timer.
+    /// Marks peers silent for `liveness_timeout` as away, gives up on peers away for
+    /// `resume_timeout`, and ends links still without a `Hello` after `handshake_timeout`
+    /// (see [`Room::take_stalled_handshakes`]). Call on a timer.
     pub fn check_timeouts(&mut self, now: Duration) {
         let policy = self.policy;
+        let mut stalled = 0;
+        for link in self.links.values_mut() {
+            if !link.writable || !matches!(link.state, LinkState::AwaitingHello) {
+                continue;
+            }
+            let since = *link.waiting_since.get_or_insert(now);
+            if now.saturating_sub(since) >= policy.handshake_timeout {
+                // Tombstoned, no Bye: whatever we send may be what does not get through.
+                link.state = LinkState::Closed;
+                link.pending.clear();
+                stalled += 1;
+            }
+        }
+        for _ in 0..stalled {
+            self.events.push(RoomEvent::Error {
+                peer: None,
+                error: PeerErrorKind::HandshakeTimeout {
+                    after: policy.handshake_timeout,
+                },
+            });
+        }
+        self.stalled_handshakes += stalled;
+        // A peer bound on a link our transport has not reported up yet (its data overtook the
+        // notice, sometimes by seconds on the answering side) cannot hear from us, so its
+        // silence means nothing yet.
+        for remote in self.peers.values_mut() {
+            let waiting = remote
+                .link
+                .and_then(|l| self.links.get(&l))
+                .is_some_and(|l| !l.writable);
+            if waiting {
+                remote.session.heard_from(now);
+            }
+        }
         let silent: Vec<PeerId> = self
             .peers
             .iter()
@@ -315,6 +375,18 @@ impl<L: Copy + Eq + Hash> Room<L> {
         for peer in expired {
             self.remove_peer(peer, DisconnectReason::Timeout);
         }
+    }
+
+    /// How many links [`Room::check_timeouts`] ended since the last call because the peer's
+    /// `Hello` never came although the link was up for `handshake_timeout`.
+    ///
+    /// Seen with webrtc-rs under load: on a fresh connection, data from the offering side can
+    /// be lost for good (the first packets race the answering side's pre-negotiated data
+    /// channels), so one side binds and the other never hears a word. The side that never got
+    /// a `Hello` learns it here; a joiner then re-opens its socket for fresh connections (the
+    /// other side sees us go quiet and waits for that).
+    pub fn take_stalled_handshakes(&mut self) -> usize {
+        std::mem::take(&mut self.stalled_handshakes)
     }
 
     /// The peer's link is gone or silent: it is away (or, without resume, disconnected).
@@ -356,22 +428,34 @@ impl<L: Copy + Eq + Hash> Room<L> {
 
     fn add_link(&mut self, link: L, writable: bool) {
         let mut pending = BytesMut::with_capacity(wire::HELLO_LEN);
-        wire::encode_hello(
-            &mut pending,
-            &Hello {
-                version: PROTOCOL_VERSION,
-                protocol_hash: self.local.protocol_hash,
-                peer_id: self.local.id.0,
-                incarnation: self.local.incarnation,
-                role: self.local.role.to_wire(),
-            },
-        );
+        self.encode_hello(&mut pending);
         self.links.insert(
             link,
             Link {
                 state: LinkState::AwaitingHello,
                 pending,
                 writable,
+                waiting_since: None,
+                peer_has_our_hello: false,
+                hello_wanted: false,
+                next_hello: Duration::ZERO,
+            },
+        );
+    }
+
+    fn encode_hello(&self, out: &mut BytesMut) {
+        Self::hello_record(&self.local, out);
+    }
+
+    fn hello_record(local: &LocalIdentity, out: &mut BytesMut) {
+        wire::encode_hello(
+            out,
+            &Hello {
+                version: PROTOCOL_VERSION,
+                protocol_hash: local.protocol_hash,
+                peer_id: local.id.0,
+                incarnation: local.incarnation,
+                role: local.role.to_wire(),
             },
         );
     }
@@ -423,12 +507,36 @@ impl<L: Copy + Eq + Hash> Room<L> {
                     self.close_link(link, None);
                     return;
                 }
+                // The peer has bound us but its Hello was lost (the first messages on a fresh
+                // connection can be): ignore until its next Hello. Nothing reliable comes
+                // before our first Ack, and `handshake_timeout` bounds how long this lasts.
                 (LinkState::AwaitingHello, _) => {
-                    return self.fail_link(link, PeerErrorKind::Violation("data before hello"));
+                    if let Some(l) = self.links.get_mut(&link) {
+                        l.peer_has_our_hello = true;
+                        l.hello_wanted = true;
+                    }
                 }
-                (LinkState::Bound(_), Record::Hello(_)) => {
-                    return self
-                        .fail_link(link, PeerErrorKind::Violation("second hello on a link"));
+                (LinkState::Bound(peer), Record::Hello(hello)) => {
+                    let peer = *peer;
+                    let same = hello.peer_id == peer.0
+                        && self
+                            .peers
+                            .get(&peer)
+                            .is_some_and(|r| r.incarnation == hello.incarnation);
+                    if !same {
+                        return self
+                            .fail_link(link, PeerErrorKind::Violation("second hello on a link"));
+                    }
+                    // A repeat: the peer has our Hello but not its own answer... that is, it
+                    // lacks ours. Answer with our Hello, unless we already know it has it.
+                    if let Some(remote) = self.peers.get_mut(&peer) {
+                        remote.session.heard_from(now);
+                    }
+                    if let Some(l) = self.links.get_mut(&link)
+                        && !l.peer_has_our_hello
+                    {
+                        l.hello_wanted = true;
+                    }
                 }
                 (LinkState::Bound(peer), Record::Bye(reason)) => {
                     let peer = *peer;
@@ -449,6 +557,9 @@ impl<L: Copy + Eq + Hash> Room<L> {
                 }
                 (LinkState::Bound(peer), record) => {
                     let peer = *peer;
+                    if let Some(l) = self.links.get_mut(&link) {
+                        l.peer_has_our_hello = true;
+                    }
                     if let Err(e) = self.check_kind(&record) {
                         return self.fail_link(link, e);
                     }
@@ -662,8 +773,28 @@ impl<L: Copy + Eq + Hash> Room<L> {
 
     /// Builds every packet due now; `out(link, channel, packet)` sends one.
     pub fn poll_transmit(&mut self, now: Duration, out: &mut impl FnMut(L, Channel, Bytes)) {
+        let mut hello = BytesMut::new();
         for (id, link) in self.links.iter_mut() {
-            if link.writable && !link.pending.is_empty() {
+            if !link.writable {
+                continue;
+            }
+            if link.pending.is_empty() {
+                let repeat = link.hello_wanted
+                    && !matches!(link.state, LinkState::Closed)
+                    && now >= link.next_hello;
+                if repeat {
+                    if hello.is_empty() {
+                        Self::hello_record(&self.local, &mut hello);
+                    }
+                    link.pending.extend_from_slice(&hello);
+                    link.hello_wanted = false;
+                    link.next_hello = now + HELLO_REPEAT_GAP;
+                }
+            } else {
+                // The first Hello (or a Bye) leaves now; a repeat waits the gap after it.
+                link.next_hello = now + HELLO_REPEAT_GAP;
+            }
+            if !link.pending.is_empty() {
                 out(*id, Channel::Reliable, link.pending.split().freeze());
             }
         }
@@ -826,6 +957,44 @@ mod tests {
         got.clear();
         received(&mut joiner, &mut got);
         assert_eq!(got, vec![9]);
+    }
+
+    #[test]
+    fn a_link_that_never_brings_a_hello_is_ended_after_the_handshake_timeout() {
+        let s = Duration::from_secs(1);
+        let mut joiner = room(2, Role::Joiner);
+        // Link 20: up, our Hello goes out, nothing ever comes back (the other direction is
+        // dead).
+        joiner.link_up(20);
+        joiner.poll_transmit(Duration::ZERO, &mut |_, _, _| {});
+        joiner.check_timeouts(Duration::ZERO);
+        joiner.check_timeouts(4 * s);
+        assert_eq!(joiner.take_stalled_handshakes(), 0);
+        assert!(joiner.link_in_use(20));
+        joiner.check_timeouts(5 * s + s / 10);
+        assert_eq!(joiner.take_stalled_handshakes(), 1);
+        assert_eq!(joiner.take_stalled_handshakes(), 0, "counted once");
+        assert!(!joiner.link_in_use(20), "tombstoned");
+        assert_eq!(
+            events(&mut joiner),
+            vec![RoomEvent::Error {
+                peer: None,
+                error: PeerErrorKind::HandshakeTimeout { after: 5 * s }
+            }]
+        );
+        // Whatever arrives later on the dead link is ignored, and nothing is sent on it.
+        joiner.on_packet(20, Bytes::from_static(&[0xff]), 6 * s);
+        assert_eq!(events(&mut joiner), vec![]);
+        let mut sent_on_20 = 0;
+        joiner.poll_transmit(6 * s, &mut |l, _, _| sent_on_20 += usize::from(l == 20));
+        assert_eq!(sent_on_20, 0);
+        // A link that did bring its Hello is not touched.
+        let mut host = room(1, Role::Host);
+        connect_at(&mut host, &mut joiner, 10, 21, 6 * s);
+        joiner.check_timeouts(6 * s);
+        joiner.check_timeouts(6 * s + s / 2);
+        assert_eq!(joiner.take_stalled_handshakes(), 0);
+        assert!(joiner.link_bound(21));
     }
 
     #[test]
@@ -1067,19 +1236,87 @@ mod tests {
     }
 
     #[test]
-    fn data_before_hello_and_a_second_host_are_refused() {
+    fn a_lost_hello_is_asked_for_again_and_data_before_it_is_ignored() {
+        let ms = Duration::from_millis(1);
         let mut host = room(1, Role::Host);
+        let mut joiner = room(2, Role::Joiner);
         host.link_up(10);
-        let mut p = BytesMut::new();
-        wire::encode_ack(&mut p, 0);
-        host.on_packet(10, p.freeze(), Duration::ZERO);
-        assert!(matches!(
-            events(&mut host)[0],
-            RoomEvent::Error {
-                peer: None,
-                error: PeerErrorKind::Violation(_)
+        joiner.link_up(20);
+        // The joiner's first packet (its Hello) is lost: webrtc-rs can drop the first messages
+        // on a fresh connection.
+        joiner.poll_transmit(Duration::ZERO, &mut |_, _, _| {});
+        // The host's Hello arrives: the joiner binds the host and starts its session (pings,
+        // acks), which the host, still without the joiner's Hello, ignores without complaint.
+        pump(&mut host, 10, &mut joiner, 20, Duration::ZERO);
+        assert_eq!(
+            events(&mut joiner),
+            vec![RoomEvent::Connected {
+                peer: PeerId(1),
+                role: Role::Host
+            }]
+        );
+        pump(&mut joiner, 20, &mut host, 10, 10 * ms);
+        assert_eq!(events(&mut host), vec![]);
+        // The host sees the joiner bound without its Hello: it sends its own again (no sooner
+        // than 200 ms after the first); the joiner, which has heard nothing but Hellos from
+        // the host, answers with its Hello again.
+        pump(&mut host, 10, &mut joiner, 20, 100 * ms);
+        assert_eq!(events(&mut joiner), vec![], "not before the gap");
+        pump(&mut host, 10, &mut joiner, 20, 250 * ms);
+        pump(&mut joiner, 20, &mut host, 10, 250 * ms);
+        assert_eq!(
+            events(&mut host),
+            vec![RoomEvent::Connected {
+                peer: PeerId(2),
+                role: Role::Joiner
+            }]
+        );
+        host.send(PeerId(2), 1, &[5], WireDelivery::Reliable)
+            .unwrap();
+        joiner
+            .send(PeerId(1), 1, &[6], WireDelivery::Reliable)
+            .unwrap();
+        let hellos = std::cell::Cell::new(0);
+        let count_hellos = |p: &Bytes| {
+            for r in Records::checked(p.clone()).unwrap().flatten() {
+                if matches!(r, Record::Hello(_)) {
+                    hellos.set(hellos.get() + 1);
+                }
             }
-        ));
+        };
+        let (mut to_joiner, mut to_host) = (vec![], vec![]);
+        for t in [300, 600, 900, 1200] {
+            let now = t * ms;
+            let mut packets = vec![];
+            host.poll_transmit(now, &mut |_, _, p| packets.push(p));
+            for p in packets.drain(..) {
+                if t > 300 {
+                    count_hellos(&p);
+                }
+                joiner.on_packet(20, p, now);
+            }
+            joiner.poll_transmit(now, &mut |_, _, p| packets.push(p));
+            for p in packets.drain(..) {
+                if t > 300 {
+                    count_hellos(&p);
+                }
+                host.on_packet(10, p, now);
+            }
+            received(&mut joiner, &mut to_joiner);
+            received(&mut host, &mut to_host);
+        }
+        assert_eq!(to_joiner, vec![5]);
+        assert_eq!(to_host, vec![6]);
+        assert_eq!(
+            hellos.get(),
+            0,
+            "no Hello once both sides have heard from each other"
+        );
+    }
+
+    #[test]
+    fn a_second_host_is_refused() {
+        let mut host = room(1, Role::Host);
         let mut other_host = room(2, Role::Host);
         connect(&mut host, &mut other_host, 11, 21);
         assert!(matches!(

@@ -210,6 +210,12 @@ impl Session {
         }
     }
 
+    /// The peer showed it is alive without a session record (it repeated its `Hello` because
+    /// it has not heard from us yet).
+    pub fn heard_from(&mut self, now: Duration) {
+        self.last_heard = self.last_heard.max(now);
+    }
+
     /// The peer this session talks to.
     pub fn peer(&self) -> PeerId {
         self.peer

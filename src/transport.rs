@@ -18,8 +18,26 @@ use matchbox_socket::{
 };
 use std::{collections::HashSet, panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
-/// matchbox's per-socket peer id: our link id.
-pub type LinkId = matchbox_socket::PeerId;
+/// matchbox's per-socket peer id of the other end of a connection.
+pub type RemoteId = matchbox_socket::PeerId;
+
+/// One WebRTC connection of ours: which of our sockets it belongs to, and the other end's
+/// matchbox id on it. The remote id alone is not enough: after we re-open, our new socket
+/// connects again to the same remote socket, under the same remote id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LinkId {
+    /// Our socket's serial number (unique within a [`SocketSet`]).
+    pub socket: u32,
+    /// The other end's matchbox id.
+    pub remote: RemoteId,
+}
+
+impl std::fmt::Debug for LinkId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let remote = self.remote.0.simple().to_string();
+        write!(f, "{}@{}", &remote[..8], self.socket)
+    }
+}
 
 /// A change in the set of links.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,24 +111,21 @@ impl Transport {
     }
 
     /// Our matchbox id, once the signaling server assigned it.
-    pub fn id(&mut self) -> Option<LinkId> {
+    pub fn id(&mut self) -> Option<RemoteId> {
         self.socket.id()
     }
 
-    /// Reports links that came up or went down since the last call.
-    pub fn poll_links(&mut self, mut f: impl FnMut(LinkChange)) {
+    /// Reports connections that came up (`true`) or went down since the last call.
+    pub fn poll_links(&mut self, mut f: impl FnMut(RemoteId, bool)) {
         if let Ok(changes) = self.socket.try_update_peers() {
-            for (link, state) in changes {
-                f(match state {
-                    PeerState::Connected => LinkChange::Up(link),
-                    PeerState::Disconnected => LinkChange::Down(link),
-                });
+            for (remote, state) in changes {
+                f(remote, state == PeerState::Connected);
             }
         }
     }
 
     /// Hands every packet received since the last call to `f`.
-    pub fn receive(&mut self, mut f: impl FnMut(LinkId, Channel, Bytes)) {
+    pub fn receive(&mut self, mut f: impl FnMut(RemoteId, Channel, Bytes)) {
         for channel in [Channel::Reliable, Channel::Unreliable] {
             if let Ok(ch) = self.socket.get_channel_mut(channel as usize) {
                 for (link, packet) in ch.receive() {
@@ -121,9 +136,9 @@ impl Transport {
     }
 
     /// Queues a packet; `false` if the socket is closed.
-    pub fn send(&mut self, link: LinkId, channel: Channel, packet: Bytes) -> bool {
+    pub fn send(&mut self, remote: RemoteId, channel: Channel, packet: Bytes) -> bool {
         match self.socket.get_channel_mut(channel as usize) {
-            Ok(ch) => ch.try_send(packet, link).is_ok(),
+            Ok(ch) => ch.try_send(packet, remote).is_ok(),
             Err(_) => false,
         }
     }
@@ -163,14 +178,15 @@ pub struct Socket {
     status: SignalingStatus,
     /// When it was opened (plugin clock).
     pub opened_at: Duration,
-    links: HashSet<LinkId>,
+    serial: u32,
+    links: HashSet<RemoteId>,
     /// Its signaling was up at some point.
     pub ever_up: bool,
     /// Its signaling failure has been reported already.
     pub failure_reported: bool,
     /// Packets in and out per link (debug builds only: diagnostics).
     #[cfg(debug_assertions)]
-    traffic: std::collections::HashMap<LinkId, (u64, u64)>,
+    traffic: std::collections::HashMap<RemoteId, (u64, u64)>,
 }
 
 impl Socket {
@@ -197,14 +213,17 @@ impl Socket {
         #[cfg(not(debug_assertions))]
         let traffic = "";
         format!(
-            "socket {id:?} opened at {:?}, signaling {phase:?}, links {:?}{traffic}",
-            self.opened_at, self.links
+            "socket {} {id:?} opened at {:?}, signaling {phase:?}, links {:?}{traffic}",
+            self.serial, self.opened_at, self.links
         )
     }
 
     /// The links that are up on this socket.
     pub fn links(&self) -> impl Iterator<Item = LinkId> + '_ {
-        self.links.iter().copied()
+        let socket = self.serial;
+        self.links
+            .iter()
+            .map(move |&remote| LinkId { socket, remote })
     }
 }
 
@@ -213,6 +232,7 @@ impl Socket {
 #[derive(Debug, Default)]
 pub struct SocketSet {
     sockets: Vec<Socket>,
+    next_serial: u32,
 }
 
 impl SocketSet {
@@ -228,10 +248,13 @@ impl SocketSet {
         let watched = Watched::new(signaller, connect_timeout);
         let status = watched.status();
         let transport = Transport::open(room_url, ice, Some(Arc::new(watched)));
+        let serial = self.next_serial;
+        self.next_serial = self.next_serial.wrapping_add(1);
         self.sockets.push(Socket {
             transport,
             status,
             opened_at: now,
+            serial,
             links: HashSet::new(),
             ever_up: false,
             failure_reported: false,
@@ -263,39 +286,51 @@ impl SocketSet {
     /// Link changes, then packets, of every socket.
     pub fn poll(&mut self, mut f: impl FnMut(Incoming)) {
         for socket in &mut self.sockets {
+            let serial = socket.serial;
             let links = &mut socket.links;
-            socket.transport.poll_links(|change| {
-                match change {
-                    LinkChange::Up(l) => links.insert(l),
-                    LinkChange::Down(l) => links.remove(&l),
+            socket.transport.poll_links(|remote, up| {
+                let link = LinkId {
+                    socket: serial,
+                    remote,
                 };
-                f(Incoming::Link(change));
+                if up {
+                    links.insert(remote);
+                    f(Incoming::Link(LinkChange::Up(link)));
+                } else {
+                    links.remove(&remote);
+                    f(Incoming::Link(LinkChange::Down(link)));
+                }
             });
-            // Data can overtake matchbox's "connected" notice: a link that sends is up.
+            // Data can overtake matchbox's "connected" notice: the link exists (the room does
+            // not write to it before the notice).
             #[cfg(debug_assertions)]
             let traffic = &mut socket.traffic;
-            socket.transport.receive(|link, channel, packet| {
-                links.insert(link);
+            socket.transport.receive(|remote, channel, packet| {
+                links.insert(remote);
                 #[cfg(debug_assertions)]
                 {
-                    traffic.entry(link).or_default().0 += 1;
+                    traffic.entry(remote).or_default().0 += 1;
                 }
+                let link = LinkId {
+                    socket: serial,
+                    remote,
+                };
                 f(Incoming::Packet(link, channel, packet))
             });
         }
     }
 
-    /// Sends a packet on whichever socket has the link.
+    /// Sends a packet on the link's socket.
     pub fn send(&mut self, link: LinkId, channel: Channel, packet: Bytes) -> bool {
-        match self.sockets.iter_mut().find(|s| s.links.contains(&link)) {
-            Some(socket) => {
+        match self.sockets.iter_mut().find(|s| s.serial == link.socket) {
+            Some(socket) if socket.links.contains(&link.remote) => {
                 #[cfg(debug_assertions)]
                 {
-                    socket.traffic.entry(link).or_default().1 += 1;
+                    socket.traffic.entry(link.remote).or_default().1 += 1;
                 }
-                socket.transport.send(link, channel, packet)
+                socket.transport.send(link.remote, channel, packet)
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -321,7 +356,7 @@ impl SocketSet {
         let last = self.sockets.len().saturating_sub(1);
         let mut i = 0;
         while i < last.min(self.sockets.len()) {
-            if self.sockets[i].links.iter().any(|l| in_use(*l)) {
+            if self.sockets[i].links().any(&in_use) {
                 i += 1;
             } else {
                 let mut old = self.sockets.remove(i);

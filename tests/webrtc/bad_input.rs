@@ -83,7 +83,10 @@ impl RawPeer {
 
 #[test]
 fn malformed_input_drops_only_the_offending_peer() {
-    let (mut host, url) = host_app("hostile", PeerMessagePlugin::default());
+    let (mut host, url) = host_app(
+        "hostile",
+        PeerMessagePlugin::default().handshake_timeout(Duration::from_secs(2)),
+    );
     let mut good = app(PeerMessagePlugin::default().signaling(Signaling::server(url.clone())));
     net(&mut good, |n| n.join("hostile"));
     wait_connected(&mut [&mut host, &mut good], 1);
@@ -125,9 +128,11 @@ fn malformed_input_drops_only_the_offending_peer() {
             |e| matches!(e, PeerErrorKind::MessageTooLarge { .. }),
         ),
         (
-            "second hello",
+            "a second hello with another identity",
             |b, _| {
-                let again = b.clone();
+                // Same peer id, another incarnation (an identical Hello is a harmless repeat).
+                let mut again = b.clone();
+                again[1 + 2 + 8 + 16] ^= 0xff;
                 b.extend_from_slice(&again)
             },
             |e| matches!(e, PeerErrorKind::Violation(_)),
@@ -167,7 +172,9 @@ fn malformed_input_drops_only_the_offending_peer() {
         drop(raw);
     }
 
-    // Data before any hello: an error without a peer id, and the link is ignored after.
+    // Data before any hello is ignored (a peer whose Hello was lost on a fresh connection sends
+    // it again); a link that never brings one is dropped after `handshake_timeout` (2 s here)
+    // with an error without a peer id.
     let mut raw = RawPeer::join(&room_url);
     let before = inbox::<PeerError>(&host).len();
     let mut packet = BytesMut::new();
@@ -183,7 +190,7 @@ fn malformed_input_drops_only_the_offending_peer() {
         inbox::<PeerError>(&host)[before],
         PeerError {
             peer: None,
-            error: PeerErrorKind::Violation(_)
+            error: PeerErrorKind::HandshakeTimeout { .. }
         }
     ));
     drop(raw);

@@ -1,6 +1,6 @@
 //! Room semantics: broadcast in a mesh of three, leave, join with no host.
 
-use crate::harness::*;
+use crate::{cuts::numbers, harness::*};
 use bevy::prelude::*;
 use bevy_peer_message::{prelude::*, server::EmbeddedServer};
 use std::time::{Duration, Instant};
@@ -170,4 +170,98 @@ fn join_without_a_host_times_out() {
     );
     lost.update();
     assert_eq!(state(&lost), ConnectionState::Offline);
+}
+
+/// Six peers joining at once form a full mesh (15 WebRTC connections made concurrently on a
+/// small machine), and it stays whole.
+#[test]
+fn six_peers_form_a_full_mesh() {
+    let (mut host, url) = host_app("mesh", PeerMessagePlugin::default());
+    let mut joiners: Vec<App> = (0..5)
+        .map(|_| app(PeerMessagePlugin::default().signaling(Signaling::server(url.clone()))))
+        .collect();
+    for j in &mut joiners {
+        net(j, |n| n.join("mesh"));
+    }
+    let mut apps: Vec<&mut App> = std::iter::once(&mut host)
+        .chain(joiners.iter_mut())
+        .collect();
+    let start = Instant::now();
+    let whole = |apps: &mut [&mut App]| {
+        apps.iter_mut()
+            .all(|a| net(a, |n| n.peers().count()) == 5 && state(a) == ConnectionState::Connected)
+    };
+    while !whole(&mut apps) {
+        for a in apps.iter_mut() {
+            a.update();
+        }
+        if start.elapsed() > Duration::from_secs(40) {
+            for (i, a) in apps.iter_mut().enumerate() {
+                let view = a
+                    .world_mut()
+                    .resource_mut::<bevy_peer_message::network::PeerNetwork>()
+                    .describe();
+                eprintln!(
+                    "app {i} {:?}: peers {}, errors {:?}, reconnecting {:?}, disconnected {:?}\n{view}",
+                    id(a),
+                    net(a, |n| n.peers().count()),
+                    inbox::<PeerError>(a),
+                    inbox::<PeerReconnecting>(a),
+                    inbox::<PeerDisconnected>(a),
+                );
+            }
+            panic!("the mesh did not form in 40 s");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    eprintln!("full mesh of 6 in {:?}", start.elapsed());
+    run_for(&mut apps, Duration::from_secs(2));
+    for a in apps.iter_mut() {
+        assert_eq!(net(a, |n| n.peers().count()), 5, "the mesh stays whole");
+        assert!(inbox::<PeerDisconnected>(a).is_empty());
+    }
+}
+
+/// A process that has run a big room keeps working: after an 8-peer mesh is formed and torn
+/// down, a fresh host and joiner in the same process connect and talk both ways.
+#[test]
+fn a_fresh_pair_works_after_a_big_room_in_the_same_process() {
+    let (mut host, url) = host_app("big", PeerMessagePlugin::default());
+    let mut joiners: Vec<App> = (0..7)
+        .map(|_| app(PeerMessagePlugin::default().signaling(Signaling::server(url.clone()))))
+        .collect();
+    for j in &mut joiners {
+        net(j, |n| n.join("big"));
+    }
+    {
+        let mut apps: Vec<&mut App> = std::iter::once(&mut host)
+            .chain(joiners.iter_mut())
+            .collect();
+        run_until(&mut apps, Duration::from_secs(60), "a mesh of 8", |apps| {
+            apps.iter_mut().all(|a| net(a, |n| n.peers().count()) == 7)
+        });
+        for a in apps.iter_mut() {
+            net(a, |n| n.leave());
+        }
+        run_for(&mut apps, Duration::from_millis(300));
+    }
+    drop(joiners);
+    drop(host);
+
+    for round in 0..3 {
+        let room = format!("after{round}");
+        let (mut host, url) = host_app(&room, PeerMessagePlugin::default());
+        let mut joiner = app(PeerMessagePlugin::default().signaling(Signaling::server(url)));
+        net(&mut joiner, |n| n.join(room.clone()));
+        wait_connected(&mut [&mut host, &mut joiner], 1);
+        let joiner_id = id(&mut joiner);
+        net(&mut host, |n| n.send(joiner_id, Numbered(round)));
+        net(&mut joiner, |n| n.send_to_host(Numbered(100 + round)));
+        run_until(
+            &mut [&mut host, &mut joiner],
+            Duration::from_secs(20),
+            "a message each way",
+            |a| numbers(a[0]) == vec![100 + round] && numbers(a[1]) == vec![round],
+        );
+    }
 }
