@@ -6,7 +6,11 @@
 //! ```
 //!
 //! Options: `--name NAME` (shown to others), `--stun` (use public STUN; off by default so that
-//! LAN and same-machine chats contact nobody). End stdin (Ctrl-D) to leave.
+//! LAN and same-machine chats contact nobody), `--echo` (answer every line received with
+//! `echo: LINE` to its sender: a bot for trying a client, and the native host of the browser
+//! cross-play test). End stdin (Ctrl-D) to leave.
+//!
+//! A browser build joins the same room with the line type registered as `"chat.line"`.
 
 use bevy::{app::ScheduleRunnerPlugin, prelude::*};
 use bevy_peer_message::prelude::*;
@@ -43,11 +47,16 @@ struct Args {
     signal: Option<String>,
     name: String,
     stun: bool,
+    echo: bool,
 }
 
+/// Whether to echo received lines back to their sender.
+#[derive(Resource)]
+struct Echo(bool);
+
 fn usage() -> ! {
-    eprintln!("usage: chat host ROOM [--name NAME] [--stun]");
-    eprintln!("       chat join ROOM --signal ws://ADDR:PORT [--name NAME] [--stun]");
+    eprintln!("usage: chat host ROOM [--name NAME] [--stun] [--echo]");
+    eprintln!("       chat join ROOM --signal ws://ADDR:PORT [--name NAME] [--stun] [--echo]");
     std::process::exit(2)
 }
 
@@ -65,12 +74,14 @@ fn parse() -> Args {
         signal: None,
         name: if host { "host".into() } else { "guest".into() },
         stun: false,
+        echo: false,
     };
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--signal" => args.signal = Some(it.next().unwrap_or_else(|| usage())),
             "--name" => args.name = it.next().unwrap_or_else(|| usage()),
             "--stun" => args.stun = true,
+            "--echo" => args.echo = true,
             _ => usage(),
         }
     }
@@ -111,7 +122,8 @@ fn main() {
             ))),
         )
         .add_plugins(plugin)
-        .add_peer_message::<Line>(Delivery::Reliable)
+        .add_peer_message_named::<Line>("chat.line", Delivery::Reliable)
+        .insert_resource(Echo(args.echo))
         .insert_resource(Stdin(Mutex::new(rx)))
         .insert_resource(Me(args.name))
         .init_resource::<Leaving>()
@@ -169,9 +181,23 @@ fn read_stdin(
     }
 }
 
-fn show(mut lines: MessageReader<Received<Line>>) {
+fn show(
+    mut lines: MessageReader<Received<Line>>,
+    echo: Res<Echo>,
+    me: Res<Me>,
+    mut net: PeerMessage,
+) {
     for Received { from, message } in lines.read() {
         println!("<{} {from}> {}", message.name, message.text);
+        if echo.0 {
+            net.send(
+                *from,
+                Line {
+                    name: me.0.clone(),
+                    text: format!("echo: {}", message.text),
+                },
+            );
+        }
     }
 }
 

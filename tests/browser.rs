@@ -202,3 +202,82 @@ async fn two_apps_in_one_page_exchange_every_delivery() {
         "no errors"
     );
 }
+
+/// The chat example's line, registered under the same explicit name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct Line {
+    name: String,
+    text: String,
+}
+
+#[derive(Resource, Default)]
+struct Lines(Vec<String>);
+
+fn collect_lines(mut lines: MessageReader<Received<Line>>, mut got: ResMut<Lines>) {
+    got.0.extend(lines.read().map(|l| l.message.text.clone()));
+}
+
+/// The native host's signaling URL: `tests/browser-run` starts `chat host crossplay --echo`
+/// (embedded signaling on port 3536) in the namespace before Chromium. A wasm test cannot read
+/// the environment, so another address comes in at compile time.
+const NATIVE_HOST: &str = match option_env!("PM_NATIVE_HOST_URL") {
+    Some(url) => url,
+    None => "ws://127.0.0.1:3536",
+};
+
+/// Cross-play: a browser joiner in a native host's room (the host's embedded signaling server,
+/// webrtc-rs on the native side). 100 numbered lines go to the host, which echoes each: every
+/// echo comes back exactly once and in order.
+#[wasm_bindgen_test]
+async fn a_browser_joins_a_native_host() {
+    prepare().await;
+    let mut joiner = App::new();
+    joiner
+        .add_plugins((bevy::app::TaskPoolPlugin::default(), bevy::time::TimePlugin))
+        .add_plugins(
+            PeerMessagePlugin::default()
+                .signaling(Signaling::server(NATIVE_HOST))
+                .ice_servers(IceServers::none()),
+        )
+        .add_peer_message_named::<Line>("chat.line", Delivery::Reliable)
+        .init_resource::<Inbox>()
+        .init_resource::<Lines>()
+        .add_systems(Update, (collect_connected, collect_lines));
+    net(&mut joiner, |n| n.join("crossplay"));
+    run_until(
+        &mut [&mut joiner],
+        Duration::from_secs(30),
+        "the native host (is `chat host crossplay --echo` running? tests/browser-run starts it)",
+        |a| inbox(a[0]).connected.iter().any(|c| c.role == Role::Host),
+    )
+    .await;
+    for i in 0..100 {
+        net(&mut joiner, |n| {
+            n.send_to_host(Line {
+                name: "browser".into(),
+                text: format!("{i}"),
+            })
+        });
+    }
+    run_until(
+        &mut [&mut joiner],
+        Duration::from_secs(30),
+        "100 echoes from the native host",
+        |a| a[0].world().resource::<Lines>().0.len() >= 100,
+    )
+    .await;
+    let expected: Vec<String> = (0..100).map(|i| format!("echo: {i}")).collect();
+    assert_eq!(joiner.world().resource::<Lines>().0, expected);
+    assert!(inbox(&joiner).errors.is_empty(), "no errors");
+    net(&mut joiner, |n| n.leave());
+    joiner.update();
+}
+
+fn collect_connected(
+    mut inbox: ResMut<Inbox>,
+    mut connected: MessageReader<PeerConnected>,
+    mut errors: MessageReader<PeerError>,
+) {
+    inbox.connected.extend(connected.read().cloned());
+    inbox.errors.extend(errors.read().cloned());
+}

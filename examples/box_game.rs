@@ -1,0 +1,416 @@
+//! A small networked game, native and in the browser: every player moves a box; positions go
+//! `UnreliableSequenced` (only the newest counts), a "ping" goes `Reliable` and is answered with
+//! a "pong". The window shows every player's box, the room, each peer's state and round trip.
+//!
+//! Native (graphical Bevy features are behind the `box_game` Cargo feature):
+//!
+//! ```text
+//! cargo run --example box_game --features box_game -- host [ROOM]              # embedded signaling on :3536
+//! cargo run --example box_game --features box_game -- join [ROOM] --signal ws://ADDR:3536
+//! ```
+//!
+//! Options: `--auto` moves your box by itself (demos and tests). Keys: arrows or WASD move,
+//! space sends a ping to everyone.
+//!
+//! In the browser (`tests/web-demo` builds the bundle into `target/web/box_game` and serves it):
+//! the page's query string holds the same choices, e.g.
+//! `index.html?host&room=arena&signal=ws://127.0.0.1:3536&auto`. A page cannot run a signaling
+//! server, so a browser host needs one by URL (`cargo run --example signaling_server`, or a
+//! native host's embedded one).
+//!
+//! Every event the game reacts to is also logged (`box_game: ...`, the browser console on the
+//! web), which the browser test reads.
+
+use bevy::{prelude::*, window::WindowResolution};
+use bevy_peer_message::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+
+/// Where a player's box is.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+struct BoxPosition {
+    x: f32,
+    y: f32,
+}
+
+/// A short reliable message: "ping" is answered with "pong".
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct Shout {
+    text: String,
+}
+
+/// What to do, from the command line (native) or the page's query string (web).
+#[derive(Resource, Clone, Debug)]
+struct Options {
+    host: bool,
+    room: String,
+    signal: Option<String>,
+    auto: bool,
+}
+
+impl Options {
+    fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+        let mut options = Options {
+            host: true,
+            room: "arena".into(),
+            signal: None,
+            auto: false,
+        };
+        let mut words = words.into_iter().peekable();
+        match words.next() {
+            Some("host") => options.host = true,
+            Some("join") => options.host = false,
+            other => return Err(format!("expected host or join, got {other:?}")),
+        }
+        if let Some(room) = words.next_if(|w| !w.starts_with("--")) {
+            options.room = room.into();
+        }
+        while let Some(word) = words.next() {
+            match word {
+                "--signal" => options.signal = words.next().map(str::to_owned),
+                "--auto" => options.auto = true,
+                other => return Err(format!("unknown option {other}")),
+            }
+        }
+        Ok(options)
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn from_environment() -> Result<Self, String> {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        Self::parse(args.iter().map(String::as_str))
+    }
+
+    /// `?host&room=arena&signal=ws://127.0.0.1:3536&auto` (or `?join...`).
+    #[cfg(target_arch = "wasm32")]
+    fn from_environment() -> Result<Self, String> {
+        let search = web_sys::window()
+            .and_then(|w| w.location().search().ok())
+            .unwrap_or_default();
+        let mut words: Vec<String> = vec![];
+        let (mut room, mut signal, mut auto) = (None, None, false);
+        for pair in search.trim_start_matches('?').split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = js_sys::decode_uri_component(value)
+                .ok()
+                .and_then(|v| v.as_string())
+                .unwrap_or_else(|| value.to_owned());
+            match key {
+                "host" | "join" => words.insert(0, key.to_owned()),
+                "room" => room = Some(value),
+                "signal" => signal = Some(value),
+                "auto" => auto = true,
+                _ => {}
+            }
+        }
+        if words.is_empty() {
+            words.push("host".into());
+        }
+        if let Some(room) = room {
+            words.push(room);
+        }
+        words.push("--signal".into());
+        words.push(signal.unwrap_or_else(|| "ws://127.0.0.1:3536".into()));
+        if auto {
+            words.push("--auto".into());
+        }
+        Self::parse(words.iter().map(String::as_str))
+    }
+}
+
+/// Our own box.
+#[derive(Component)]
+struct Mine;
+
+/// Another player's box.
+#[derive(Component)]
+struct TheirBox;
+
+/// The text in the corner.
+#[derive(Component)]
+struct Hud;
+
+/// Per-peer game state the HUD shows.
+#[derive(Resource, Default)]
+struct Players {
+    boxes: HashMap<PeerId, Entity>,
+    away: HashSet<PeerId>,
+    positions_received: HashMap<PeerId, u64>,
+    last_shout: Option<String>,
+}
+
+const BOX: f32 = 48.0;
+const SPEED: f32 = 240.0;
+
+fn main() {
+    let options = match Options::from_environment() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("usage: box_game host [ROOM] [--signal URL] [--auto]");
+            eprintln!("       box_game join [ROOM] --signal ws://ADDR:3536 [--auto]");
+            std::process::exit(2);
+        }
+    };
+    let mut plugin = PeerMessagePlugin::default().ice_servers(IceServers::none());
+    if let Some(url) = &options.signal {
+        plugin = plugin.signaling(Signaling::server(url.clone()));
+    }
+    App::new()
+        .add_plugins(DefaultPlugins.set(WindowPlugin {
+            primary_window: Some(Window {
+                title: format!("box_game: {}", options.room),
+                resolution: WindowResolution::new(800, 600),
+                canvas: Some("#box-game".into()),
+                fit_canvas_to_parent: true,
+                prevent_default_event_handling: true,
+                ..default()
+            }),
+            ..default()
+        }))
+        .add_plugins(plugin)
+        .add_peer_message::<BoxPosition>(Delivery::UnreliableSequenced)
+        .add_peer_message::<Shout>(Delivery::Reliable)
+        .insert_resource(options)
+        .init_resource::<Players>()
+        .add_systems(Startup, setup)
+        .add_systems(
+            Update,
+            (
+                (move_mine, send_position).chain(),
+                (lifecycle, their_positions, shouts, hud).chain(),
+            ),
+        )
+        .run();
+}
+
+fn color_of(peer: PeerId) -> Color {
+    let hue = (peer.0 % 360) as f32;
+    Color::hsl(hue, 0.7, 0.55)
+}
+
+fn setup(mut commands: Commands, options: Res<Options>, mut net: PeerMessage) {
+    commands.spawn(Camera2d);
+    commands.spawn((
+        Mine,
+        Sprite::from_color(color_of(net.id()), Vec2::splat(BOX)),
+        Transform::from_xyz(0.0, 0.0, 1.0),
+    ));
+    commands.spawn((
+        Hud,
+        Text::new("starting"),
+        TextFont {
+            font_size: FontSize::Px(16.0),
+            ..default()
+        },
+        Node {
+            position_type: PositionType::Absolute,
+            top: Val::Px(8.0),
+            left: Val::Px(8.0),
+            ..default()
+        },
+    ));
+    if options.host {
+        net.host(options.room.clone());
+    } else {
+        net.join(options.room.clone());
+    }
+    info!(
+        "box_game: {} room {:?} as {}",
+        if options.host { "hosting" } else { "joining" },
+        options.room,
+        net.id()
+    );
+}
+
+fn move_mine(
+    keys: Res<ButtonInput<KeyCode>>,
+    time: Res<Time>,
+    options: Res<Options>,
+    mut mine: Query<&mut Transform, With<Mine>>,
+) {
+    let Ok(mut transform) = mine.single_mut() else {
+        return;
+    };
+    if options.auto {
+        let t = time.elapsed_secs() * if options.host { 1.0 } else { -1.3 };
+        transform.translation.x = 160.0 * t.cos();
+        transform.translation.y = 120.0 * t.sin();
+        return;
+    }
+    let mut direction = Vec2::ZERO;
+    for (key, step) in [
+        (KeyCode::ArrowLeft, Vec2::NEG_X),
+        (KeyCode::KeyA, Vec2::NEG_X),
+        (KeyCode::ArrowRight, Vec2::X),
+        (KeyCode::KeyD, Vec2::X),
+        (KeyCode::ArrowUp, Vec2::Y),
+        (KeyCode::KeyW, Vec2::Y),
+        (KeyCode::ArrowDown, Vec2::NEG_Y),
+        (KeyCode::KeyS, Vec2::NEG_Y),
+    ] {
+        if keys.pressed(key) {
+            direction += step;
+        }
+    }
+    let moved = direction.normalize_or_zero() * SPEED * time.delta_secs();
+    transform.translation += moved.extend(0.0);
+    transform.translation.x = transform.translation.x.clamp(-380.0, 380.0);
+    transform.translation.y = transform.translation.y.clamp(-280.0, 280.0);
+}
+
+/// Our position goes out every frame: sequenced, so a late packet never moves a box back, and
+/// packed with whatever else this frame sends.
+fn send_position(
+    mine: Query<&Transform, With<Mine>>,
+    keys: Res<ButtonInput<KeyCode>>,
+    mut net: PeerMessage,
+) {
+    if let Ok(transform) = mine.single() {
+        net.broadcast(BoxPosition {
+            x: transform.translation.x,
+            y: transform.translation.y,
+        });
+    }
+    if keys.just_pressed(KeyCode::Space) {
+        net.broadcast(Shout {
+            text: "ping".into(),
+        });
+    }
+}
+
+type LifecycleReaders<'w, 's> = (
+    MessageReader<'w, 's, PeerConnected>,
+    MessageReader<'w, 's, PeerReconnecting>,
+    MessageReader<'w, 's, PeerReconnected>,
+    MessageReader<'w, 's, PeerDisconnected>,
+    MessageReader<'w, 's, PeerError>,
+);
+
+fn lifecycle(
+    (mut connected, mut away, mut back, mut gone, mut errors): LifecycleReaders,
+    mut players: ResMut<Players>,
+    mut commands: Commands,
+) {
+    for e in connected.read() {
+        info!("box_game: connected {} ({})", e.peer, e.role);
+        let entity = commands
+            .spawn((
+                TheirBox,
+                Sprite::from_color(color_of(e.peer), Vec2::splat(BOX)),
+                Transform::from_xyz(0.0, 0.0, 0.0),
+                Visibility::Hidden,
+            ))
+            .id();
+        players.boxes.insert(e.peer, entity);
+    }
+    for e in away.read() {
+        info!("box_game: reconnecting {}", e.peer);
+        players.away.insert(e.peer);
+    }
+    for e in back.read() {
+        info!("box_game: reconnected {} after {:?}", e.peer, e.downtime);
+        players.away.remove(&e.peer);
+    }
+    for e in gone.read() {
+        info!("box_game: disconnected {} ({:?})", e.peer, e.reason);
+        players.away.remove(&e.peer);
+        players.positions_received.remove(&e.peer);
+        if let Some(entity) = players.boxes.remove(&e.peer) {
+            commands.entity(entity).despawn();
+        }
+    }
+    for e in errors.read() {
+        warn!("box_game: error {:?}: {}", e.peer, e.error);
+    }
+}
+
+fn their_positions(
+    mut positions: MessageReader<Received<BoxPosition>>,
+    mut players: ResMut<Players>,
+    mut boxes: Query<(&mut Transform, &mut Visibility), With<TheirBox>>,
+) {
+    for Received { from, message } in positions.read() {
+        let count = players.positions_received.entry(*from).or_insert(0);
+        *count += 1;
+        // Logged on the first and then every 120th, so a test can see positions flow.
+        if *count == 1 || count.is_multiple_of(120) {
+            info!(
+                "box_game: position from {from}: ({:.0}, {:.0}), {} received",
+                message.x, message.y, count
+            );
+        }
+        let Some(entity) = players.boxes.get(from).copied() else {
+            continue;
+        };
+        if let Ok((mut transform, mut visibility)) = boxes.get_mut(entity) {
+            transform.translation.x = message.x;
+            transform.translation.y = message.y;
+            *visibility = Visibility::Visible;
+        }
+    }
+}
+
+fn shouts(
+    mut shouts: MessageReader<Received<Shout>>,
+    mut players: ResMut<Players>,
+    mut net: PeerMessage,
+) {
+    for Received { from, message } in shouts.read() {
+        info!("box_game: {from} says {:?}", message.text);
+        players.last_shout = Some(format!("{from}: {}", message.text));
+        if message.text == "ping" {
+            net.send(
+                *from,
+                Shout {
+                    text: "pong".into(),
+                },
+            );
+        }
+    }
+}
+
+fn hud(
+    net: PeerMessage,
+    players: Res<Players>,
+    state: Res<State<ConnectionState>>,
+    peers: Query<(&Peer, &PeerStats)>,
+    mut text: Query<&mut Text, With<Hud>>,
+) {
+    let Ok(mut text) = text.single_mut() else {
+        return;
+    };
+    let mut lines = vec![format!(
+        "room {:?} - me {} ({}) - {:?}",
+        net.room().unwrap_or("-"),
+        net.id(),
+        net.role().map_or("-".into(), |r| r.to_string()),
+        state.get()
+    )];
+    let mut rows: Vec<_> = peers.iter().collect();
+    rows.sort_by_key(|(peer, _)| peer.id);
+    for (peer, stats) in rows {
+        let status = if players.away.contains(&peer.id) {
+            "reconnecting"
+        } else {
+            "connected"
+        };
+        let rtt = stats
+            .rtt
+            .map_or("-".into(), |d| format!("{:.1} ms", d.as_secs_f64() * 1e3));
+        lines.push(format!(
+            "{} {} - {status} - rtt {rtt} - {} positions",
+            peer.role,
+            peer.id,
+            players.positions_received.get(&peer.id).unwrap_or(&0)
+        ));
+    }
+    if let Some(shout) = &players.last_shout {
+        lines.push(format!("last: {shout}"));
+    }
+    lines.push("arrows/WASD: move - space: ping".into());
+    let joined = lines.join("\n");
+    if text.0 != joined {
+        text.0 = joined;
+    }
+}
