@@ -58,10 +58,12 @@ pub struct SessionConfig {
     /// The longest such wait: once round trips are measured, the timeout adapts
     /// (`srtt + 4 * jitter`, at least 100 ms) under this cap.
     pub retransmit_timeout: Duration,
-    /// Whether to retransmit on timeout at all. Over WebRTC's reliable channel nothing is lost
-    /// within a link (and a new link resumes from the acks), so the plugin turns this on only
-    /// when something above the transport drops packets: the link conditioner. Spurious
-    /// go-back-N retransmits of a large backlog would otherwise only add load.
+    /// Whether to retransmit on the adaptive timeout (`srtt + 4 * jitter`). Over WebRTC's
+    /// reliable channel nothing is lost within a link (and a new link resumes from the acks),
+    /// so the plugin turns this on only when something above the transport drops packets: the
+    /// link conditioner. Off, a stall of the full `retransmit_timeout` without ack progress
+    /// still resends from the oldest unacked record (a safety net that costs nothing while
+    /// acks flow).
     pub retransmit: bool,
     /// Send a ping (round-trip sample and heartbeat) this often.
     pub ping_interval: Duration,
@@ -583,11 +585,17 @@ impl Session {
             return;
         }
         // Go-back-N after a retransmit timeout (only matters when something above the
-        // transport drops records, such as the link conditioner).
-        if self.config.retransmit
-            && self.resumed
+        // transport drops records, such as the link conditioner). Without `retransmit` the
+        // fixed `retransmit_timeout` still applies, as a safety net: over SCTP acks progress
+        // every round trip, and a stall that long means records were lost above it.
+        let timeout = if self.config.retransmit {
+            self.rto()
+        } else {
+            self.config.retransmit_timeout
+        };
+        if self.resumed
             && self.send_next > self.unacked.front().map_or(self.next_seq, |(s, _)| *s)
-            && now.saturating_sub(self.last_ack_progress) >= self.rto()
+            && now.saturating_sub(self.last_ack_progress) >= timeout
             && let Some((oldest, _)) = self.unacked.front()
         {
             self.stats.resent += self.send_next - oldest;

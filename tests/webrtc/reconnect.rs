@@ -371,3 +371,42 @@ fn a_simulated_blackout_reconnects() {
     assert_eq!(numbers(&joiner), (0..100).collect::<Vec<_>>());
     assert!(!inbox::<PeerReconnecting>(&joiner).is_empty());
 }
+
+/// A joiner that keeps sending through its own blackout: the host answers every message while
+/// the joiner hears nothing; after the joiner resumes (possibly twice, since the first new link
+/// also falls in the blackout) every answer arrives exactly once and in order.
+#[test]
+fn answers_sent_during_the_joiners_blackout_all_arrive() {
+    let (mut host, mut joiner) = connected_pair("echo-blackout");
+    let joiner_id = id(&mut joiner);
+    let mut answered = 0;
+    let mut echo = |host: &mut App| {
+        let got = numbers(host);
+        while answered < got.len() {
+            let n = got[answered];
+            net(host, |net| net.send(joiner_id, Numbered(1000 + n)));
+            answered += 1;
+        }
+    };
+    for i in 0..100u32 {
+        if i == 20 {
+            net(&mut joiner, |n| n.simulate_blackout(3 * SECOND));
+        }
+        net(&mut joiner, |n| n.send_to_host(Numbered(i)));
+        joiner.update();
+        host.update();
+        echo(&mut host);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let start = Instant::now();
+    while numbers(&joiner).len() < 100 && start.elapsed() < 30 * SECOND {
+        joiner.update();
+        host.update();
+        echo(&mut host);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    run_for(&mut [&mut host, &mut joiner], SECOND / 2);
+    assert_eq!(numbers(&host), (0..100).collect::<Vec<_>>());
+    assert_eq!(numbers(&joiner), (1000..1100).collect::<Vec<_>>());
+    assert!(!inbox::<PeerReconnected>(&joiner).is_empty());
+}
