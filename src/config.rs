@@ -24,7 +24,7 @@ pub enum Signaling {
     #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
     Embedded {
         /// Where the host's server listens (default `0.0.0.0:3536`; port 0 picks a free one,
-        /// see [`SignalingServerInfo`](SignalingServerInfo)).
+        /// see [`SignalingServerInfo`]).
         bind: std::net::SocketAddr,
         /// Base URL joiners connect to (default `ws://127.0.0.1:3536`).
         join_url: String,

@@ -1,8 +1,8 @@
 //! The Bevy shell around the core: owns the [`Room`], the [`Transport`] and (on a native host)
 //! the embedded server, turns [`RoomEvent`]s into Bevy messages, entities and state.
 //!
-//! Two exclusive systems drive it (see [`crate::plugin`]): [`receive`] in `PreUpdate` and
-//! [`transmit`] in `PostUpdate`.
+//! Two exclusive systems drive it (see [`crate::plugin`]): `receive` in `PreUpdate` and
+//! `transmit` in `PostUpdate`.
 
 use crate::{
     backoff::Jitter,
