@@ -241,11 +241,10 @@ const NATIVE_HOST: &str = match option_env!("PM_NATIVE_HOST_URL") {
     None => "ws://127.0.0.1:3536",
 };
 
-/// Cross-play: a browser joiner in a native host's room (the host's embedded signaling server,
-/// webrtc-rs on the native side). 100 numbered lines go to the host, which echoes each: every
-/// echo comes back exactly once and in order.
-#[wasm_bindgen_test]
-async fn a_browser_joins_a_native_host() {
+/// A browser app that joined the native echo host's room (`chat host crossplay --echo`, started
+/// by `tests/browser-run`) and sees the host connected. It records lines, connections, errors
+/// and reconnects.
+async fn join_native_host() -> App {
     prepare().await;
     let mut joiner = App::new();
     joiner
@@ -258,7 +257,11 @@ async fn a_browser_joins_a_native_host() {
         .add_peer_message_named::<Line>("chat.line", Delivery::Reliable)
         .init_resource::<Inbox>()
         .init_resource::<Lines>()
-        .add_systems(Update, (collect_connected, collect_lines));
+        .init_resource::<Lifecycle>()
+        .add_systems(
+            Update,
+            (collect_connected, collect_lines, collect_lifecycle),
+        );
     net(&mut joiner, |n| n.join("crossplay"));
     run_until(
         &mut [&mut joiner],
@@ -267,6 +270,15 @@ async fn a_browser_joins_a_native_host() {
         |a| inbox(a[0]).connected.iter().any(|c| c.role == Role::Host),
     )
     .await;
+    joiner
+}
+
+/// Cross-play: a browser joiner in a native host's room (the host's embedded signaling server,
+/// webrtc-rs on the native side). 100 numbered lines go to the host, which echoes each: every
+/// echo comes back exactly once and in order.
+#[wasm_bindgen_test]
+async fn a_browser_joins_a_native_host() {
+    let mut joiner = join_native_host().await;
     for i in 0..100 {
         net(&mut joiner, |n| {
             n.send_to_host(Line {
@@ -319,31 +331,7 @@ fn collect_lifecycle(
 /// from the page), resumes, and every echo arrives exactly once and in order.
 #[wasm_bindgen_test]
 async fn a_browser_joiner_resumes_after_a_blackout() {
-    prepare().await;
-    let mut joiner = App::new();
-    joiner
-        .add_plugins((bevy::app::TaskPoolPlugin::default(), bevy::time::TimePlugin))
-        .add_plugins(
-            PeerMessagePlugin::default()
-                .signaling(Signaling::server(NATIVE_HOST))
-                .ice_servers(IceServers::none()),
-        )
-        .add_peer_message_named::<Line>("chat.line", Delivery::Reliable)
-        .init_resource::<Inbox>()
-        .init_resource::<Lines>()
-        .init_resource::<Lifecycle>()
-        .add_systems(
-            Update,
-            (collect_connected, collect_lines, collect_lifecycle),
-        );
-    net(&mut joiner, |n| n.join("crossplay"));
-    run_until(
-        &mut [&mut joiner],
-        Duration::from_secs(30),
-        "the native host",
-        |a| inbox(a[0]).connected.iter().any(|c| c.role == Role::Host),
-    )
-    .await;
+    let mut joiner = join_native_host().await;
     for i in 0..100 {
         if i == 20 {
             net(&mut joiner, |n| n.simulate_blackout(Duration::from_secs(3)));
