@@ -273,6 +273,16 @@ async fn join_native_host() -> App {
     joiner
 }
 
+/// Sends the numbered line `i` to the host.
+fn send_line(joiner: &mut App, i: u32) {
+    net(joiner, |n| {
+        n.send_to_host(Line {
+            name: "browser".into(),
+            text: format!("{i}"),
+        })
+    });
+}
+
 /// Cross-play: a browser joiner in a native host's room (the host's embedded signaling server,
 /// webrtc-rs on the native side). 100 numbered lines go to the host, which echoes each: every
 /// echo comes back exactly once and in order.
@@ -280,12 +290,7 @@ async fn join_native_host() -> App {
 async fn a_browser_joins_a_native_host() {
     let mut joiner = join_native_host().await;
     for i in 0..100 {
-        net(&mut joiner, |n| {
-            n.send_to_host(Line {
-                name: "browser".into(),
-                text: format!("{i}"),
-            })
-        });
+        send_line(&mut joiner, i);
     }
     run_until(
         &mut [&mut joiner],
@@ -336,12 +341,7 @@ async fn a_browser_joiner_resumes_after_a_blackout() {
         if i == 20 {
             net(&mut joiner, |n| n.simulate_blackout(Duration::from_secs(3)));
         }
-        net(&mut joiner, |n| {
-            n.send_to_host(Line {
-                name: "browser".into(),
-                text: format!("{i}"),
-            })
-        });
+        send_line(&mut joiner, i);
         // About 50 lines a second, for two seconds.
         run_until(
             &mut [&mut joiner],
