@@ -6,9 +6,10 @@
 //! cargo test --target wasm32-unknown-unknown --test browser
 //! ```
 //!
-//! Chromium runs inside a private network namespace with only `lo`; it offers loopback ICE
-//! candidates once the page holds a (fake) microphone, so each test first calls
-//! `getUserMedia({audio: true})`. On native targets this file is empty.
+//! Chromium runs inside a private network namespace ("A", `lo` only, plus a veth pair to a second
+//! namespace "B" where `tests/browser-run` starts the native echo host). Chromium offers every
+//! interface (loopback too) as ICE candidates once the page holds a (fake) microphone, so each
+//! test first calls `getUserMedia({audio: true})`. On native targets this file is empty.
 #![cfg(target_arch = "wasm32")]
 
 use bevy::{ecs::system::SystemState, prelude::*};
@@ -22,6 +23,14 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 #[wasm_bindgen(inline_js = "
 export function sleep(ms) { return new Promise(resolve => setTimeout(resolve, ms)); }
+export async function cut_link(url) {
+    try {
+        const answer = await fetch(url);
+        return answer.ok ? 'ok' : `HTTP ${answer.status}: ${await answer.text()}`;
+    } catch (e) {
+        return String(e);
+    }
+}
 export async function allow_loopback_candidates() {
     try {
         const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
@@ -35,6 +44,7 @@ export async function allow_loopback_candidates() {
 extern "C" {
     async fn sleep(ms: u32);
     async fn allow_loopback_candidates() -> JsValue;
+    async fn cut_link(url: &str) -> JsValue;
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -234,11 +244,19 @@ fn collect_lines(mut lines: MessageReader<Received<Line>>, mut got: ResMut<Lines
 }
 
 /// The native host's signaling URL: `tests/browser-run` starts `chat host crossplay --echo`
-/// (embedded signaling on port 3536) in the namespace before Chromium. A wasm test cannot read
-/// the environment, so another address comes in at compile time.
+/// (embedded signaling on port 3536) in namespace B, at the far end of the veth pair, before
+/// Chromium. A wasm test cannot read the environment, so another address comes in at compile
+/// time.
 const NATIVE_HOST: &str = match option_env!("PM_NATIVE_HOST_URL") {
     Some(url) => url,
-    None => "ws://127.0.0.1:3536",
+    None => "ws://10.78.0.2:3536",
+};
+
+/// `tests/link-cutter`, started by `tests/browser-run`: `GET {LINK_CUTTER}/cut?ms=N` takes the
+/// browser's end of the veth pair down for N ms.
+const LINK_CUTTER: &str = match option_env!("PM_LINK_CUTTER_URL") {
+    Some(url) => url,
+    None => "http://127.0.0.1:3599",
 };
 
 /// A browser app that joined the native echo host's room (`chat host crossplay --echo`, started
@@ -319,6 +337,9 @@ fn collect_connected(
 struct Lifecycle {
     reconnecting: usize,
     reconnected: usize,
+    /// `Date.now()` of the last of each.
+    reconnecting_at: f64,
+    reconnected_at: f64,
 }
 
 fn collect_lifecycle(
@@ -326,8 +347,14 @@ fn collect_lifecycle(
     mut away: MessageReader<PeerReconnecting>,
     mut back: MessageReader<PeerReconnected>,
 ) {
-    state.reconnecting += away.read().count();
-    state.reconnected += back.read().count();
+    for _ in away.read() {
+        state.reconnecting += 1;
+        state.reconnecting_at = web_time();
+    }
+    for _ in back.read() {
+        state.reconnected += 1;
+        state.reconnected_at = web_time();
+    }
 }
 
 /// Reconnect in the browser: the browser joiner of a native host loses everything from the
@@ -377,6 +404,69 @@ async fn a_browser_joiner_resumes_after_a_blackout() {
     let lifecycle = joiner.world().resource::<Lifecycle>();
     assert!(lifecycle.reconnecting >= 1, "the blackout was noticed");
     assert!(lifecycle.reconnected >= 1, "and the host came back");
+    net(&mut joiner, |n| n.leave());
+    joiner.update();
+}
+
+/// Reconnect in the browser over a real link loss: while the browser joiner streams lines to
+/// the native echo host, the veth between Chromium's namespace and the host's goes down for
+/// 3 s (`tests/link-cutter`; routes and ICE candidates on it vanish, Chromium sees its interface
+/// go). The plugin notices the silence, re-opens (signaling is unreachable until the link is
+/// back), reconnects and resumes: every echo arrives exactly once and in order.
+#[wasm_bindgen_test]
+async fn a_browser_joiner_resumes_after_a_real_link_cut() {
+    let mut joiner = join_native_host().await;
+    let mut cut_at = 0.0;
+    for i in 0..150 {
+        if i == 20 {
+            cut_at = web_time();
+            let answer = cut_link(&format!("{LINK_CUTTER}/cut?ms=3000")).await;
+            assert_eq!(
+                answer.as_string().as_deref(),
+                Some("ok"),
+                "tests/link-cutter (started by tests/browser-run) must answer"
+            );
+        }
+        send_line(&mut joiner, i);
+        // About 25 lines a second, for six seconds: before, during and after the cut.
+        run_until(
+            &mut [&mut joiner],
+            Duration::from_secs(5),
+            "a frame",
+            |_| true,
+        )
+        .await;
+        sleep(40).await;
+    }
+    run_until(
+        &mut [&mut joiner],
+        Duration::from_secs(60),
+        "all 150 echoes after the link cut",
+        |a| {
+            let n = a[0].world().resource::<Lines>().0.len();
+            let l = a[0].world().resource::<Lifecycle>();
+            web_sys_log(&format!(
+                "echoes {n}, reconnecting {}, reconnected {}",
+                l.reconnecting, l.reconnected
+            ));
+            n >= 150
+        },
+    )
+    .await;
+    for _ in 0..50 {
+        joiner.update();
+        sleep(10).await;
+    }
+    let expected: Vec<String> = (0..150).map(|i| format!("echo: {i}")).collect();
+    assert_eq!(joiner.world().resource::<Lines>().0, expected);
+    let lifecycle = joiner.world().resource::<Lifecycle>();
+    assert!(lifecycle.reconnecting >= 1, "the cut was noticed");
+    assert!(lifecycle.reconnected >= 1, "and the host came back");
+    console_log(&format!(
+        "link cut for 3 s: noticed after {:.0} ms, back {:.0} ms after the link was",
+        lifecycle.reconnecting_at - cut_at,
+        lifecycle.reconnected_at - cut_at - 3000.0
+    ));
     net(&mut joiner, |n| n.leave());
     joiner.update();
 }
