@@ -2,14 +2,14 @@
 // with `auto`, so their boxes move by themselves). Passes when each page has logged that the
 // other connected and that it received the other's box positions; saves a screenshot of each.
 //
-// Env: DEMO_URL (the served index.html), SIGNAL_URL, OUT_DIR, CHROMIUM (default
+// Env: DEMO_URL (the served index.html), SIGNAL_URL, DEMO_OUT_DIR, CHROMIUM (default
 // /usr/bin/chromium), DEMO_TIMEOUT_S (default 120). Run by tests/web-demo.
 import { chromium } from "playwright-core";
 import { mkdirSync, writeFileSync } from "node:fs";
 
 const base = process.env.DEMO_URL ?? "http://127.0.0.1:8080/index.html";
 const signal = process.env.SIGNAL_URL ?? "ws://127.0.0.1:3536";
-const out = process.env.OUT_DIR ?? "target/web-demo";
+const out = process.env.DEMO_OUT_DIR ?? "target/web-demo";
 const timeout = Number(process.env.DEMO_TIMEOUT_S ?? 120) * 1000;
 mkdirSync(out, { recursive: true });
 
