@@ -333,7 +333,7 @@ fn collect_connected(
     inbox.errors.extend(errors.read().cloned());
 }
 
-#[derive(Resource, Default)]
+#[derive(Resource, Default, Clone)]
 struct Lifecycle {
     reconnecting: usize,
     reconnected: usize,
@@ -357,19 +357,27 @@ fn collect_lifecycle(
     }
 }
 
-/// Reconnect in the browser: the browser joiner of a native host loses everything from the
-/// network for 3 s (`simulate_blackout`, above WebRTC: the host's echoes are lost to our layer)
-/// while it keeps sending. It notices, re-opens (a fresh signaling session and RTCPeerConnection
-/// from the page), resumes, and every echo arrives exactly once and in order.
-#[wasm_bindgen_test]
-async fn a_browser_joiner_resumes_after_a_blackout() {
+/// Streams `count` numbered lines from a fresh browser joiner to the native echo host, one
+/// every `gap_ms` (plus a frame), running `disrupt` on the joiner just before line `at`. Then
+/// waits for every echo, a little longer (nothing may come twice), and checks that each came
+/// exactly once and in order and that the joiner saw its host go away and come back
+/// (`what` names the disruption in the messages). Leaves the room; returns the lifecycle.
+async fn stream_through(
+    count: u32,
+    gap_ms: u32,
+    at: u32,
+    what: &str,
+    disrupt: impl AsyncFnOnce(&mut App),
+) -> Lifecycle {
     let mut joiner = join_native_host().await;
-    for i in 0..100 {
-        if i == 20 {
-            net(&mut joiner, |n| n.simulate_blackout(Duration::from_secs(3)));
+    let mut disrupt = Some(disrupt);
+    for i in 0..count {
+        if i == at
+            && let Some(disrupt) = disrupt.take()
+        {
+            disrupt(&mut joiner).await;
         }
         send_line(&mut joiner, i);
-        // About 50 lines a second, for two seconds.
         run_until(
             &mut [&mut joiner],
             Duration::from_secs(5),
@@ -377,71 +385,12 @@ async fn a_browser_joiner_resumes_after_a_blackout() {
             |_| true,
         )
         .await;
-        sleep(16).await;
-    }
-    run_until(
-        &mut [&mut joiner],
-        Duration::from_secs(30),
-        "all 100 echoes after the blackout",
-        |a| {
-            let n = a[0].world().resource::<Lines>().0.len();
-            let l = a[0].world().resource::<Lifecycle>();
-            web_sys_log(&format!(
-                "echoes {n}, reconnecting {}, reconnected {}",
-                l.reconnecting, l.reconnected
-            ));
-            n >= 100
-        },
-    )
-    .await;
-    // A little longer: nothing may come twice.
-    for _ in 0..50 {
-        joiner.update();
-        sleep(10).await;
-    }
-    let expected: Vec<String> = (0..100).map(|i| format!("echo: {i}")).collect();
-    assert_eq!(joiner.world().resource::<Lines>().0, expected);
-    let lifecycle = joiner.world().resource::<Lifecycle>();
-    assert!(lifecycle.reconnecting >= 1, "the blackout was noticed");
-    assert!(lifecycle.reconnected >= 1, "and the host came back");
-    net(&mut joiner, |n| n.leave());
-    joiner.update();
-}
-
-/// Reconnect in the browser over a real link loss: while the browser joiner streams lines to
-/// the native echo host, the veth between Chromium's namespace and the host's goes down for
-/// 3 s (`tests/link-cutter`; routes and ICE candidates on it vanish, Chromium sees its interface
-/// go). The plugin notices the silence, re-opens (signaling is unreachable until the link is
-/// back), reconnects and resumes: every echo arrives exactly once and in order.
-#[wasm_bindgen_test]
-async fn a_browser_joiner_resumes_after_a_real_link_cut() {
-    let mut joiner = join_native_host().await;
-    let mut cut_at = 0.0;
-    for i in 0..150 {
-        if i == 20 {
-            cut_at = web_time();
-            let answer = cut_link(&format!("{LINK_CUTTER}/cut?ms=3000")).await;
-            assert_eq!(
-                answer.as_string().as_deref(),
-                Some("ok"),
-                "tests/link-cutter (started by tests/browser-run) must answer"
-            );
-        }
-        send_line(&mut joiner, i);
-        // About 25 lines a second, for six seconds: before, during and after the cut.
-        run_until(
-            &mut [&mut joiner],
-            Duration::from_secs(5),
-            "a frame",
-            |_| true,
-        )
-        .await;
-        sleep(40).await;
+        sleep(gap_ms).await;
     }
     run_until(
         &mut [&mut joiner],
         Duration::from_secs(60),
-        "all 150 echoes after the link cut",
+        &format!("all {count} echoes after the {what}"),
         |a| {
             let n = a[0].world().resource::<Lines>().0.len();
             let l = a[0].world().resource::<Lifecycle>();
@@ -449,7 +398,7 @@ async fn a_browser_joiner_resumes_after_a_real_link_cut() {
                 "echoes {n}, reconnecting {}, reconnected {}",
                 l.reconnecting, l.reconnected
             ));
-            n >= 150
+            n >= count as usize
         },
     )
     .await;
@@ -457,16 +406,51 @@ async fn a_browser_joiner_resumes_after_a_real_link_cut() {
         joiner.update();
         sleep(10).await;
     }
-    let expected: Vec<String> = (0..150).map(|i| format!("echo: {i}")).collect();
+    let expected: Vec<String> = (0..count).map(|i| format!("echo: {i}")).collect();
     assert_eq!(joiner.world().resource::<Lines>().0, expected);
-    let lifecycle = joiner.world().resource::<Lifecycle>();
-    assert!(lifecycle.reconnecting >= 1, "the cut was noticed");
+    let lifecycle = joiner.world().resource::<Lifecycle>().clone();
+    assert!(lifecycle.reconnecting >= 1, "the {what} was noticed");
     assert!(lifecycle.reconnected >= 1, "and the host came back");
+    net(&mut joiner, |n| n.leave());
+    joiner.update();
+    lifecycle
+}
+
+/// Reconnect in the browser: the browser joiner of a native host loses everything from the
+/// network for 3 s (`simulate_blackout`, above WebRTC: the host's echoes are lost to our layer)
+/// while it keeps sending about 50 lines a second for two seconds. It notices, re-opens (a fresh
+/// signaling session and RTCPeerConnection from the page), resumes, and every echo arrives
+/// exactly once and in order.
+#[wasm_bindgen_test]
+async fn a_browser_joiner_resumes_after_a_blackout() {
+    stream_through(100, 16, 20, "blackout", async |joiner: &mut App| {
+        net(joiner, |n| n.simulate_blackout(Duration::from_secs(3)));
+    })
+    .await;
+}
+
+/// Reconnect in the browser over a real link loss: while the browser joiner streams lines to
+/// the native echo host (about 25 a second for six seconds: before, during and after the cut),
+/// the veth between Chromium's namespace and the host's goes down for 3 s (`tests/link-cutter`;
+/// routes and ICE candidates on it vanish, Chromium sees its interface go). The plugin notices
+/// the silence, re-opens (signaling is unreachable until the link is back), reconnects and
+/// resumes: every echo arrives exactly once and in order.
+#[wasm_bindgen_test]
+async fn a_browser_joiner_resumes_after_a_real_link_cut() {
+    let mut cut_at = 0.0;
+    let lifecycle = stream_through(150, 40, 20, "link cut", async |_: &mut App| {
+        cut_at = web_time();
+        let answer = cut_link(&format!("{LINK_CUTTER}/cut?ms=3000")).await;
+        assert_eq!(
+            answer.as_string().as_deref(),
+            Some("ok"),
+            "tests/link-cutter (started by tests/browser-run) must answer"
+        );
+    })
+    .await;
     console_log(&format!(
         "link cut for 3 s: noticed after {:.0} ms, back {:.0} ms after the link was",
         lifecycle.reconnecting_at - cut_at,
         lifecycle.reconnected_at - cut_at - 3000.0
     ));
-    net(&mut joiner, |n| n.leave());
-    joiner.update();
 }
