@@ -15,11 +15,24 @@ use std::time::{Duration, Instant};
 /// A raw matchbox socket playing a hostile peer.
 struct RawPeer {
     socket: WebRtcSocket,
+    /// The thread running the socket's message loop.
+    message_loop: std::thread::JoinHandle<()>,
+    url: String,
     id: PeerId,
 }
 
 impl RawPeer {
     fn join(url: &str) -> Self {
+        let (socket, message_loop) = Self::open(url);
+        RawPeer {
+            socket,
+            message_loop,
+            url: url.to_owned(),
+            id: PeerId::random(),
+        }
+    }
+
+    fn open(url: &str) -> (WebRtcSocket, std::thread::JoinHandle<()>) {
         let (socket, message_loop) = WebRtcSocketBuilder::new(url)
             .ice_server(RtcIceServerConfig {
                 urls: vec![],
@@ -29,13 +42,10 @@ impl RawPeer {
             .add_channel(ChannelConfig::reliable())
             .add_channel(ChannelConfig::unreliable())
             .build();
-        std::thread::spawn(move || {
+        let thread = std::thread::spawn(move || {
             let _ = futures::executor::block_on(message_loop);
         });
-        RawPeer {
-            socket,
-            id: PeerId::random(),
-        }
+        (socket, thread)
     }
 
     /// Sends `packets` to the host once connected (pumping `apps` meanwhile). In a full mesh
@@ -45,6 +55,11 @@ impl RawPeer {
         let link = 'found: loop {
             for app in apps.iter_mut() {
                 app.update();
+            }
+            if self.message_loop.is_finished() {
+                // matchbox 0.15 panics the whole loop when a peer it is handshaking with
+                // vanishes (see below); the plugin re-opens its socket then, and so do we.
+                (self.socket, self.message_loop) = Self::open(&self.url);
             }
             let _ = self.socket.try_update_peers();
             for (link, packet) in self.socket.channel_mut(0).receive() {
