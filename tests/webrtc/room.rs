@@ -172,48 +172,37 @@ fn join_without_a_host_times_out() {
     assert_eq!(state(&lost), ConnectionState::Offline);
 }
 
+/// A host and `joiners` joiners, all joining `room` at once.
+fn room_of(room: &str, joiners: usize) -> (App, Vec<App>) {
+    let (host, url) = host_app(room, PeerMessagePlugin::default());
+    let mut others: Vec<App> = (0..joiners)
+        .map(|_| app(PeerMessagePlugin::default().signaling(Signaling::server(url.clone()))))
+        .collect();
+    for j in &mut others {
+        net(j, |n| n.join(room));
+    }
+    (host, others)
+}
+
 /// Six peers joining at once form a full mesh (15 WebRTC connections made concurrently on a
 /// small machine), and it stays whole.
 #[test]
 fn six_peers_form_a_full_mesh() {
-    let (mut host, url) = host_app("mesh", PeerMessagePlugin::default());
-    let mut joiners: Vec<App> = (0..5)
-        .map(|_| app(PeerMessagePlugin::default().signaling(Signaling::server(url.clone()))))
-        .collect();
-    for j in &mut joiners {
-        net(j, |n| n.join("mesh"));
-    }
+    let (mut host, mut joiners) = room_of("mesh", 5);
     let mut apps: Vec<&mut App> = std::iter::once(&mut host)
         .chain(joiners.iter_mut())
         .collect();
     let start = Instant::now();
-    let whole = |apps: &mut [&mut App]| {
-        apps.iter_mut()
-            .all(|a| net(a, |n| n.peers().count()) == 5 && state(a) == ConnectionState::Connected)
-    };
-    while !whole(&mut apps) {
-        for a in apps.iter_mut() {
-            a.update();
-        }
-        if start.elapsed() > Duration::from_secs(40) {
-            for (i, a) in apps.iter_mut().enumerate() {
-                let view = a
-                    .world_mut()
-                    .resource_mut::<bevy_peer_message::network::PeerNetwork>()
-                    .describe();
-                eprintln!(
-                    "app {i} {:?}: peers {}, errors {:?}, reconnecting {:?}, disconnected {:?}\n{view}",
-                    id(a),
-                    net(a, |n| n.peers().count()),
-                    inbox::<PeerError>(a),
-                    inbox::<PeerReconnecting>(a),
-                    inbox::<PeerDisconnected>(a),
-                );
-            }
-            panic!("the mesh did not form in 40 s");
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    run_until(
+        &mut apps,
+        Duration::from_secs(40),
+        "a full mesh of 6",
+        |apps| {
+            apps.iter_mut().all(|a| {
+                net(a, |n| n.peers().count()) == 5 && state(a) == ConnectionState::Connected
+            })
+        },
+    );
     eprintln!("full mesh of 6 in {:?}", start.elapsed());
     run_for(&mut apps, Duration::from_secs(2));
     for a in apps.iter_mut() {
@@ -226,13 +215,7 @@ fn six_peers_form_a_full_mesh() {
 /// down, a fresh host and joiner in the same process connect and talk both ways.
 #[test]
 fn a_fresh_pair_works_after_a_big_room_in_the_same_process() {
-    let (mut host, url) = host_app("big", PeerMessagePlugin::default());
-    let mut joiners: Vec<App> = (0..7)
-        .map(|_| app(PeerMessagePlugin::default().signaling(Signaling::server(url.clone()))))
-        .collect();
-    for j in &mut joiners {
-        net(j, |n| n.join("big"));
-    }
+    let (mut host, mut joiners) = room_of("big", 7);
     {
         let mut apps: Vec<&mut App> = std::iter::once(&mut host)
             .chain(joiners.iter_mut())
