@@ -3,7 +3,7 @@
 //! `.cargo/config.toml`, and `webdriver.json`):
 //!
 //! ```text
-//! cargo test --target wasm32-unknown-unknown --test browser
+//! cargo build --all-features --example chat && cargo test --all-features --target wasm32-unknown-unknown --test browser
 //! ```
 //!
 //! Chromium runs inside a private network namespace ("A", `lo` only, plus a veth pair to a second
