@@ -1,4 +1,4 @@
-// Opens two pages of the box_game web build in headless Chromium: one hosts, one joins (both
+// Opens the box_game web build in two headless Chromium browsers: one hosts, one joins (both
 // with `auto`, so their boxes move by themselves). Passes when each page has logged that the
 // other connected and that it received the other's box positions; saves a screenshot of each.
 //
@@ -13,7 +13,11 @@ const out = process.env.DEMO_OUT_DIR ?? "target/web-demo";
 const timeout = Number(process.env.DEMO_TIMEOUT_S ?? 120) * 1000;
 mkdirSync(out, { recursive: true });
 
-const browser = await chromium.launch({
+// One browser per player, as in real life. Pages of one Chromium share its GPU process, and with
+// software rendering (SwiftShader) a second page's WebGL calls wait behind the first page's
+// frames: on Bevy 0.20 the second page's main thread stalled for 8-14 s at start, long enough for
+// its join to time out before its WebSocket's first message was even handled.
+const launch = () => chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
   headless: true,
   args: [
@@ -39,7 +43,10 @@ const browser = await chromium.launch({
 const started = Date.now();
 const elapsed = () => ((Date.now() - started) / 1000).toFixed(1) + " s";
 
+const browsers = [];
 async function open(name, query) {
+  const browser = await launch();
+  browsers.push(browser);
   const context = await browser.newContext({ viewport: { width: 800, height: 600 } });
   const page = await context.newPage();
   const log = [];
@@ -49,6 +56,10 @@ async function open(name, query) {
     if (text.includes("box_game:") || m.type() === "error") {
       console.log(`[${name} ${elapsed()}] ${text}`);
     }
+  });
+  page.on("websocket", (ws) => {
+    console.log(`[${name} ${elapsed()}] websocket ${ws.url()} open`);
+    ws.on("close", () => console.log(`[${name} ${elapsed()}] websocket closed`));
   });
   page.on("pageerror", (e) => console.log(`[${name} ${elapsed()}] page error: ${e}`));
   const url = `${base}?${query}&signal=${encodeURIComponent(signal)}&auto&loopback`;
@@ -84,7 +95,7 @@ for (const p of [host, joiner]) {
       `screenshot ${out}/${p.name}.png`
   );
 }
-await browser.close();
+for (const browser of browsers) await browser.close();
 if (!ok) {
   console.log(`FAILED after ${elapsed()}: not every page saw the other connect and move`);
   process.exit(1);
