@@ -137,7 +137,7 @@ pub struct IceServers {
 }
 
 impl IceServers {
-    /// Google's public STUN servers, as the seed library and matchbox default to.
+    /// Google's public STUN servers, matchbox's own default.
     pub fn public_stun() -> Self {
         Self::stun([
             "stun:stun.l.google.com:19302",

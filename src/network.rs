@@ -1,8 +1,8 @@
 //! The Bevy shell around the core: owns the [`Room`], the [`Transport`] and (on a native host)
 //! the embedded server, turns [`RoomEvent`]s into Bevy messages, entities and state.
 //!
-//! Two exclusive systems drive it (see [`crate::plugin`]): `receive` in `PreUpdate` and
-//! `transmit` in `PostUpdate`.
+//! Three exclusive systems drive it (see [`crate::plugin`]): `receive` in `PreUpdate`,
+//! `reconnect` after it (on a timer), and `transmit` in `PostUpdate`.
 
 use crate::{
     backoff::Jitter,
@@ -280,11 +280,7 @@ impl PeerNetwork {
         // Only something above the transport loses packets within a link (see
         // `SessionConfig::retransmit`).
         session.retransmit = settings.conditioner.is_some();
-        // Heartbeats: at least four per liveness timeout.
-        session.ping_interval = session
-            .ping_interval
-            .min(settings.resume.handshake_timeout / 4)
-            .max(Duration::from_millis(10));
+        session.ping_interval = settings.resume.heartbeat_interval(session.ping_interval);
         let mut room = Room::with_policy(local, session, settings.max_peers, settings.resume);
         room.set_kinds(kinds);
         self.room = Some(room);

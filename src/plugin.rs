@@ -114,7 +114,8 @@ impl PeerMessagePlugin {
     }
 
     /// How long a silent peer is still considered present (default 1 s). Heartbeats keep idle
-    /// links talking four times per timeout.
+    /// links talking at least four times per timeout (every 250 ms by default, more often for a
+    /// shorter timeout).
     pub fn liveness_timeout(mut self, timeout: Duration) -> Self {
         self.settings.resume.liveness_timeout = timeout;
         self

@@ -170,6 +170,17 @@ impl Default for ResumePolicy {
     }
 }
 
+impl ResumePolicy {
+    /// How often a link sends a ping (round-trip sample and heartbeat): `configured`, but at
+    /// least four per `liveness_timeout`, so one or two lost or late heartbeats never make a
+    /// healthy peer look away; never more often than every 10 ms.
+    pub fn heartbeat_interval(&self, configured: Duration) -> Duration {
+        configured
+            .min(self.liveness_timeout / 4)
+            .max(Duration::from_millis(10))
+    }
+}
+
 /// The room core. `L` is the transport's link id (matchbox's per-socket peer id).
 #[derive(Debug)]
 pub struct Room<L> {
@@ -844,6 +855,29 @@ mod tests {
     use super::*;
 
     const HASH: u64 = 0xabcd;
+
+    #[test]
+    fn heartbeats_come_at_least_four_times_per_liveness_timeout() {
+        let policy = |liveness_ms| ResumePolicy {
+            liveness_timeout: Duration::from_millis(liveness_ms),
+            ..ResumePolicy::default()
+        };
+        let configured = SessionConfig::default().ping_interval; // 250 ms
+        // Default: the configured interval already fits.
+        assert_eq!(policy(1000).heartbeat_interval(configured), configured);
+        // A shorter liveness timeout shortens the interval with it (it used to follow the
+        // handshake timeout instead, leaving 1.6 heartbeats per 400 ms timeout).
+        assert_eq!(
+            policy(400).heartbeat_interval(configured),
+            Duration::from_millis(100)
+        );
+        // A longer one keeps the configured interval, and there is a floor.
+        assert_eq!(policy(10_000).heartbeat_interval(configured), configured);
+        assert_eq!(
+            policy(20).heartbeat_interval(configured),
+            Duration::from_millis(10)
+        );
+    }
 
     fn room(id: u128, role: Role) -> Room<u32> {
         Room::new(
