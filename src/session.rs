@@ -13,7 +13,7 @@
 use crate::{
     error::{PeerErrorKind, SendError},
     peer::PeerId,
-    wire::{self, ByeReason, Record},
+    wire::{self, Record},
 };
 use bytes::{Bytes, BytesMut};
 use std::{collections::HashMap, collections::VecDeque, time::Duration};
@@ -218,11 +218,6 @@ impl Session {
         self.last_heard = self.last_heard.max(now);
     }
 
-    /// The peer this session talks to.
-    pub fn peer(&self) -> PeerId {
-        self.peer
-    }
-
     /// Counters and estimates.
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -236,11 +231,6 @@ impl Session {
     /// Bytes of reliable records not yet acknowledged.
     pub fn unacked_bytes(&self) -> usize {
         self.unacked_bytes
-    }
-
-    /// Next reliable sequence number we expect from the peer.
-    pub fn recv_next(&self) -> u64 {
-        self.recv_next
     }
 
     /// A new link to the peer is up (first link or a reconnect). Nothing reliable is sent on it
@@ -369,11 +359,6 @@ impl Session {
             wire::encode_unreliable(packet, kind, payload);
         }
         Ok(())
-    }
-
-    /// Queues a `Bye` (sent before anything else still queued on the reliable channel).
-    pub fn send_bye(&mut self, reason: ByeReason) {
-        wire::encode_bye(&mut self.control, reason);
     }
 
     /// Handles one record from the peer (not `Hello`/`Bye`, which the room handles).

@@ -278,11 +278,6 @@ impl SocketSet {
         self.sockets.is_empty()
     }
 
-    /// How many sockets are open.
-    pub fn len(&self) -> usize {
-        self.sockets.len()
-    }
-
     /// Link changes, then packets, of every socket.
     pub fn poll(&mut self, mut f: impl FnMut(Incoming)) {
         for socket in &mut self.sockets {
