@@ -12,11 +12,11 @@
 //! one when run as root).
 
 use bevy_peer_message::{
-    codec,
-    peer::{PeerId, Role},
-    room::{LocalIdentity, Room, RoomEvent, WireDelivery},
-    session::SessionConfig,
-    wire::{self, Record, Records},
+    Delivery, PeerId, Role, SessionConfig,
+    internals::{
+        LocalIdentity, Room, RoomEvent, codec,
+        wire::{self, Record, Records},
+    },
 };
 use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion};
@@ -311,7 +311,7 @@ struct AllocRow {
 /// side over the last `frames` frames (after as many warm-up frames).
 fn count_allocs<T: Msg + Clone>(
     value: &T,
-    delivery: WireDelivery,
+    delivery: Delivery,
     per_frame: usize,
     frames: usize,
 ) -> AllocRow {
@@ -372,7 +372,7 @@ fn alloc_table() {
         "{:<10} {:<11} {:>12} {:>15} {:>14}",
         "message", "delivery", "send/msg", "receive/msg", "packets/frame"
     );
-    fn row<T: Msg + Clone>(name: &str, value: &T, delivery: WireDelivery) {
+    fn row<T: Msg + Clone>(name: &str, value: &T, delivery: Delivery) {
         let r = count_allocs(value, delivery, 20, 200);
         println!(
             "{:<10} {:<11} {:>12.2} {:>15.2} {:>14.1}",
@@ -384,14 +384,14 @@ fn alloc_table() {
         );
     }
     for delivery in [
-        WireDelivery::Reliable,
-        WireDelivery::Unreliable,
-        WireDelivery::Sequenced,
+        Delivery::Reliable,
+        Delivery::Unreliable,
+        Delivery::UnreliableSequenced,
     ] {
         row("position", &position(), delivery);
     }
-    row("input", &input(), WireDelivery::Reliable);
-    row("chat", &chat(), WireDelivery::Reliable);
+    row("input", &input(), Delivery::Reliable);
+    row("chat", &chat(), Delivery::Reliable);
 }
 
 // ---------------------------------------------------------------------------------------------

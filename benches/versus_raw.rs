@@ -12,7 +12,7 @@
 //! plugin/raw ratio.
 
 use bevy::{ecs::system::SystemState, prelude::*};
-use bevy_peer_message::{prelude::*, server::EmbeddedServer};
+use bevy_peer_message::{EmbeddedServer, prelude::*};
 use bytes::Bytes;
 use matchbox_socket::{
     ChannelConfig, PeerId as LinkId, RtcIceServerConfig, WebRtcSocket, WebRtcSocketBuilder,
@@ -609,10 +609,7 @@ fn plugin_load(url: &str, room: &str, n: usize, seconds: f64) -> Option<LoadResu
         if start.elapsed() > 60 * SECOND {
             for (i, app) in apps.iter_mut().enumerate() {
                 let connections = app.world().resource::<Counts>().connections;
-                let view = app
-                    .world_mut()
-                    .resource_mut::<bevy_peer_message::network::PeerNetwork>()
-                    .describe();
+                let view = bevy_peer_message::internals::describe(app.world_mut());
                 let events = &app.world().resource::<Counts>().events;
                 eprintln!("app {i}: {connections} connections; events {events:?}; {view}");
             }

@@ -18,7 +18,7 @@ fn main() {
         eprintln!("usage: signaling_server [ADDRESS:PORT]  (default 0.0.0.0:3536)");
         std::process::exit(2);
     };
-    match bevy_peer_message::server::EmbeddedServer::start(bind) {
+    match bevy_peer_message::EmbeddedServer::start(bind) {
         Ok(server) => {
             println!("signaling server listening on {}", server.addr());
             loop {

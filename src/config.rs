@@ -1,10 +1,10 @@
 //! Configuration: signaling, ICE servers, timeouts and limits. Set through the
-//! [`PeerMessagePlugin`](crate::plugin::PeerMessagePlugin) builder; readable at run time as the
+//! [`PeerMessagePlugin`](crate::PeerMessagePlugin) builder; readable at run time as the
 //! [`PeerMessageSettings`] resource.
 
 use crate::{
-    backoff::Backoff, conditioner::LinkConditioner, peer::PeerId, room::ResumePolicy,
-    session::SessionConfig,
+    core::backoff::Backoff, core::conditioner::LinkConditionerConfig, core::peer::PeerId,
+    core::room::ResumePolicy, core::session::SessionConfig, io::ice::IceServers,
 };
 use bevy::prelude::*;
 use matchbox_socket::SignallerBuilder;
@@ -37,7 +37,7 @@ pub enum Signaling {
     },
     /// A custom [`SignallerBuilder`]: relay the WebRTC handshake any way you like (your own
     /// server, a lobby service, an in-process hub as in
-    /// [`LocalSignalingHub`](crate::signaling::LocalSignalingHub)).
+    /// [`LocalSignalingHub`](crate::io::signaling::LocalSignalingHub)).
     Custom {
         /// The builder matchbox calls to create a signaller.
         builder: Arc<dyn SignallerBuilder>,
@@ -116,75 +116,8 @@ impl fmt::Debug for Signaling {
     }
 }
 
-/// ICE servers for NAT traversal: STUN to learn a public address, TURN to relay when nothing
-/// else works.
-///
-/// ```
-/// # use bevy_peer_message::prelude::*;
-/// let lan_only = IceServers::none();
-/// let relayed = IceServers::turn(["turn:turn.example.org:3478"], "user", "secret");
-/// assert!(lan_only.urls.is_empty());
-/// assert_eq!(relayed.username.as_deref(), Some("user"));
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IceServers {
-    /// `stun:` / `turn:` / `turns:` URLs.
-    pub urls: Vec<String>,
-    /// TURN user name.
-    pub username: Option<String>,
-    /// TURN credential.
-    pub credential: Option<String>,
-}
-
-impl IceServers {
-    /// Google's public STUN servers, matchbox's own default.
-    pub fn public_stun() -> Self {
-        Self::stun([
-            "stun:stun.l.google.com:19302",
-            "stun:stun1.l.google.com:19302",
-        ])
-    }
-
-    /// No ICE servers: host candidates only (same LAN, or tests).
-    pub fn none() -> Self {
-        Self {
-            urls: Vec::new(),
-            username: None,
-            credential: None,
-        }
-    }
-
-    /// Your own STUN servers.
-    pub fn stun<S: Into<String>>(urls: impl IntoIterator<Item = S>) -> Self {
-        Self {
-            urls: urls.into_iter().map(Into::into).collect(),
-            username: None,
-            credential: None,
-        }
-    }
-
-    /// TURN (and/or STUN) servers with credentials.
-    pub fn turn<S: Into<String>>(
-        urls: impl IntoIterator<Item = S>,
-        username: impl Into<String>,
-        credential: impl Into<String>,
-    ) -> Self {
-        Self {
-            urls: urls.into_iter().map(Into::into).collect(),
-            username: Some(username.into()),
-            credential: Some(credential.into()),
-        }
-    }
-}
-
-impl Default for IceServers {
-    fn default() -> Self {
-        Self::public_stun()
-    }
-}
-
 /// Where the embedded signaling server of this app listens, while it runs. Present only on a
-/// host using [`Signaling::Embedded`](crate::config::Signaling). Useful with port 0.
+/// host using [`Signaling::Embedded`](crate::Signaling). Useful with port 0.
 #[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SignalingServerInfo {
     /// The bound address.
@@ -202,7 +135,7 @@ pub struct PeerMessageSettings {
     /// STUN/TURN servers.
     pub ice_servers: IceServers,
     /// A `join()` that finds no host within this fails with
-    /// [`PeerErrorKind::JoinTimeout`](crate::error::PeerErrorKind).
+    /// [`PeerErrorKind::JoinTimeout`](crate::core::error::PeerErrorKind).
     pub join_timeout: Duration,
     /// Most joiners a host admits.
     pub max_peers: usize,
@@ -221,8 +154,8 @@ pub struct PeerMessageSettings {
     pub signaling_connect_timeout: Duration,
     /// How often the reconnect system runs (default 100 ms).
     pub reconnect_interval: Duration,
-    /// Opt-in rehearsal of a bad network (see [`crate::conditioner`]).
-    pub conditioner: Option<LinkConditioner>,
+    /// Opt-in rehearsal of a bad network (see [`LinkConditionerConfig`](crate::LinkConditionerConfig)).
+    pub conditioner: Option<LinkConditionerConfig>,
 }
 
 impl Default for PeerMessageSettings {

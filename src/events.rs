@@ -2,7 +2,8 @@
 //! components of peer entities.
 
 use crate::{
-    error::PeerErrorKind, peer::PeerId, peer::Role, room::DisconnectReason, session::Stats,
+    core::error::PeerErrorKind, core::peer::PeerId, core::peer::Role, core::room::DisconnectReason,
+    core::session::Stats,
 };
 use bevy::prelude::*;
 use std::time::Duration;
@@ -94,7 +95,7 @@ pub struct Peer {
 }
 
 /// Live figures for one peer, refreshed every frame in
-/// [`PeerMessageSet::Receive`](crate::plugin::PeerMessageSet): the session's [`Stats`]
+/// [`PeerMessageSet::Receive`](crate::PeerMessageSet): the session's [`Stats`]
 /// (round-trip time, jitter, bytes and packets each way, records resent; read them straight
 /// through, as in `stats.rtt`) plus the bytes waiting for the peer's acknowledgement.
 #[derive(Component, Debug, Clone, Default, PartialEq)]

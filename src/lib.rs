@@ -42,51 +42,80 @@
 //! ```
 //!
 //! ## Layers
-//! - A sans-IO core with no Bevy in it: [`wire`] (the packet format), [`session`] (per-peer
-//!   reliable stream, fragmentation, acks, round-trip time), [`room`] (handshake, roles, peer
-//!   table), [`codec`] (serde + bincode with bounded decoding).
-//! - A thin Bevy shell: [`plugin`], [`messages`], [`events`], [`config`].
-//! - The transport: [`transport`] (matchbox socket), [`signaling`] (custom signallers),
-//!   `server` (the embedded signaling server, native only).
+//! The tree shows them (README's "Layout" draws it):
+//! - `core/`: the protocol, sans-IO: no Bevy, no sockets, time passed in. The packet format,
+//!   the bounded codec, the room (handshake, roles, admission) and per-peer sessions (reliable
+//!   stream, fragmentation, acks, round-trip time).
+//! - `io/`: the transport: the matchbox WebRTC socket, signalling, the embedded signalling
+//!   server (native only).
+//! - the files at the top: the Bevy side: [`PeerMessagePlugin`], the [`PeerMessage`] API, the
+//!   message registry, lifecycle messages and [`ConnectionState`], configuration.
 //!
 //! Everything a peer sends is untrusted: malformed packets, undecodable payloads, unknown
-//! message ids and oversized messages produce a [`PeerError`](events::PeerError) naming the
-//! peer, that peer is dropped, and everyone else carries on.
-#![warn(missing_docs)]
+//! message ids and oversized messages produce a [`PeerError`] naming the peer, that peer is
+//! dropped, and everyone else carries on.
+#![warn(missing_docs, unreachable_pub)]
 
-pub mod backoff;
-pub mod codec;
-pub mod conditioner;
-pub mod config;
-pub mod error;
-pub mod events;
-pub mod messages;
-pub mod network;
-pub mod peer;
-pub mod plugin;
-pub mod room;
+mod api;
+mod config;
+mod core;
+mod events;
+mod io;
+mod network;
+mod plugin;
+mod registry;
+
+pub use crate::api::PeerMessage;
+pub use crate::config::{
+    DEFAULT_SIGNALING_PORT, PeerMessageSettings, Signaling, SignalingServerInfo,
+};
+pub use crate::core::wire::Delivery;
+pub use crate::core::{
+    backoff::Backoff,
+    codec::CodecError,
+    conditioner::LinkConditionerConfig,
+    error::{PeerErrorKind, SendError},
+    peer::{PeerId, Role},
+    room::{DisconnectReason, ResumePolicy},
+    session::{SessionConfig, Stats},
+    wire::{ByeReason, WireError},
+};
+pub use crate::events::{
+    ConnectionState, Peer, PeerConnected, PeerDisconnected, PeerError, PeerReconnected,
+    PeerReconnecting, PeerStats,
+};
+pub use crate::io::ice::IceServers;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
-pub mod server;
-pub mod session;
-pub mod signaling;
-pub mod transport;
-pub mod wire;
+pub use crate::io::server::EmbeddedServer;
+pub use crate::io::signaling::LocalSignalingHub;
+pub use crate::plugin::{PeerMessagePlugin, PeerMessageSet};
+pub use crate::registry::{PeerMessageAppExt, PeerMessageType, Received};
 
 /// Everything a game needs: `use bevy_peer_message::prelude::*;`.
 pub mod prelude {
-    pub use crate::backoff::Backoff;
-    pub use crate::conditioner::LinkConditioner;
-    pub use crate::config::{IceServers, PeerMessageSettings, Signaling, SignalingServerInfo};
-    pub use crate::error::{PeerErrorKind, SendError};
-    pub use crate::events::{
-        ConnectionState, Peer, PeerConnected, PeerDisconnected, PeerError, PeerReconnected,
-        PeerReconnecting, PeerStats,
+    pub use crate::{
+        Backoff, ConnectionState, Delivery, DisconnectReason, IceServers, LinkConditionerConfig,
+        LocalSignalingHub, Peer, PeerConnected, PeerDisconnected, PeerError, PeerErrorKind, PeerId,
+        PeerMessage, PeerMessageAppExt, PeerMessagePlugin, PeerMessageSet, PeerMessageSettings,
+        PeerReconnected, PeerReconnecting, PeerStats, Received, Role, SendError, Signaling,
+        SignalingServerInfo,
     };
-    pub use crate::messages::{Delivery, PeerMessage, PeerMessageAppExt, Received};
-    pub use crate::peer::{PeerId, Role};
-    pub use crate::plugin::{PeerMessagePlugin, PeerMessageSet};
-    pub use crate::room::DisconnectReason;
-    pub use crate::signaling::LocalSignalingHub;
+}
+
+/// Not part of the API: the sans-IO core's pieces that this crate's benches, fuzz targets and
+/// hostile-peer tests drive directly. No stability promise; may change in any release.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::core::room::{LocalIdentity, Room, RoomEvent};
+    pub use crate::core::{codec, wire};
+    pub use crate::registry::MessageRegistry;
+
+    /// The plugin's view of its sockets, links and peers, for test failure messages.
+    pub fn describe(world: &mut bevy::prelude::World) -> String {
+        world
+            .resource_mut::<crate::network::PeerNetwork>()
+            .describe()
+    }
 }
 
 /// The README's code samples, compiled as doctests.

@@ -5,20 +5,21 @@
 //! `reconnect` after it (on a timer), and `transmit` in `PostUpdate`.
 
 use crate::{
-    backoff::Jitter,
-    codec,
-    conditioner::Conditioner,
     config::{PeerMessageSettings, Signaling},
-    error::{PeerErrorKind, SendError},
+    core::codec,
+    core::conditioner::LinkConditioner,
+    core::error::{PeerErrorKind, SendError},
+    core::peer::{PeerId, Role},
+    core::rng::Rng,
+    core::room::{LocalIdentity, Room, RoomEvent},
+    core::wire::Delivery,
     events::{
         ConnectionState, Peer, PeerConnected, PeerDisconnected, PeerError, PeerReconnected,
         PeerReconnecting, PeerStats,
     },
-    messages::MessageRegistry,
-    peer::{PeerId, Role},
-    room::{LocalIdentity, Room, RoomEvent, WireDelivery},
-    signaling::{SignalingPhase, WebSocketSignallerBuilder},
-    transport::{Incoming, LinkChange, LinkId, SocketSet, Transport},
+    io::matchbox::{Incoming, LinkChange, LinkId, SocketSet, Transport},
+    io::signaling::{SignalingPhase, WebSocketSignallerBuilder},
+    registry::MessageRegistry,
 };
 use bevy::{platform::collections::HashMap, platform::time::Instant, prelude::*};
 use bytes::Bytes;
@@ -47,7 +48,7 @@ enum Command {
 struct Lingering {
     transports: Vec<Transport>,
     #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
-    _server: Option<crate::server::EmbeddedServer>,
+    _server: Option<crate::io::server::EmbeddedServer>,
     until: Duration,
 }
 
@@ -68,10 +69,10 @@ struct Reconnect {
     attempts: u32,
     next_attempt: Duration,
     next_tick: Duration,
-    jitter: Jitter,
+    random: Rng,
 }
 
-/// The plugin's network state. Internal: games use [`PeerMessage`](crate::messages::PeerMessage).
+/// The plugin's network state. Internal: games use [`PeerMessage`](crate::PeerMessage).
 #[derive(Resource, Debug)]
 pub struct PeerNetwork {
     epoch: Instant,
@@ -83,9 +84,9 @@ pub struct PeerNetwork {
     reconnect: Reconnect,
     /// A host's room was open (signaling up) at some point.
     room_was_open: bool,
-    conditioner: Option<Conditioner<(LinkId, Bytes)>>,
+    conditioner: Option<LinkConditioner<(LinkId, Bytes)>>,
     #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
-    server: Option<crate::server::EmbeddedServer>,
+    server: Option<crate::io::server::EmbeddedServer>,
     lingering: Vec<Lingering>,
     commands: Vec<Command>,
     entities: HashMap<PeerId, Entity>,
@@ -107,7 +108,7 @@ impl Default for PeerNetwork {
                 attempts: 0,
                 next_attempt: Duration::ZERO,
                 next_tick: Duration::ZERO,
-                jitter: Jitter::new(crate::peer::random_u128() as u64),
+                random: Rng::new(crate::core::peer::random_u128() as u64),
             },
             room_was_open: false,
             conditioner: None,
@@ -177,7 +178,7 @@ impl PeerNetwork {
         &mut self,
         peer: PeerId,
         kind: u32,
-        delivery: WireDelivery,
+        delivery: Delivery,
     ) -> Result<(), SendError> {
         let Self { room, scratch, .. } = self;
         room.as_mut()
@@ -188,7 +189,7 @@ impl PeerNetwork {
     pub(crate) fn broadcast_encoded(
         &mut self,
         kind: u32,
-        delivery: WireDelivery,
+        delivery: Delivery,
         failed: &mut impl FnMut(PeerId, SendError),
     ) {
         let Self { room, scratch, .. } = self;
@@ -254,10 +255,10 @@ impl PeerNetwork {
             #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
             Signaling::Embedded { bind, join_url } => match role {
                 Role::Host => {
-                    let server = crate::server::EmbeddedServer::start(*bind)
+                    let server = crate::io::server::EmbeddedServer::start(*bind)
                         .map_err(PeerErrorKind::Server)?;
                     let addr = server.addr();
-                    world.insert_resource(crate::server::SignalingServerInfo { addr });
+                    world.insert_resource(crate::config::SignalingServerInfo { addr });
                     self.server = Some(server);
                     (
                         format!("ws://127.0.0.1:{}/{room_name}", addr.port()),
@@ -273,7 +274,7 @@ impl PeerNetwork {
         let local = LocalIdentity {
             id: settings.peer_id,
             role,
-            incarnation: crate::peer::random_u128() as u64,
+            incarnation: crate::core::peer::random_u128() as u64,
             protocol_hash,
         };
         let mut session = settings.session.clone();
@@ -299,7 +300,7 @@ impl PeerNetwork {
         self.room_was_open = false;
         self.conditioner = settings
             .conditioner
-            .map(|c| Conditioner::new(c, crate::peer::random_u128() as u64));
+            .map(|c| LinkConditioner::new(c, crate::core::peer::random_u128() as u64));
         self.room_name = Some(room_name);
         self.phase = match role {
             Role::Host => Phase::Hosting,
@@ -450,7 +451,7 @@ pub(crate) fn receive(world: &mut World) {
             net.sockets.poll(|incoming| match incoming {
                 Incoming::Link(LinkChange::Up(link)) => room.link_up(link),
                 Incoming::Link(LinkChange::Down(link)) => room.link_down(link, now),
-                Incoming::Packet(link, _, packet) => match conditioner {
+                Incoming::Packet(link, packet) => match conditioner {
                     // The handshake is exempt, so that reconnects can complete.
                     Some(c) if room.link_bound(link) => c.admit(now, (link, packet)),
                     _ => room.on_packet(link, packet, now),
@@ -580,7 +581,7 @@ fn reopen(net: &mut PeerNetwork, settings: &PeerMessageSettings, now: Duration) 
     };
     let attempt = net.reconnect.attempts;
     net.reconnect.attempts += 1;
-    let random = net.reconnect.jitter.next_f32();
+    let random = net.reconnect.random.next_f32();
     net.reconnect.next_attempt = now + settings.backoff.delay(net.reconnect.attempts, random);
     // A current socket with links still in use keeps serving them while the new one comes up.
     let keep = match (net.sockets.current(), net.room.as_ref()) {
@@ -640,7 +641,7 @@ pub(crate) fn transmit(world: &mut World) {
                 Command::Leave => {
                     net.close(linger(world));
                     #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
-                    world.remove_resource::<crate::server::SignalingServerInfo>();
+                    world.remove_resource::<crate::config::SignalingServerInfo>();
                     Ok(())
                 }
                 Command::Blackout(duration) => {
@@ -651,7 +652,7 @@ pub(crate) fn transmit(world: &mut World) {
                     if let Some(c) = net.conditioner.as_mut() {
                         c.blackout(now + duration);
                     } else if net.room.is_some() {
-                        let mut c = Conditioner::new(Default::default(), now.as_nanos() as u64);
+                        let mut c = LinkConditioner::new(Default::default(), now.as_nanos() as u64);
                         c.blackout(now + duration);
                         net.conditioner = Some(c);
                     }

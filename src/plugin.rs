@@ -1,17 +1,18 @@
 //! [`PeerMessagePlugin`]: its builder, its system sets and the systems it adds.
 
 use crate::{
-    backoff::Backoff,
-    conditioner::LinkConditioner,
-    config::{IceServers, PeerMessageSettings, Signaling},
+    config::{PeerMessageSettings, Signaling},
+    core::backoff::Backoff,
+    core::conditioner::LinkConditionerConfig,
+    core::peer::PeerId,
+    core::session::SessionConfig,
     events::{
         ConnectionState, PeerConnected, PeerDisconnected, PeerError, PeerReconnected,
         PeerReconnecting,
     },
-    messages::MessageRegistry,
+    io::ice::IceServers,
     network::{self, PeerNetwork},
-    peer::PeerId,
-    session::SessionConfig,
+    registry::MessageRegistry,
 };
 use bevy::{prelude::*, state::app::StatesPlugin};
 use std::time::Duration;
@@ -20,8 +21,8 @@ use std::time::Duration;
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PeerMessageSet {
     /// Runs in [`PreUpdate`]: polls the socket, runs the handshake, writes [`PeerConnected`],
-    /// [`Received<T>`](crate::messages::Received) and the other messages, updates
-    /// [`ConnectionState`] and [`PeerStats`](crate::events::PeerStats). Systems in [`Update`]
+    /// [`Received<T>`](crate::Received) and the other messages, updates
+    /// [`ConnectionState`] and [`PeerStats`](crate::PeerStats). Systems in [`Update`]
     /// see this frame's messages.
     Receive,
     /// Runs in [`PostUpdate`]: applies `host`/`join`/`leave`, then sends everything queued this
@@ -31,8 +32,8 @@ pub enum PeerMessageSet {
 }
 
 /// The plugin: add it once, register message types with
-/// [`add_peer_message`](crate::messages::PeerMessageAppExt::add_peer_message), and use the
-/// [`PeerMessage`](crate::messages::PeerMessage) system parameter.
+/// [`add_peer_message`](crate::PeerMessageAppExt::add_peer_message), and use the
+/// [`PeerMessage`](crate::PeerMessage) system parameter.
 ///
 /// It adds:
 /// - resources [`PeerMessageSettings`] (what it was built with) and [`MessageRegistry`];
@@ -97,7 +98,7 @@ impl PeerMessagePlugin {
     }
 
     /// Largest reliable message, sent or accepted (default 1 MiB). Larger sends are refused
-    /// with [`SendError::TooLarge`](crate::error::SendError).
+    /// with [`SendError::TooLarge`](crate::core::error::SendError).
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.settings.session.max_message_size = bytes;
         self.settings.session.max_unacked_bytes =
@@ -106,7 +107,7 @@ impl PeerMessagePlugin {
     }
 
     /// How long an away peer is waited for before it is
-    /// [`DisconnectReason::Timeout`](crate::room::DisconnectReason) (default 30 s). Zero turns
+    /// [`DisconnectReason::Timeout`](crate::core::room::DisconnectReason) (default 30 s). Zero turns
     /// reconnecting off: a lost link disconnects at once.
     pub fn resume_timeout(mut self, timeout: Duration) -> Self {
         self.settings.resume.resume_timeout = timeout;
@@ -122,7 +123,7 @@ impl PeerMessagePlugin {
     }
 
     /// How long a new link may stay up without the peer's `Hello` before it is dropped with
-    /// [`PeerErrorKind::HandshakeTimeout`](crate::error::PeerErrorKind) (default 5 s; a joiner
+    /// [`PeerErrorKind::HandshakeTimeout`](crate::core::error::PeerErrorKind) (default 5 s; a joiner
     /// then re-opens its socket). Until then each side repeats its `Hello` every 200 ms while
     /// it has heard nothing back.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
@@ -131,7 +132,7 @@ impl PeerMessagePlugin {
     }
 
     /// Delays between attempts to re-open the socket (default 100 ms doubling up to 1 s, with
-    /// 20 % jitter).
+    /// up to 20 % taken off each delay at random).
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.settings.backoff = backoff;
         self
@@ -145,8 +146,8 @@ impl PeerMessagePlugin {
     }
 
     /// Rehearse a bad network: delay, jitter and loss on incoming packets (see
-    /// [`crate::conditioner`]). Blackouts: [`PeerMessage::simulate_blackout`](crate::messages::PeerMessage::simulate_blackout).
-    pub fn conditioner(mut self, conditioner: LinkConditioner) -> Self {
+    /// [`LinkConditionerConfig`](crate::LinkConditionerConfig)). Blackouts: [`PeerMessage::simulate_blackout`](crate::PeerMessage::simulate_blackout).
+    pub fn conditioner(mut self, conditioner: LinkConditionerConfig) -> Self {
         self.settings.conditioner = Some(conditioner);
         self
     }

@@ -3,10 +3,12 @@
 use crate::harness::*;
 use bevy::prelude::*;
 use bevy_peer_message::{
-    codec::type_id_of,
-    messages::MessageRegistry,
+    internals::{
+        MessageRegistry,
+        codec::type_id_of,
+        wire::{self, Hello, PROTOCOL_VERSION},
+    },
     prelude::*,
-    wire::{self, Hello, PROTOCOL_VERSION},
 };
 use bytes::{Bytes, BytesMut};
 use matchbox_socket::{ChannelConfig, RtcIceServerConfig, WebRtcSocket, WebRtcSocketBuilder};

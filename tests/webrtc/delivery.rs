@@ -2,7 +2,7 @@
 
 use crate::harness::*;
 use bevy::prelude::*;
-use bevy_peer_message::{prelude::*, server::EmbeddedServer};
+use bevy_peer_message::{EmbeddedServer, prelude::*};
 use std::{sync::Arc, time::Duration};
 
 fn numbers(app: &App) -> Vec<u32> {

@@ -177,10 +177,7 @@ pub fn run_until(
         if start.elapsed() > timeout {
             let errors: Vec<Vec<PeerError>> = apps.iter().map(|a| inbox::<PeerError>(a)).collect();
             for (i, app) in apps.iter_mut().enumerate() {
-                let view = app
-                    .world_mut()
-                    .resource_mut::<bevy_peer_message::network::PeerNetwork>()
-                    .describe();
+                let view = bevy_peer_message::internals::describe(app.world_mut());
                 eprintln!("app {i}: {view}");
             }
             panic!("timed out after {timeout:?} waiting for {what}; errors per app: {errors:?}");

@@ -38,7 +38,7 @@ fn one_mebibyte_message_arrives_whole_and_oversize_is_refused() {
         matches!(
             err,
             SendError::TooLarge {
-                delivery: "reliable",
+                delivery: Delivery::Reliable,
                 ..
             }
         ),
@@ -61,7 +61,7 @@ fn one_mebibyte_message_arrives_whole_and_oversize_is_refused() {
         matches!(
             err,
             SendError::TooLarge {
-                delivery: "unreliable",
+                delivery: Delivery::Unreliable,
                 ..
             }
         ),

@@ -135,7 +135,7 @@ fn killed_joiner_times_out() {
 #[ignore = "helper: started inside a peer namespace by signaling_server_killed_and_restarted"]
 fn child_signaling_server() {
     let port: u16 = param("PM_PORT").parse().expect("port");
-    let _server = bevy_peer_message::server::EmbeddedServer::start(
+    let _server = bevy_peer_message::EmbeddedServer::start(
         format!("0.0.0.0:{port}").parse().expect("address"),
     )
     .expect("listen");
@@ -254,10 +254,7 @@ fn signaling_server_killed_and_restarted() {
         ("joiner", &mut joiner),
         ("newcomer", &mut newcomer),
     ] {
-        let view = app
-            .world_mut()
-            .resource_mut::<bevy_peer_message::network::PeerNetwork>()
-            .describe();
+        let view = bevy_peer_message::internals::describe(app.world_mut());
         eprintln!("{name} ({:?}): {view}", id(app));
     }
     net(&mut host, |n| n.broadcast(Numbered(7)));
@@ -315,7 +312,7 @@ fn a_stalled_frame_loop_resumes_without_loss() {
 /// message still arrives, once, in order.
 #[test]
 fn conditioner_loss_spares_reliable_messages() {
-    let lossy = LinkConditioner {
+    let lossy = LinkConditionerConfig {
         latency: Duration::from_millis(20),
         jitter: Duration::from_millis(10),
         loss: 0.2,

@@ -2,7 +2,7 @@
 
 use crate::{cuts::numbers, harness::*};
 use bevy::prelude::*;
-use bevy_peer_message::{prelude::*, server::EmbeddedServer};
+use bevy_peer_message::{EmbeddedServer, prelude::*};
 use std::time::{Duration, Instant};
 
 fn numbers_from(app: &App, from: PeerId) -> Vec<u32> {

@@ -1,9 +1,9 @@
-//! Exponential backoff with jitter, for re-opening the socket. Sans-IO: the random source is
-//! passed in, so tests are deterministic.
+//! Exponential backoff with a random spread, for re-opening the socket. Sans-IO: the random
+//! value is passed in, so tests are deterministic.
 
 use std::time::Duration;
 
-/// Delays between reconnect attempts: `base * factor^(n-1)`, capped, minus up to `jitter` of it.
+/// Delays between reconnect attempts: `base * factor^(n-1)`, capped, minus up to `spread` of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Backoff {
     /// Delay before the second attempt (the first one is immediate).
@@ -14,7 +14,7 @@ pub struct Backoff {
     pub cap: Duration,
     /// Fraction (0..=1) of each delay that is randomly taken off, so that peers that lost the
     /// same server do not all come back in the same millisecond.
-    pub jitter: f32,
+    pub spread: f32,
 }
 
 impl Default for Backoff {
@@ -23,7 +23,7 @@ impl Default for Backoff {
             base: Duration::from_millis(100),
             factor: 2.0,
             cap: Duration::from_secs(1),
-            jitter: 0.2,
+            spread: 0.2,
         }
     }
 }
@@ -41,34 +41,15 @@ impl Backoff {
             .powi(attempt.saturating_sub(1).min(64) as i32);
         let raw = self.base.as_secs_f64() * growth as f64;
         let capped = raw.min(self.cap.as_secs_f64()).max(0.0);
-        let cut = capped * (self.jitter.clamp(0.0, 1.0) * random.clamp(0.0, 1.0)) as f64;
+        let cut = capped * (self.spread.clamp(0.0, 1.0) * random.clamp(0.0, 1.0)) as f64;
         Duration::from_secs_f64(capped - cut)
-    }
-}
-
-/// A tiny deterministic random source (xorshift64*), seeded once per app.
-#[derive(Debug, Clone)]
-pub struct Jitter(u64);
-
-impl Jitter {
-    /// A source seeded with `seed` (any value; zero is replaced).
-    pub fn new(seed: u64) -> Self {
-        Self(seed.max(1))
-    }
-
-    /// The next value in `0.0..1.0`.
-    pub fn next_f32(&mut self) -> f32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let v = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        (v >> 40) as f32 / (1u64 << 24) as f32
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::rng::Rng;
 
     #[test]
     fn grows_exponentially_up_to_the_cap() {
@@ -76,7 +57,7 @@ mod tests {
             base: Duration::from_millis(100),
             factor: 2.0,
             cap: Duration::from_secs(1),
-            jitter: 0.0,
+            spread: 0.0,
         };
         let ms: Vec<u128> = (0..8).map(|n| b.delay(n, 0.5).as_millis()).collect();
         assert_eq!(ms, vec![0, 100, 200, 400, 800, 1000, 1000, 1000]);
@@ -84,27 +65,19 @@ mod tests {
     }
 
     #[test]
-    fn jitter_takes_off_at_most_its_fraction() {
+    fn spread_takes_off_at_most_its_fraction() {
         let b = Backoff {
-            jitter: 0.25,
+            spread: 0.25,
             ..Backoff::default()
         };
         assert_eq!(b.delay(1, 0.0), Duration::from_millis(100));
         assert_eq!(b.delay(1, 1.0), Duration::from_millis(75));
-        let mut j = Jitter::new(7);
+        let mut rng = Rng::new(7);
         for _ in 0..1000 {
-            let r = j.next_f32();
+            let r = rng.next_f32();
             assert!((0.0..1.0).contains(&r));
             let d = b.delay(3, r);
             assert!(d <= Duration::from_millis(400) && d >= Duration::from_millis(300));
         }
-    }
-
-    #[test]
-    fn jitter_source_spreads_values() {
-        let mut j = Jitter::new(0);
-        let values: Vec<f32> = (0..1000).map(|_| j.next_f32()).collect();
-        let low = values.iter().filter(|v| **v < 0.5).count();
-        assert!((400..600).contains(&low), "{low}");
     }
 }

@@ -6,9 +6,9 @@
 //! is caught and reported as the loop's end.
 
 use crate::{
-    config::IceServers,
-    session::Channel,
-    signaling::{SignalingPhase, SignalingStatus, Watched},
+    core::wire::Channel,
+    io::ice::IceServers,
+    io::signaling::{SignalingPhase, SignalingStatus, Watched},
 };
 use bytes::Bytes;
 use futures::{FutureExt, channel::oneshot};
@@ -19,13 +19,13 @@ use matchbox_socket::{
 use std::{collections::HashSet, panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 /// matchbox's per-socket peer id of the other end of a connection.
-pub type RemoteId = matchbox_socket::PeerId;
+pub(crate) type RemoteId = matchbox_socket::PeerId;
 
 /// One WebRTC connection of ours: which of our sockets it belongs to, and the other end's
 /// matchbox id on it. The remote id alone is not enough: after we re-open, our new socket
 /// connects again to the same remote socket, under the same remote id.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct LinkId {
+pub(crate) struct LinkId {
     /// Our socket's serial number (unique within a [`SocketSet`]).
     pub socket: u32,
     /// The other end's matchbox id.
@@ -41,7 +41,7 @@ impl std::fmt::Debug for LinkId {
 
 /// A change in the set of links.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkChange {
+pub(crate) enum LinkChange {
     /// A WebRTC connection is up.
     Up(LinkId),
     /// A WebRTC connection is gone.
@@ -49,7 +49,7 @@ pub enum LinkChange {
 }
 
 /// One open matchbox socket.
-pub struct Transport {
+pub(crate) struct Transport {
     socket: WebRtcSocket,
     done: oneshot::Receiver<Result<(), String>>,
     ended: Option<Result<(), String>>,
@@ -65,7 +65,7 @@ impl std::fmt::Debug for Transport {
 
 impl Transport {
     /// Opens a socket to `room_url` and starts its message loop.
-    pub fn open(
+    pub(crate) fn open(
         room_url: String,
         ice: &IceServers,
         signaller: Option<Arc<dyn SignallerBuilder>>,
@@ -111,12 +111,12 @@ impl Transport {
     }
 
     /// Our matchbox id, once the signaling server assigned it.
-    pub fn id(&mut self) -> Option<RemoteId> {
+    pub(crate) fn id(&mut self) -> Option<RemoteId> {
         self.socket.id()
     }
 
     /// Reports connections that came up (`true`) or went down since the last call.
-    pub fn poll_links(&mut self, mut f: impl FnMut(RemoteId, bool)) {
+    pub(crate) fn poll_links(&mut self, mut f: impl FnMut(RemoteId, bool)) {
         if let Ok(changes) = self.socket.try_update_peers() {
             for (remote, state) in changes {
                 f(remote, state == PeerState::Connected);
@@ -125,7 +125,7 @@ impl Transport {
     }
 
     /// Hands every packet received since the last call to `f`.
-    pub fn receive(&mut self, mut f: impl FnMut(RemoteId, Channel, Bytes)) {
+    pub(crate) fn receive(&mut self, mut f: impl FnMut(RemoteId, Channel, Bytes)) {
         for channel in [Channel::Reliable, Channel::Unreliable] {
             if let Ok(ch) = self.socket.get_channel_mut(channel as usize) {
                 for (link, packet) in ch.receive() {
@@ -136,7 +136,7 @@ impl Transport {
     }
 
     /// Queues a packet; `false` if the socket is closed.
-    pub fn send(&mut self, remote: RemoteId, channel: Channel, packet: Bytes) -> bool {
+    pub(crate) fn send(&mut self, remote: RemoteId, channel: Channel, packet: Bytes) -> bool {
         match self.socket.get_channel_mut(channel as usize) {
             Ok(ch) => ch.try_send(packet, remote).is_ok(),
             Err(_) => false,
@@ -145,7 +145,7 @@ impl Transport {
 
     /// Whether the message loop has ended, and how: `Some(Err(..))` after a signaling failure
     /// or a caught panic.
-    pub fn ended(&mut self) -> Option<&Result<(), String>> {
+    pub(crate) fn ended(&mut self) -> Option<&Result<(), String>> {
         if self.ended.is_none() {
             match self.done.try_recv() {
                 Ok(Some(result)) => self.ended = Some(result),
@@ -157,23 +157,23 @@ impl Transport {
     }
 
     /// Closes the socket; the loop ends and the WebRTC connections close.
-    pub fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         self.socket.close();
     }
 }
 
 /// What [`SocketSet::poll`] reports.
 #[derive(Debug)]
-pub enum Incoming {
+pub(crate) enum Incoming {
     /// A link came up or went down.
     Link(LinkChange),
     /// A packet arrived on a link.
-    Packet(LinkId, Channel, Bytes),
+    Packet(LinkId, Bytes),
 }
 
 /// One socket of the plugin's, with what the plugin knows about it.
 #[derive(Debug)]
-pub struct Socket {
+pub(crate) struct Socket {
     transport: Transport,
     status: SignalingStatus,
     /// When it was opened (plugin clock).
@@ -191,12 +191,12 @@ pub struct Socket {
 
 impl Socket {
     /// How long this socket's signaling connection took to come up.
-    pub fn connect_time(&self) -> Option<Duration> {
+    pub(crate) fn connect_time(&self) -> Option<Duration> {
         self.status.connect_time()
     }
 
     /// Signaling phase of this socket.
-    pub fn signaling(&mut self) -> SignalingPhase {
+    pub(crate) fn signaling(&mut self) -> SignalingPhase {
         let phase = self.status.get();
         if phase == SignalingPhase::Up {
             self.ever_up = true;
@@ -205,7 +205,7 @@ impl Socket {
     }
 
     /// Our matchbox id on this socket, its signaling phase and links (diagnostics).
-    pub fn describe(&mut self) -> String {
+    pub(crate) fn describe(&mut self) -> String {
         let id = self.transport.id();
         let phase = self.status.get();
         #[cfg(debug_assertions)]
@@ -219,7 +219,7 @@ impl Socket {
     }
 
     /// The links that are up on this socket.
-    pub fn links(&self) -> impl Iterator<Item = LinkId> + '_ {
+    pub(crate) fn links(&self) -> impl Iterator<Item = LinkId> + '_ {
         let socket = self.serial;
         self.links
             .iter()
@@ -230,14 +230,14 @@ impl Socket {
 /// The sockets of one room: the current one (last) and older ones still carrying links while
 /// their peers move over to the current one.
 #[derive(Debug, Default)]
-pub struct SocketSet {
+pub(crate) struct SocketSet {
     sockets: Vec<Socket>,
     next_serial: u32,
 }
 
 impl SocketSet {
     /// Opens a new current socket; older ones keep running until retired.
-    pub fn open(
+    pub(crate) fn open(
         &mut self,
         room_url: String,
         ice: &IceServers,
@@ -264,22 +264,22 @@ impl SocketSet {
     }
 
     /// The newest socket.
-    pub fn current(&mut self) -> Option<&mut Socket> {
+    pub(crate) fn current(&mut self) -> Option<&mut Socket> {
         self.sockets.last_mut()
     }
 
     /// Every socket, oldest first (diagnostics).
-    pub fn describe(&mut self) -> Vec<String> {
+    pub(crate) fn describe(&mut self) -> Vec<String> {
         self.sockets.iter_mut().map(Socket::describe).collect()
     }
 
     /// Whether there is no socket at all.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.sockets.is_empty()
     }
 
     /// Link changes, then packets, of every socket.
-    pub fn poll(&mut self, mut f: impl FnMut(Incoming)) {
+    pub(crate) fn poll(&mut self, mut f: impl FnMut(Incoming)) {
         for socket in &mut self.sockets {
             let serial = socket.serial;
             let links = &mut socket.links;
@@ -300,7 +300,7 @@ impl SocketSet {
             // not write to it before the notice).
             #[cfg(debug_assertions)]
             let traffic = &mut socket.traffic;
-            socket.transport.receive(|remote, channel, packet| {
+            socket.transport.receive(|remote, _channel, packet| {
                 links.insert(remote);
                 #[cfg(debug_assertions)]
                 {
@@ -310,13 +310,13 @@ impl SocketSet {
                     socket: serial,
                     remote,
                 };
-                f(Incoming::Packet(link, channel, packet))
+                f(Incoming::Packet(link, packet))
             });
         }
     }
 
     /// Sends a packet on the link's socket.
-    pub fn send(&mut self, link: LinkId, channel: Channel, packet: Bytes) -> bool {
+    pub(crate) fn send(&mut self, link: LinkId, channel: Channel, packet: Bytes) -> bool {
         match self.sockets.iter_mut().find(|s| s.serial == link.socket) {
             Some(socket) if socket.links.contains(&link.remote) => {
                 #[cfg(debug_assertions)]
@@ -331,7 +331,7 @@ impl SocketSet {
 
     /// Removes the sockets whose loop ended, handing each to `f` with how it ended and whether
     /// it was the current one.
-    pub fn reap_ended(&mut self, mut f: impl FnMut(Socket, Result<(), String>, bool)) {
+    pub(crate) fn reap_ended(&mut self, mut f: impl FnMut(Socket, Result<(), String>, bool)) {
         let mut i = 0;
         while i < self.sockets.len() {
             let ended = self.sockets[i].transport.ended().cloned();
@@ -347,7 +347,7 @@ impl SocketSet {
     }
 
     /// Closes every older socket none of whose links is still in use.
-    pub fn retire_unused(&mut self, in_use: impl Fn(LinkId) -> bool) {
+    pub(crate) fn retire_unused(&mut self, in_use: impl Fn(LinkId) -> bool) {
         let last = self.sockets.len().saturating_sub(1);
         let mut i = 0;
         while i < last.min(self.sockets.len()) {
@@ -361,14 +361,14 @@ impl SocketSet {
     }
 
     /// Closes the current socket (older ones stay, if they carry links in use).
-    pub fn drop_current(&mut self) -> Option<Socket> {
+    pub(crate) fn drop_current(&mut self) -> Option<Socket> {
         let mut socket = self.sockets.pop()?;
         socket.transport.close();
         Some(socket)
     }
 
     /// Takes every socket out (to linger, then close).
-    pub fn take_all(&mut self) -> Vec<Transport> {
+    pub(crate) fn take_all(&mut self) -> Vec<Transport> {
         self.sockets.drain(..).map(|s| s.transport).collect()
     }
 }

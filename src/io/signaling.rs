@@ -25,7 +25,7 @@ use std::{
 
 /// The matchbox signaling protocol (JSON text frames) over a websocket.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct WebSocketSignallerBuilder;
+pub(crate) struct WebSocketSignallerBuilder;
 
 fn user_error(e: impl std::fmt::Display) -> SignalingError {
     SignalingError::UserImplementationError(e.to_string())
@@ -126,11 +126,11 @@ impl SignallerBuilder for WebSocketSignallerBuilder {
 /// Whether a socket's signaling connection is up (and how long connecting took), shared between
 /// its signaller and the plugin.
 #[derive(Debug, Clone, Default)]
-pub struct SignalingStatus(Arc<(AtomicU8, AtomicU64)>);
+pub(crate) struct SignalingStatus(Arc<(AtomicU8, AtomicU64)>);
 
 /// The states a [`SignalingStatus`] goes through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SignalingPhase {
+pub(crate) enum SignalingPhase {
     /// Connecting to the server.
     Connecting,
     /// Connected.
@@ -141,7 +141,7 @@ pub enum SignalingPhase {
 
 impl SignalingStatus {
     /// The current phase.
-    pub fn get(&self) -> SignalingPhase {
+    pub(crate) fn get(&self) -> SignalingPhase {
         match self.0.0.load(Ordering::Acquire) {
             0 => SignalingPhase::Connecting,
             1 => SignalingPhase::Up,
@@ -159,7 +159,7 @@ impl SignalingStatus {
     }
 
     /// How long the successful connection took, once up.
-    pub fn connect_time(&self) -> Option<Duration> {
+    pub(crate) fn connect_time(&self) -> Option<Duration> {
         match self.0.1.load(Ordering::Acquire) {
             0 => None,
             micros => Some(Duration::from_micros(micros)),
@@ -170,7 +170,7 @@ impl SignalingStatus {
 /// Wraps a [`SignallerBuilder`]: reports the connection's phase in a [`SignalingStatus`] and
 /// gives up on a connection attempt after `connect_timeout`.
 #[derive(Debug, Clone)]
-pub struct Watched {
+pub(crate) struct Watched {
     inner: Arc<dyn SignallerBuilder>,
     status: SignalingStatus,
     connect_timeout: Duration,
@@ -178,7 +178,7 @@ pub struct Watched {
 
 impl Watched {
     /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn SignallerBuilder>, connect_timeout: Duration) -> Self {
+    pub(crate) fn new(inner: Arc<dyn SignallerBuilder>, connect_timeout: Duration) -> Self {
         Self {
             inner,
             status: SignalingStatus::default(),
@@ -187,7 +187,7 @@ impl Watched {
     }
 
     /// The status this wrapper reports into.
-    pub fn status(&self) -> SignalingStatus {
+    pub(crate) fn status(&self) -> SignalingStatus {
         self.status.clone()
     }
 }

@@ -9,10 +9,10 @@
 //! other side why, and nothing else is disturbed.
 
 use crate::{
-    error::{PeerErrorKind, SendError},
-    peer::{PeerId, Role},
-    session::{Channel, Inbound, Session, SessionConfig},
-    wire::{self, ByeReason, Hello, PROTOCOL_VERSION, Record, Records},
+    core::error::{PeerErrorKind, SendError},
+    core::peer::{PeerId, Role},
+    core::session::{Inbound, Session, SessionConfig},
+    core::wire::{self, ByeReason, Channel, Delivery, Hello, PROTOCOL_VERSION, Record, Records},
 };
 use bytes::{Bytes, BytesMut};
 use std::{collections::HashMap, hash::Hash, time::Duration};
@@ -28,7 +28,7 @@ pub enum DisconnectReason {
     ConnectionLost,
     /// The peer did not come back within `resume_timeout`.
     Timeout,
-    /// We dropped the peer for breaking the protocol (a [`PeerError`](crate::events::PeerError)
+    /// We dropped the peer for breaking the protocol (a [`PeerError`](crate::PeerError)
     /// says how).
     ProtocolViolation,
     /// The peer refused or dropped us (its reason is in a `PeerError`).
@@ -192,7 +192,7 @@ pub struct Room<L> {
     peers: HashMap<PeerId, Remote<L>>,
     events: Vec<RoomEvent>,
     /// The registered message kinds and how each travels; empty: no check (core tests).
-    kinds: HashMap<u32, WireDelivery>,
+    kinds: HashMap<u32, Delivery>,
     /// Links ended because their handshake stalled, since the last `take_stalled_handshakes`.
     stalled_handshakes: usize,
 }
@@ -226,7 +226,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
     /// The registered message kinds: a record of any other kind, or of a kind sent with another
     /// delivery than it was registered with, ends the link at once, before anything is kept
     /// for it.
-    pub fn set_kinds(&mut self, kinds: HashMap<u32, WireDelivery>) {
+    pub fn set_kinds(&mut self, kinds: HashMap<u32, Delivery>) {
         self.kinds = kinds;
     }
 
@@ -236,10 +236,10 @@ impl<L: Copy + Eq + Hash> Room<L> {
         }
         let (kind, delivery) = match record {
             Record::Reliable { kind, .. } | Record::Fragment { kind, .. } => {
-                (*kind, WireDelivery::Reliable)
+                (*kind, Delivery::Reliable)
             }
-            Record::Unreliable { kind, .. } => (*kind, WireDelivery::Unreliable),
-            Record::Sequenced { kind, .. } => (*kind, WireDelivery::Sequenced),
+            Record::Unreliable { kind, .. } => (*kind, Delivery::Unreliable),
+            Record::Sequenced { kind, .. } => (*kind, Delivery::UnreliableSequenced),
             _ => return Ok(()),
         };
         match self.kinds.get(&kind) {
@@ -758,7 +758,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
         peer: PeerId,
         kind: u32,
         payload: &[u8],
-        delivery: WireDelivery,
+        delivery: Delivery,
     ) -> Result<(), SendError> {
         let remote = self
             .peers
@@ -772,7 +772,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
         &mut self,
         kind: u32,
         payload: &[u8],
-        delivery: WireDelivery,
+        delivery: Delivery,
         failed: &mut impl FnMut(PeerId, SendError),
     ) {
         for (peer, remote) in self.peers.iter_mut() {
@@ -825,17 +825,6 @@ impl<L: Copy + Eq + Hash> Room<L> {
             }
         }
     }
-}
-
-/// How a message travels, as the room sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum WireDelivery {
-    /// Exactly once, in order.
-    Reliable,
-    /// At most once, any order.
-    Unreliable,
-    /// At most once, only newer than the last delivered.
-    Sequenced,
 }
 
 fn bye_error(reason: ByeReason) -> PeerErrorKind {
@@ -953,9 +942,7 @@ mod tests {
         );
         // Until its notice, matchbox would drop what the joiner sends on the link: the Hello
         // (and anything the joiner queues for the host) waits.
-        joiner
-            .send(PeerId(1), 1, &[8], WireDelivery::Reliable)
-            .unwrap();
+        joiner.send(PeerId(1), 1, &[8], Delivery::Reliable).unwrap();
         let mut early = 0;
         joiner.poll_transmit(Duration::ZERO, &mut |_, _, _| early += 1);
         assert_eq!(early, 0, "nothing goes out on a link not reported up");
@@ -985,8 +972,7 @@ mod tests {
         );
         let mut got = vec![];
         assert_eq!(events(&mut joiner), vec![]);
-        host.send(PeerId(2), 1, &[9], WireDelivery::Reliable)
-            .unwrap();
+        host.send(PeerId(2), 1, &[9], Delivery::Reliable).unwrap();
         pump(&mut host, 10, &mut joiner, 20, Duration::ZERO);
         got.clear();
         received(&mut joiner, &mut got);
@@ -1041,15 +1027,13 @@ mod tests {
         events(&mut joiner);
         let mut got = vec![];
         for i in 0..5u8 {
-            host.send(PeerId(2), 1, &[i], WireDelivery::Reliable)
-                .unwrap();
+            host.send(PeerId(2), 1, &[i], Delivery::Reliable).unwrap();
         }
         pump(&mut host, 10, &mut joiner, 20, Duration::ZERO);
         received(&mut joiner, &mut got);
         // The link goes quiet: what is sent now is lost in transit.
         for i in 5..10u8 {
-            host.send(PeerId(2), 1, &[i], WireDelivery::Reliable)
-                .unwrap();
+            host.send(PeerId(2), 1, &[i], Delivery::Reliable).unwrap();
         }
         host.poll_transmit(s / 2, &mut |_, _, _| {});
         host.check_timeouts(s + s / 10);
@@ -1065,8 +1049,7 @@ mod tests {
         assert_eq!(joiner.away_since(PeerId(1)), Some(s + s / 10));
         // Sends to an away peer keep queueing.
         for i in 10..15u8 {
-            host.send(PeerId(2), 1, &[i], WireDelivery::Reliable)
-                .unwrap();
+            host.send(PeerId(2), 1, &[i], Delivery::Reliable).unwrap();
         }
         // A new link, two seconds in: both resume, and the stream picks up where it stopped.
         connect_at(&mut host, &mut joiner, 11, 21, 2 * s);
@@ -1128,7 +1111,7 @@ mod tests {
             ),
         ] {
             let mut host = room(1, Role::Host);
-            host.set_kinds([(5, WireDelivery::Reliable)].into_iter().collect());
+            host.set_kinds([(5, Delivery::Reliable)].into_iter().collect());
             let mut joiner = room(2, Role::Joiner);
             connect(&mut host, &mut joiner, 10, 20);
             events(&mut host);
@@ -1182,8 +1165,7 @@ mod tests {
             }]
         );
         assert_eq!(joiner.host(), Some(PeerId(1)));
-        host.send(PeerId(2), 5, b"hi", WireDelivery::Reliable)
-            .unwrap();
+        host.send(PeerId(2), 5, b"hi", Delivery::Reliable).unwrap();
         pump(&mut host, 10, &mut joiner, 20, Duration::ZERO);
         assert_eq!(
             events(&mut joiner),
@@ -1265,8 +1247,7 @@ mod tests {
         let ev = events(&mut host);
         assert!(ev.is_empty(), "{ev:?}");
         // The other peer still works.
-        host.send(PeerId(3), 1, b"ok", WireDelivery::Reliable)
-            .unwrap();
+        host.send(PeerId(3), 1, b"ok", Delivery::Reliable).unwrap();
     }
 
     #[test]
@@ -1305,11 +1286,8 @@ mod tests {
                 role: Role::Joiner
             }]
         );
-        host.send(PeerId(2), 1, &[5], WireDelivery::Reliable)
-            .unwrap();
-        joiner
-            .send(PeerId(1), 1, &[6], WireDelivery::Reliable)
-            .unwrap();
+        host.send(PeerId(2), 1, &[5], Delivery::Reliable).unwrap();
+        joiner.send(PeerId(1), 1, &[6], Delivery::Reliable).unwrap();
         let hellos = std::cell::Cell::new(0);
         let count_hellos = |p: &Bytes| {
             for r in Records::checked(p.clone()).unwrap().flatten() {

@@ -1,13 +1,17 @@
 //! Typed errors. Bevy-free: the core produces them, the shell wraps them in
-//! [`PeerError`](crate::events::PeerError) messages.
+//! [`PeerError`](crate::PeerError) messages.
 
-use crate::{codec::CodecError, peer::PeerId, wire::WireError};
+use crate::core::{
+    codec::CodecError,
+    peer::PeerId,
+    wire::{Delivery, WireError},
+};
 use std::time::Duration;
 use thiserror::Error;
 
 /// Why a send was refused. Returned by the `try_*` methods of
-/// [`PeerMessage`](crate::messages::PeerMessage); the fire-and-forget methods report it as a
-/// [`PeerError`](crate::events::PeerError) instead.
+/// [`PeerMessage`](crate::PeerMessage); the fire-and-forget methods report it as a
+/// [`PeerError`](crate::PeerError) instead.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SendError {
     /// The message is larger than the configured limit for its delivery.
@@ -17,8 +21,8 @@ pub enum SendError {
         size: usize,
         /// The limit that applies.
         limit: usize,
-        /// `"reliable"` or `"unreliable"`.
-        delivery: &'static str,
+        /// The message type's delivery.
+        delivery: Delivery,
     },
     /// The peer's resend buffer is full: it has not acknowledged enough of what was sent.
     #[error("peer {peer} has {unacked} unacknowledged bytes; limit {limit}")]
@@ -44,7 +48,7 @@ pub enum SendError {
     Codec(#[from] CodecError),
 }
 
-/// Everything that can go wrong, as reported in [`PeerError`](crate::events::PeerError).
+/// Everything that can go wrong, as reported in [`PeerError`](crate::PeerError).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum PeerErrorKind {
     /// The peer sent bytes that are not a valid packet.

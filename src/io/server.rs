@@ -4,7 +4,6 @@
 
 use bevy::prelude::*;
 
-pub use crate::config::SignalingServerInfo;
 use matchbox_signaling::SignalingServer;
 use std::{net::SocketAddr, thread::JoinHandle};
 

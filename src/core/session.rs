@@ -4,28 +4,19 @@
 //!
 //! Reliability model. Every reliable record (a whole message, or one fragment of a large one)
 //! gets the next sequence number of this session and stays in a bounded resend buffer until the
-//! peer's cumulative [`Ack`](crate::wire::Record::Ack) covers it. The receiver delivers only the
+//! peer's cumulative [`Ack`](crate::core::wire::Record::Ack) covers it. The receiver delivers only the
 //! next expected number, drops duplicates and anything past a gap, and acks. On a new link (a
 //! reconnect) the peer's first ack says where to resume; everything after it is sent again.
 //! The result is exactly-once, in-order delivery for as long as the session lives, across any
 //! number of links.
 
 use crate::{
-    error::{PeerErrorKind, SendError},
-    peer::PeerId,
-    wire::{self, Record},
+    core::error::{PeerErrorKind, SendError},
+    core::peer::PeerId,
+    core::wire::{self, Channel, Delivery, Record},
 };
 use bytes::{Bytes, BytesMut};
 use std::{collections::HashMap, collections::VecDeque, time::Duration};
-
-/// Which matchbox data channel a packet travels on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Channel {
-    /// Ordered, reliable (SCTP). Carries handshake, acks and reliable records.
-    Reliable = 0,
-    /// Unordered, no retransmits. Carries unreliable and sequenced records.
-    Unreliable = 1,
-}
 
 /// Size of the blocks reliable records are written into (see `Session::arena`).
 const RECORD_ARENA: usize = 64 * 1024;
@@ -249,17 +240,11 @@ impl Session {
     }
 
     /// Queues a message with the given delivery.
-    pub fn send(
-        &mut self,
-        kind: u32,
-        payload: &[u8],
-        delivery: crate::room::WireDelivery,
-    ) -> Result<(), SendError> {
-        use crate::room::WireDelivery;
+    pub fn send(&mut self, kind: u32, payload: &[u8], delivery: Delivery) -> Result<(), SendError> {
         match delivery {
-            WireDelivery::Reliable => self.send_reliable(kind, payload),
-            WireDelivery::Unreliable => self.send_unreliable(kind, payload, false),
-            WireDelivery::Sequenced => self.send_unreliable(kind, payload, true),
+            Delivery::Reliable => self.send_reliable(kind, payload),
+            Delivery::Unreliable => self.send_unreliable(kind, payload, false),
+            Delivery::UnreliableSequenced => self.send_unreliable(kind, payload, true),
         }
     }
 
@@ -270,7 +255,7 @@ impl Session {
             return Err(SendError::TooLarge {
                 size,
                 limit: self.config.max_message_size,
-                delivery: "reliable",
+                delivery: Delivery::Reliable,
             });
         }
         let single = self.config.reliable_single_max();
@@ -330,7 +315,11 @@ impl Session {
             return Err(SendError::TooLarge {
                 size: payload.len(),
                 limit,
-                delivery: "unreliable",
+                delivery: if sequenced {
+                    Delivery::UnreliableSequenced
+                } else {
+                    Delivery::Unreliable
+                },
             });
         }
         let record_len = payload.len()
@@ -657,7 +646,7 @@ fn emit(stats: &mut Stats, channel: Channel, packet: Bytes, out: &mut impl FnMut
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Records;
+    use crate::core::wire::Records;
 
     const MS: Duration = Duration::from_millis(1);
 
@@ -788,7 +777,7 @@ mod tests {
         assert!(matches!(
             err,
             SendError::TooLarge {
-                delivery: "reliable",
+                delivery: Delivery::Reliable,
                 ..
             }
         ));
@@ -798,7 +787,7 @@ mod tests {
         assert!(matches!(
             err,
             SendError::TooLarge {
-                delivery: "unreliable",
+                delivery: Delivery::UnreliableSequenced,
                 ..
             }
         ));
@@ -868,13 +857,8 @@ mod tests {
     fn loss_duplication_and_reordering_still_deliver_exactly_once_in_order() {
         let mut p = Pair::new();
         p.run(1);
-        let mut rng: u64 = 12345;
-        let mut next = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut rng = crate::core::rng::Rng::new(12345);
+        let mut next = || rng.next_u64();
         let mut sent = 0u32;
         for round in 0..400 {
             if round < 300 {

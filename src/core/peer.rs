@@ -17,16 +17,30 @@ impl PeerId {
 }
 
 /// 128 random bits from the OS (the browser's `crypto.getRandomValues` on wasm). Should the OS
-/// refuse, falls back to hashing the clock and an address: unique enough for ids.
+/// refuse, falls back to hashing the wall clock (native), a per-process counter and a stack
+/// address: unique enough for ids, not for secrets.
 pub(crate) fn random_u128() -> u128 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static FALLBACKS: AtomicU64 = AtomicU64::new(0);
     let mut bytes = [0u8; 16];
     if getrandom::fill(&mut bytes).is_ok() {
         return u128::from_le_bytes(bytes);
     }
-    let now = bevy::platform::time::Instant::now();
-    let salt = &bytes as *const _ as usize as u64;
-    let a = crate::codec::hash64([format!("{now:?}").as_bytes(), &salt.to_le_bytes()]);
-    let b = crate::codec::hash64([&a.to_le_bytes(), b"peer-id".as_slice()]);
+    #[cfg(not(target_arch = "wasm32"))]
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    #[cfg(target_arch = "wasm32")]
+    let clock = 0u128;
+    let count = FALLBACKS.fetch_add(1, Ordering::Relaxed);
+    let address = &bytes as *const _ as usize as u64;
+    let (clock, count, address) = (
+        clock.to_le_bytes(),
+        count.to_le_bytes(),
+        address.to_le_bytes(),
+    );
+    let a = crate::core::codec::hash64([clock.as_slice(), &count, &address]);
+    let b = crate::core::codec::hash64([&a.to_le_bytes(), b"peer-id".as_slice()]);
     ((a as u128) << 64) | b as u128
 }
 

@@ -1,0 +1,178 @@
+//! The [`PeerMessage`] system parameter: host, join, leave, send, and who is here.
+
+use crate::{
+    config::PeerMessageSettings,
+    core::error::{PeerErrorKind, SendError},
+    core::peer::{PeerId, Role},
+    core::session::Stats,
+    core::wire::Delivery,
+    events::PeerError,
+    network::PeerNetwork,
+    registry::{MessageRegistry, PeerMessageType},
+};
+use bevy::{ecs::system::SystemParam, prelude::*};
+
+/// The one system parameter a game needs: host, join, leave, send, and who is here.
+///
+/// Sends are queued and leave in this frame's [`PostUpdate`]
+/// ([`PeerMessageSet::Send`](crate::PeerMessageSet)). The plain methods never fail
+/// loudly: a refused send becomes a [`PeerError`] message. The `try_` methods return the
+/// [`SendError`] instead.
+///
+/// ```
+/// # use bevy::prelude::*;
+/// # use bevy_peer_message::prelude::*;
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct Chat(String);
+/// fn greet(mut joined: MessageReader<PeerConnected>, mut net: PeerMessage) {
+///     for event in joined.read() {
+///         net.send(event.peer, Chat("welcome".into()));
+///     }
+/// }
+/// # bevy::ecs::system::assert_is_system(greet);
+/// ```
+#[derive(SystemParam)]
+pub struct PeerMessage<'w> {
+    net: ResMut<'w, PeerNetwork>,
+    registry: Res<'w, MessageRegistry>,
+    settings: Res<'w, PeerMessageSettings>,
+    errors: MessageWriter<'w, PeerError>,
+}
+
+impl PeerMessage<'_> {
+    /// Opens `room` as its host (with the default settings on native, starting the embedded
+    /// signaling server). Takes effect in this frame's [`PostUpdate`].
+    pub fn host(&mut self, room: impl Into<String>) {
+        self.net.queue_host(room.into());
+    }
+
+    /// Joins `room`, whose host must appear within `join_timeout`.
+    pub fn join(&mut self, room: impl Into<String>) {
+        self.net.queue_join(room.into());
+    }
+
+    /// Leaves the room: every peer is told at once (they see
+    /// [`DisconnectReason::Left`](crate::core::room::DisconnectReason)), and this app goes
+    /// [`Offline`](crate::ConnectionState::Offline).
+    pub fn leave(&mut self) {
+        self.net.queue_leave();
+    }
+
+    /// Drops every packet from peers for `duration`, as if the network went away (see
+    /// [`LinkConditionerConfig`](crate::LinkConditionerConfig)): rehearse reconnects without root. Works with or without a
+    /// configured [`LinkConditionerConfig`](crate::LinkConditionerConfig).
+    pub fn simulate_blackout(&mut self, duration: std::time::Duration) {
+        self.net.queue_blackout(duration);
+    }
+
+    /// Our stable id.
+    pub fn id(&self) -> PeerId {
+        self.settings.peer_id
+    }
+
+    /// Our role while in a room.
+    pub fn role(&self) -> Option<Role> {
+        self.net.role()
+    }
+
+    /// The room we are in (or connecting to).
+    pub fn room(&self) -> Option<&str> {
+        self.net.room_name()
+    }
+
+    /// The host, once a joiner is connected to it (our own id on a host).
+    pub fn host_id(&self) -> Option<PeerId> {
+        match self.net.role() {
+            Some(Role::Host) => Some(self.settings.peer_id),
+            _ => self.net.room().and_then(|r| r.host()),
+        }
+    }
+
+    /// The connected peers.
+    pub fn peers(&self) -> impl Iterator<Item = (PeerId, Role)> + '_ {
+        self.net.room().into_iter().flat_map(|r| r.peers())
+    }
+
+    /// Live figures for a peer.
+    pub fn stats(&self, peer: PeerId) -> Option<&Stats> {
+        self.net
+            .room()
+            .and_then(|r| r.session(peer))
+            .map(|s| s.stats())
+    }
+
+    /// Sends `message` to `peer`. A refusal is reported as a [`PeerError`].
+    pub fn send<M: PeerMessageType>(&mut self, peer: PeerId, message: M) {
+        if let Err(e) = self.try_send(peer, &message) {
+            self.report(Some(peer), e);
+        }
+    }
+
+    /// Sends `message` to `peer`, or says why not.
+    pub fn try_send<M: PeerMessageType>(
+        &mut self,
+        peer: PeerId,
+        message: &M,
+    ) -> Result<(), SendError> {
+        let (kind, delivery) = self.encode(message)?;
+        self.net.send_encoded(peer, kind, delivery)
+    }
+
+    /// Sends `message` to every connected peer, once each (encoded once).
+    pub fn broadcast<M: PeerMessageType>(&mut self, message: M) {
+        let mut failed = Vec::new();
+        match self.encode(&message) {
+            Ok((kind, delivery)) => self
+                .net
+                .broadcast_encoded(kind, delivery, &mut |p, e| failed.push((Some(p), e))),
+            Err(e) => failed.push((None, e)),
+        }
+        for (peer, e) in failed {
+            self.report(peer, e);
+        }
+    }
+
+    /// Sends `message` to every connected peer; the first refusal, if any, after trying all.
+    pub fn try_broadcast<M: PeerMessageType>(&mut self, message: &M) -> Result<(), SendError> {
+        let (kind, delivery) = self.encode(message)?;
+        let mut first = None;
+        self.net.broadcast_encoded(kind, delivery, &mut |_, e| {
+            first.get_or_insert(e);
+        });
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Sends `message` to the host (a joiner's shortcut).
+    pub fn send_to_host<M: PeerMessageType>(&mut self, message: M) {
+        if let Err(e) = self.try_send_to_host(&message) {
+            self.report(None, e);
+        }
+    }
+
+    /// Sends `message` to the host, or says why not.
+    pub fn try_send_to_host<M: PeerMessageType>(&mut self, message: &M) -> Result<(), SendError> {
+        let host = self
+            .net
+            .room()
+            .filter(|r| r.local().role == Role::Joiner)
+            .and_then(|r| r.host())
+            .ok_or(SendError::NoHost)?;
+        self.try_send(host, message)
+    }
+
+    fn encode<M: PeerMessageType>(&mut self, message: &M) -> Result<(u32, Delivery), SendError> {
+        let (kind, delivery) = self
+            .registry
+            .lookup::<M>()
+            .ok_or(SendError::Unregistered(std::any::type_name::<M>()))?;
+        self.net.encode(message)?;
+        Ok((kind, delivery))
+    }
+
+    fn report(&mut self, peer: Option<PeerId>, error: SendError) {
+        warn!("send refused: {error}");
+        self.errors.write(PeerError {
+            peer,
+            error: PeerErrorKind::Send(error),
+        });
+    }
+}
