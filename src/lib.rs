@@ -85,6 +85,7 @@ pub use crate::events::{
     PeerReconnecting, PeerStats,
 };
 pub use crate::io::ice::IceServers;
+pub use crate::io::memory::MemoryNetwork;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 pub use crate::io::server::EmbeddedServer;
 pub use crate::io::signaling::LocalSignalingHub;
@@ -95,10 +96,10 @@ pub use crate::registry::{PeerMessageAppExt, PeerMessageType, Received};
 pub mod prelude {
     pub use crate::{
         Backoff, ConnectionState, Delivery, DisconnectReason, IceServers, LinkConditionerConfig,
-        LocalSignalingHub, Peer, PeerConnected, PeerDisconnected, PeerError, PeerErrorKind, PeerId,
-        PeerMessage, PeerMessageAppExt, PeerMessagePlugin, PeerMessageSet, PeerMessageSettings,
-        PeerReconnected, PeerReconnecting, PeerStats, Received, Role, SendError, Signaling,
-        SignalingServerInfo,
+        LocalSignalingHub, MemoryNetwork, Peer, PeerConnected, PeerDisconnected, PeerError,
+        PeerErrorKind, PeerId, PeerMessage, PeerMessageAppExt, PeerMessagePlugin, PeerMessageSet,
+        PeerMessageSettings, PeerReconnected, PeerReconnecting, PeerStats, Received, Role,
+        SendError, Signaling, SignalingServerInfo,
     };
 }
 

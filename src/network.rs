@@ -1,5 +1,6 @@
-//! The Bevy shell around the core: owns the [`Room`], the [`Transport`] and (on a native host)
-//! the embedded server, turns [`RoomEvent`]s into Bevy messages, entities and state.
+//! The Bevy side's driver: owns the [`Room`], the room's sockets (on any [`Transport`]) and (on
+//! a native host) the embedded server, and turns [`RoomEvent`]s into Bevy messages, entities
+//! and state.
 //!
 //! Three exclusive systems drive it (see [`crate::plugin`]): `receive` in `PreUpdate`,
 //! `reconnect` after it (on a timer), and `transmit` in `PostUpdate`.
@@ -17,8 +18,9 @@ use crate::{
         ConnectionState, Peer, PeerConnected, PeerDisconnected, PeerError, PeerReconnected,
         PeerReconnecting, PeerStats,
     },
-    io::matchbox::{Incoming, LinkChange, LinkId, SocketSet, Transport},
     io::signaling::{SignalingPhase, WebSocketSignallerBuilder},
+    io::sockets::{Incoming, LinkChange, LinkId, SocketSet},
+    io::{Socket, SocketTarget, Transport, matchbox::Matchbox},
     registry::MessageRegistry,
 };
 use bevy::{platform::collections::HashMap, platform::time::Instant, prelude::*};
@@ -46,17 +48,10 @@ enum Command {
 /// Sockets (and a server) kept open briefly after `leave()` so the goodbyes get out.
 #[derive(Debug)]
 struct Lingering {
-    transports: Vec<Transport>,
+    sockets: Vec<Box<dyn Socket>>,
     #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
     _server: Option<crate::io::server::EmbeddedServer>,
     until: Duration,
-}
-
-/// Where and how the current room's sockets are opened, kept to re-open them.
-#[derive(Debug, Clone)]
-struct OpenParams {
-    url: String,
-    signaller: Arc<dyn SignallerBuilder>,
 }
 
 /// The reconnect system's memory.
@@ -67,6 +62,9 @@ struct Reconnect {
     /// packets vanished while the network was away is retried as soon as it returns.
     connect_time: Option<Duration>,
     attempts: u32,
+    /// This outage (from a socket failing until one is up again) has been reported as a
+    /// `PeerError`; further failures of the same outage only go to the log.
+    outage_reported: bool,
     next_attempt: Duration,
     next_tick: Duration,
     random: Rng,
@@ -75,12 +73,17 @@ struct Reconnect {
 /// The plugin's network state. Internal: games use [`PeerMessage`](crate::PeerMessage).
 #[derive(Resource, Debug)]
 pub struct PeerNetwork {
+    /// Where sockets come from: matchbox, or an in-memory network.
+    transport: Arc<dyn Transport>,
+    /// Now, as of the running system: see [`PeerNetwork::tick`].
+    clock: Duration,
     epoch: Instant,
     phase: Phase,
     room_name: Option<String>,
     room: Option<Room<LinkId>>,
     sockets: SocketSet,
-    params: Option<OpenParams>,
+    /// Where the current room's sockets are opened, kept to re-open them.
+    target: Option<SocketTarget>,
     reconnect: Reconnect,
     /// A host's room was open (signaling up) at some point.
     room_was_open: bool,
@@ -96,16 +99,25 @@ pub struct PeerNetwork {
 
 impl Default for PeerNetwork {
     fn default() -> Self {
+        Self::new(Arc::new(Matchbox))
+    }
+}
+
+impl PeerNetwork {
+    pub(crate) fn new(transport: Arc<dyn Transport>) -> Self {
         Self {
+            transport,
+            clock: Duration::ZERO,
             epoch: Instant::now(),
             phase: Phase::Offline,
             room_name: None,
             room: None,
             sockets: SocketSet::default(),
-            params: None,
+            target: None,
             reconnect: Reconnect {
                 connect_time: None,
                 attempts: 0,
+                outage_reported: false,
                 next_attempt: Duration::ZERO,
                 next_tick: Duration::ZERO,
                 random: Rng::new(crate::core::peer::random_u128() as u64),
@@ -121,9 +133,7 @@ impl Default for PeerNetwork {
             events: Vec::new(),
         }
     }
-}
 
-impl PeerNetwork {
     /// A multi-line snapshot of sockets and links, for diagnosing connection problems (the
     /// format is not stable).
     pub fn describe(&mut self) -> String {
@@ -140,7 +150,20 @@ impl PeerNetwork {
     }
 
     fn now(&self) -> Duration {
-        self.epoch.elapsed()
+        self.clock
+    }
+
+    /// Reads the clock for this system run: the wall clock, to the microsecond (round-trip
+    /// times are measured with it); or, when the app drives Bevy's time by hand
+    /// (`TimeUpdateStrategy::ManualDuration`/`ManualInstant`, as tests do), Bevy's real time.
+    fn tick(&mut self, world: &World) {
+        let manual = world
+            .get_resource::<bevy::time::TimeUpdateStrategy>()
+            .is_some_and(|s| !matches!(s, bevy::time::TimeUpdateStrategy::Automatic));
+        self.clock = match world.get_resource::<Time<Real>>() {
+            Some(time) if manual => time.elapsed(),
+            _ => self.epoch.elapsed(),
+        };
     }
 
     pub(crate) fn queue_host(&mut self, room: String) {
@@ -286,14 +309,15 @@ impl PeerNetwork {
         room.set_kinds(kinds);
         self.room = Some(room);
         let now = self.now();
-        self.sockets.open(
-            url.clone(),
-            &settings.ice_servers,
-            signaller.clone(),
-            settings.signaling_connect_timeout,
-            now,
-        );
-        self.params = Some(OpenParams { url, signaller });
+        let target = SocketTarget {
+            room_url: url,
+            signaller,
+            ice: settings.ice_servers.clone(),
+            connect_timeout: settings.signaling_connect_timeout,
+            local: settings.peer_id,
+        };
+        self.sockets.open(&*self.transport, &target, now);
+        self.target = Some(target);
         self.reconnect.attempts = 0;
         self.reconnect.next_attempt = now;
         self.reconnect.connect_time = None;
@@ -321,16 +345,30 @@ impl PeerNetwork {
             });
         }
         self.lingering.push(Lingering {
-            transports: self.sockets.take_all(),
+            sockets: self.sockets.take_all(),
             #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
             _server: self.server.take(),
             until: now + linger,
         });
         self.room = None;
         self.room_name = None;
-        self.params = None;
+        self.target = None;
         self.conditioner = None;
         self.phase = Phase::Offline;
+    }
+}
+
+/// Reports a socket failure: the first of an outage as a [`PeerError`], the others (one per
+/// re-open attempt) in the log only.
+fn socket_failed(world: &mut World, net: &mut PeerNetwork, reason: String) {
+    if net.reconnect.outage_reported {
+        info!(
+            "re-open attempt {} failed: {reason}",
+            net.reconnect.attempts
+        );
+    } else {
+        net.reconnect.outage_reported = true;
+        error(world, None, PeerErrorKind::Signaling(reason));
     }
 }
 
@@ -445,6 +483,7 @@ fn apply_event(world: &mut World, net: &mut PeerNetwork, event: RoomEvent) {
 pub(crate) fn receive(world: &mut World) {
     world.resource_scope(|world, mut net: Mut<PeerNetwork>| {
         let net = &mut *net;
+        net.tick(world);
         let now = net.now();
         if let Some(room) = net.room.as_mut() {
             let conditioner = &mut net.conditioner;
@@ -495,10 +534,12 @@ pub(crate) fn reconnect_due(net: Res<PeerNetwork>) -> bool {
 /// - a host whose joiner is away does nothing but wait: the joiner comes back through
 ///   signaling; so does a joiner whose fellow joiner is away.
 ///
-/// Each failed attempt is reported as a [`PeerError`] and the next waits per the backoff.
+/// The first failed attempt of an outage is reported as a [`PeerError`], the others are logged;
+/// each attempt waits per the backoff.
 pub(crate) fn reconnect(world: &mut World) {
     world.resource_scope(|world, mut net: Mut<PeerNetwork>| {
         let net = &mut *net;
+        net.tick(world);
         let settings = world.resource::<PeerMessageSettings>().clone();
         let now = net.now();
         net.reconnect.next_tick = now + settings.reconnect_interval;
@@ -529,7 +570,7 @@ pub(crate) fn reconnect(world: &mut World) {
             });
         }
         for reason in failures {
-            error(world, None, PeerErrorKind::Signaling(reason));
+            socket_failed(world, net, reason);
         }
         // A current socket whose signaling failed or dropped.
         let host_away = net.host_away_since();
@@ -541,16 +582,16 @@ pub(crate) fn reconnect(world: &mut World) {
                 .as_ref()
                 .is_some_and(|r| r.local().role == Role::Joiner);
         let mut need = net.sockets.is_empty() || stalled_joiner;
+        let mut lost = None;
         if let Some(current) = net.sockets.current() {
             if current.signaling() == SignalingPhase::Down {
                 if !current.failure_reported {
                     current.failure_reported = true;
-                    let what = if current.ever_up {
+                    lost = Some(if current.ever_up {
                         "connection to the signaling server lost"
                     } else {
                         "could not reach the signaling server"
-                    };
-                    error(world, None, PeerErrorKind::Signaling(what.into()));
+                    });
                 }
                 need = true;
             }
@@ -561,8 +602,12 @@ pub(crate) fn reconnect(world: &mut World) {
                 net.reconnect.connect_time = current.connect_time().or(net.reconnect.connect_time);
                 if !need && host_away.is_none() {
                     net.reconnect.attempts = 0;
+                    net.reconnect.outage_reported = false;
                 }
             }
+        }
+        if let Some(reason) = lost {
+            socket_failed(world, net, reason.into());
         }
         apply_events(world, net);
         if net.phase != Phase::Offline && need && now >= net.reconnect.next_attempt {
@@ -576,7 +621,7 @@ pub(crate) fn reconnect(world: &mut World) {
 }
 
 fn reopen(net: &mut PeerNetwork, settings: &PeerMessageSettings, now: Duration) {
-    let Some(params) = net.params.clone() else {
+    let Some(mut target) = net.target.clone() else {
         return;
     };
     let attempt = net.reconnect.attempts;
@@ -602,13 +647,8 @@ fn reopen(net: &mut PeerNetwork, settings: &PeerMessageSettings, now: Duration) 
             .min(settings.signaling_connect_timeout),
         None => settings.signaling_connect_timeout,
     };
-    net.sockets.open(
-        params.url,
-        &settings.ice_servers,
-        params.signaller,
-        timeout,
-        now,
-    );
+    target.connect_timeout = timeout;
+    net.sockets.open(&*net.transport, &target, now);
 }
 
 fn update_stats(world: &mut World, net: &PeerNetwork) {
@@ -634,6 +674,7 @@ fn update_stats(world: &mut World, net: &PeerNetwork) {
 pub(crate) fn transmit(world: &mut World) {
     world.resource_scope(|world, mut net: Mut<PeerNetwork>| {
         let net = &mut *net;
+        net.tick(world);
         for command in std::mem::take(&mut net.commands) {
             let result = match command {
                 Command::Host(room) => net.open(world, Role::Host, room),
@@ -664,6 +705,8 @@ pub(crate) fn transmit(world: &mut World) {
             }
         }
         apply_events(world, net);
+        // host/join/leave show in the state from the next frame's `StateTransition` on.
+        update_state(world, net);
 
         let now = net.now();
         if let Phase::Joining { since } = net.phase {
@@ -689,12 +732,12 @@ pub(crate) fn transmit(world: &mut World) {
             });
         }
         net.lingering.retain_mut(|l| {
-            l.transports.retain_mut(|t| t.ended().is_none());
-            if now < l.until && !l.transports.is_empty() {
+            l.sockets.retain_mut(|s| s.ended().is_none());
+            if now < l.until && !l.sockets.is_empty() {
                 return true;
             }
-            for t in &mut l.transports {
-                t.close();
+            for s in &mut l.sockets {
+                s.close();
             }
             false
         });

@@ -11,11 +11,12 @@ use crate::{
         PeerReconnecting,
     },
     io::ice::IceServers,
+    io::{Transport, memory::MemoryNetwork},
     network::{self, PeerNetwork},
     registry::MessageRegistry,
 };
 use bevy::{prelude::*, state::app::StatesPlugin};
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 /// Where the plugin's systems run, for games that want to order around them.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,6 +64,8 @@ pub enum PeerMessageSet {
 #[derive(Debug, Clone, Default)]
 pub struct PeerMessagePlugin {
     settings: PeerMessageSettings,
+    /// `None`: matchbox WebRTC sockets.
+    transport: Option<Arc<dyn Transport>>,
 }
 
 impl PeerMessagePlugin {
@@ -158,6 +161,16 @@ impl PeerMessagePlugin {
         self
     }
 
+    /// Runs on an in-memory network instead of WebRTC: the whole plugin (handshake, sessions,
+    /// liveness, reconnect) between apps in one process, with no socket and no signalling
+    /// server. For tests of a game's netcode; drive the apps with a manual clock
+    /// (`TimeUpdateStrategy::ManualDuration`) to make them deterministic. See [`MemoryNetwork`].
+    pub fn in_memory(mut self, network: &MemoryNetwork) -> Self {
+        self.transport = Some(Arc::new(network.clone()));
+        self.settings.signaling = Signaling::server("memory:");
+        self
+    }
+
     /// The settings as they stand.
     pub fn settings(&self) -> &PeerMessageSettings {
         &self.settings
@@ -171,7 +184,10 @@ impl Plugin for PeerMessagePlugin {
         }
         app.insert_resource(self.settings.clone())
             .init_resource::<MessageRegistry>()
-            .init_resource::<PeerNetwork>()
+            .insert_resource(match &self.transport {
+                Some(transport) => PeerNetwork::new(transport.clone()),
+                None => PeerNetwork::default(),
+            })
             .init_state::<ConnectionState>()
             .add_message::<PeerConnected>()
             .add_message::<PeerDisconnected>()

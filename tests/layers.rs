@@ -40,7 +40,11 @@ fn modules() -> BTreeMap<Module, String> {
         }
     }
     let mut out = BTreeMap::new();
-    walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &[], &mut out);
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &[],
+        &mut out,
+    );
     out
 }
 
@@ -155,8 +159,17 @@ fn the_core_uses_neither_bevy_nor_matchbox_nor_the_rest_of_the_crate() {
     let files = modules();
     let edges = edges(&files);
     let mut problems = Vec::new();
-    for (module, code) in files.iter().filter(|(m, _)| m.first().is_some_and(|m| m == "core")) {
-        for external in ["bevy", "matchbox_socket", "matchbox_signaling", "tokio", "web_sys"] {
+    for (module, code) in files
+        .iter()
+        .filter(|(m, _)| m.first().is_some_and(|m| m == "core"))
+    {
+        for external in [
+            "bevy",
+            "matchbox_socket",
+            "matchbox_signaling",
+            "tokio",
+            "web_sys",
+        ] {
             if code.contains(&format!("{external}::")) {
                 problems.push(format!("{} uses {external}", name(module)));
             }
@@ -168,7 +181,13 @@ fn the_core_uses_neither_bevy_nor_matchbox_nor_the_rest_of_the_crate() {
         }
     }
     assert!(problems.is_empty(), "layer violations: {problems:#?}");
-    assert!(files.keys().filter(|m| m.first().is_some_and(|m| m == "core")).count() > 5);
+    assert!(
+        files
+            .keys()
+            .filter(|m| m.first().is_some_and(|m| m == "core"))
+            .count()
+            > 5
+    );
 }
 
 #[test]
@@ -176,7 +195,10 @@ fn io_uses_the_core_but_not_the_bevy_side() {
     let files = modules();
     let edges = edges(&files);
     let mut problems = Vec::new();
-    for module in files.keys().filter(|m| m.first().is_some_and(|m| m == "io")) {
+    for module in files
+        .keys()
+        .filter(|m| m.first().is_some_and(|m| m == "io"))
+    {
         for target in &edges[module] {
             if target.first().is_none_or(|t| t != "core" && t != "io") {
                 problems.push(format!("{} imports {}", name(module), name(target)));

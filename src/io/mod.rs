@@ -1,7 +1,74 @@
-//! The transport: WebRTC through matchbox, signalling, and the embedded signalling server.
+//! The transport, behind a small seam: a [`Transport`] opens [`Socket`]s; a socket is one
+//! signalling session and the peer-to-peer links made through it. The product uses matchbox's
+//! WebRTC socket ([`matchbox`]); tests and games that test their own netcode use the in-memory
+//! network ([`memory`]). [`sockets`] keeps the sockets of one room, the current one and older
+//! ones still carrying links.
 
 pub(crate) mod ice;
 pub(crate) mod matchbox;
+pub(crate) mod memory;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 pub(crate) mod server;
 pub(crate) mod signaling;
+pub(crate) mod sockets;
+
+use crate::{core::peer::PeerId, core::wire::Channel, io::ice::IceServers};
+use bytes::Bytes;
+use matchbox_socket::SignallerBuilder;
+use std::{sync::Arc, time::Duration};
+
+pub(crate) use signaling::SignalingPhase;
+
+/// The other end of a link, as our socket knows it: an id the signalling server gave the
+/// remote socket (matchbox's per-socket id), not the peer's stable [`PeerId`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct RemoteId(pub u128);
+
+impl std::fmt::Debug for RemoteId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:08x}", (self.0 >> 96) as u32)
+    }
+}
+
+/// What a socket is opened with.
+#[derive(Clone, Debug)]
+pub(crate) struct SocketTarget {
+    /// The room's signalling URL (`{base}/{room}`).
+    pub room_url: String,
+    /// Relays the WebRTC handshakes.
+    pub signaller: Arc<dyn SignallerBuilder>,
+    /// STUN/TURN servers.
+    pub ice: IceServers,
+    /// Give up on the signalling connection after this long.
+    pub connect_timeout: Duration,
+    /// Who opens it (the in-memory network uses it to cut one app off).
+    pub local: PeerId,
+}
+
+/// One open socket: a signalling session and the links made through it. Every method returns
+/// at once; nothing here may panic on a closed or failed socket.
+pub(crate) trait Socket: Send + Sync + std::fmt::Debug {
+    /// The signalling connection's phase.
+    fn signaling(&self) -> SignalingPhase;
+    /// How long the signalling connection took to come up, once it is up.
+    fn connect_time(&self) -> Option<Duration>;
+    /// Links that came up (`true`) or went down (`false`) since the last call.
+    fn poll_links(&mut self, f: &mut dyn FnMut(RemoteId, bool));
+    /// Every packet received since the last call.
+    fn receive(&mut self, f: &mut dyn FnMut(RemoteId, Bytes));
+    /// Queues a packet to `remote`; `false` if the socket cannot send any more.
+    fn send(&mut self, remote: RemoteId, channel: Channel, packet: Bytes) -> bool;
+    /// Whether the socket has ended, and how: `Some(Err(..))` after a signalling failure or a
+    /// crash of its loop.
+    fn ended(&mut self) -> Option<Result<(), String>>;
+    /// Closes it: its links go down on both ends.
+    fn close(&mut self);
+    /// Our id on it, for diagnostics.
+    fn local_id(&mut self) -> Option<RemoteId>;
+}
+
+/// Opens sockets.
+pub(crate) trait Transport: Send + Sync + std::fmt::Debug {
+    /// Opens a socket; it connects in the background.
+    fn open(&self, target: &SocketTarget) -> Box<dyn Socket>;
+}

@@ -1,0 +1,304 @@
+//! An in-memory network: the plugin's whole stack, handshake to reconnect, without WebRTC or a
+//! signalling server, in one process and deterministic. For this crate's tests of the Bevy
+//! side, and for games that test their own netcode the same way.
+
+use crate::{
+    core::peer::PeerId,
+    core::wire::Channel,
+    io::{RemoteId, SignalingPhase, Socket, SocketTarget, Transport},
+};
+use bytes::Bytes;
+use std::{
+    collections::{BTreeSet, HashMap, HashSet, VecDeque},
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+/// Packets a socket holds unread at most; more are dropped, as a full buffer would.
+const MAX_QUEUED: usize = 1 << 16;
+
+/// An in-memory network shared by several apps in one process: a signalling server and the
+/// links between the apps' sockets, with switches to take an app off the network or the
+/// signalling server down. Give each app a clone through
+/// [`PeerMessagePlugin::in_memory`](crate::PeerMessagePlugin::in_memory).
+///
+/// Everything is delivered at once and in order; sockets connect the moment they open. Use
+/// the [`LinkConditionerConfig`](crate::LinkConditionerConfig) for latency and loss.
+///
+/// ```
+/// # use bevy::prelude::*;
+/// # use bevy_peer_message::prelude::*;
+/// let network = MemoryNetwork::default();
+/// let mut host = App::new();
+/// host.add_plugins((MinimalPlugins, PeerMessagePlugin::default().in_memory(&network)));
+/// let mut joiner = App::new();
+/// joiner.add_plugins((MinimalPlugins, PeerMessagePlugin::default().in_memory(&network)));
+/// ```
+#[derive(Clone, Default)]
+pub struct MemoryNetwork(Arc<Mutex<Hub>>);
+
+impl std::fmt::Debug for MemoryNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hub = self.hub();
+        f.debug_struct("MemoryNetwork")
+            .field("sockets", &hub.sockets.len())
+            .field("signaling_down", &hub.signaling_down)
+            .field("offline", &hub.offline)
+            .finish()
+    }
+}
+
+#[derive(Default)]
+struct Hub {
+    next_id: u128,
+    signaling_down: bool,
+    offline: BTreeSet<PeerId>,
+    sockets: HashMap<RemoteId, Slot>,
+    /// Pairs of sockets that signalling introduced while one side was off the network: their
+    /// connection completes when both are on it again.
+    pending: Vec<(RemoteId, RemoteId)>,
+    opened: u64,
+}
+
+struct Slot {
+    room: String,
+    owner: PeerId,
+    phase: SignalingPhase,
+    ended: Option<Result<(), String>>,
+    links: HashSet<RemoteId>,
+    link_changes: Vec<(RemoteId, bool)>,
+    inbox: VecDeque<(RemoteId, Bytes)>,
+}
+
+impl MemoryNetwork {
+    fn hub(&self) -> MutexGuard<'_, Hub> {
+        // A panic while holding the lock (in a test) must not hide the state from the rest.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes the app whose peer id is `peer` off the network (`false`) or puts it back: while
+    /// off, every packet to or from it is lost and the sockets it opens cannot reach the
+    /// signalling server. Its links stay up but silent, as WebRTC connections do through a
+    /// short outage; connections that other apps' new sockets started with it complete when
+    /// it is back.
+    pub fn set_online(&self, peer: PeerId, online: bool) {
+        let mut hub = self.hub();
+        if !online {
+            hub.offline.insert(peer);
+            return;
+        }
+        hub.offline.remove(&peer);
+        let pending = std::mem::take(&mut hub.pending);
+        for (a, b) in pending {
+            hub.connect(a, b);
+        }
+    }
+
+    /// Takes the signalling server down (`false`) or brings it back. While down, every socket's
+    /// signalling is lost and new sockets fail; links already made keep working.
+    pub fn set_signaling(&self, up: bool) {
+        let mut hub = self.hub();
+        hub.signaling_down = !up;
+        if !up {
+            for slot in hub.sockets.values_mut() {
+                if slot.ended.is_none() {
+                    slot.phase = SignalingPhase::Down;
+                }
+            }
+        }
+    }
+
+    /// How many sockets have been opened so far, by every app.
+    pub fn sockets_opened(&self) -> u64 {
+        self.hub().opened
+    }
+}
+
+impl Hub {
+    /// Links `a` and `b` if both are open and on the network; otherwise keeps the pair pending
+    /// (while both are open).
+    fn connect(&mut self, a: RemoteId, b: RemoteId) {
+        let owner = |hub: &Hub, id| {
+            hub.sockets
+                .get(&id)
+                .filter(|s| s.ended.is_none())
+                .map(|s| s.owner)
+        };
+        let (Some(owner_a), Some(owner_b)) = (owner(self, a), owner(self, b)) else {
+            return;
+        };
+        if self.offline.contains(&owner_a) || self.offline.contains(&owner_b) {
+            self.pending.push((a, b));
+            return;
+        }
+        for (from, to) in [(a, b), (b, a)] {
+            if let Some(slot) = self.sockets.get_mut(&from)
+                && slot.links.insert(to)
+            {
+                slot.link_changes.push((to, true));
+            }
+        }
+    }
+
+    fn close(&mut self, id: RemoteId, result: Result<(), String>) {
+        let Some(slot) = self.sockets.get_mut(&id) else {
+            return;
+        };
+        if slot.ended.is_some() {
+            return;
+        }
+        slot.ended = Some(result);
+        slot.phase = SignalingPhase::Down;
+        slot.inbox.clear();
+        let links: Vec<RemoteId> = slot.links.drain().collect();
+        for other in links {
+            if let Some(o) = self.sockets.get_mut(&other) {
+                o.links.remove(&id);
+                o.link_changes.push((id, false));
+            }
+        }
+    }
+}
+
+impl Transport for MemoryNetwork {
+    fn open(&self, target: &SocketTarget) -> Box<dyn Socket> {
+        let mut hub = self.hub();
+        hub.opened += 1;
+        hub.next_id += 1;
+        let id = RemoteId(hub.next_id << 64 | 0x6d65_6d6f);
+        let reachable = !hub.signaling_down && !hub.offline.contains(&target.local);
+        hub.sockets.insert(
+            id,
+            Slot {
+                room: target.room_url.clone(),
+                owner: target.local,
+                phase: if reachable {
+                    SignalingPhase::Up
+                } else {
+                    SignalingPhase::Down
+                },
+                ended: (!reachable).then(|| Err("could not reach the signaling server".into())),
+                links: HashSet::new(),
+                link_changes: Vec::new(),
+                inbox: VecDeque::new(),
+            },
+        );
+        if reachable {
+            // Signalling introduces it to every socket in the room (matchbox's full mesh).
+            let others: Vec<RemoteId> = hub
+                .sockets
+                .iter()
+                .filter(|(other, s)| {
+                    **other != id
+                        && s.room == target.room_url
+                        && s.ended.is_none()
+                        && s.phase == SignalingPhase::Up
+                })
+                .map(|(other, _)| *other)
+                .collect();
+            for other in others {
+                hub.connect(id, other);
+            }
+        }
+        Box::new(MemorySocket {
+            network: self.clone(),
+            id,
+        })
+    }
+}
+
+/// One socket on a [`MemoryNetwork`].
+#[derive(Debug)]
+struct MemorySocket {
+    network: MemoryNetwork,
+    id: RemoteId,
+}
+
+impl Socket for MemorySocket {
+    fn signaling(&self) -> SignalingPhase {
+        let hub = self.network.hub();
+        hub.sockets
+            .get(&self.id)
+            .map_or(SignalingPhase::Down, |s| s.phase)
+    }
+
+    fn connect_time(&self) -> Option<Duration> {
+        (self.signaling() == SignalingPhase::Up).then_some(Duration::from_millis(1))
+    }
+
+    fn poll_links(&mut self, f: &mut dyn FnMut(RemoteId, bool)) {
+        let changes = self
+            .network
+            .hub()
+            .sockets
+            .get_mut(&self.id)
+            .map(|s| std::mem::take(&mut s.link_changes))
+            .unwrap_or_default();
+        for (remote, up) in changes {
+            f(remote, up);
+        }
+    }
+
+    fn receive(&mut self, f: &mut dyn FnMut(RemoteId, Bytes)) {
+        let inbox = self
+            .network
+            .hub()
+            .sockets
+            .get_mut(&self.id)
+            .map(|s| std::mem::take(&mut s.inbox))
+            .unwrap_or_default();
+        for (remote, packet) in inbox {
+            f(remote, packet);
+        }
+    }
+
+    fn send(&mut self, remote: RemoteId, _channel: Channel, packet: Bytes) -> bool {
+        let mut hub = self.network.hub();
+        let Some(me) = hub.sockets.get(&self.id) else {
+            return false;
+        };
+        if me.ended.is_some() {
+            return false;
+        }
+        if !me.links.contains(&remote) {
+            return true;
+        }
+        let owner = me.owner;
+        let cut = hub.offline.contains(&owner);
+        let Some(to) = hub.sockets.get(&remote).map(|s| s.owner) else {
+            return true;
+        };
+        if cut || hub.offline.contains(&to) {
+            return true;
+        }
+        if let Some(other) = hub.sockets.get_mut(&remote)
+            && other.inbox.len() < MAX_QUEUED
+        {
+            other.inbox.push_back((self.id, packet));
+        }
+        true
+    }
+
+    fn ended(&mut self) -> Option<Result<(), String>> {
+        let hub = self.network.hub();
+        hub.sockets.get(&self.id).and_then(|s| s.ended.clone())
+    }
+
+    fn close(&mut self) {
+        self.network.hub().close(self.id, Ok(()));
+    }
+
+    fn local_id(&mut self) -> Option<RemoteId> {
+        Some(self.id)
+    }
+}
+
+impl Drop for MemorySocket {
+    fn drop(&mut self) {
+        let mut hub = self.network.hub();
+        hub.close(self.id, Ok(()));
+        hub.sockets.remove(&self.id);
+    }
+}

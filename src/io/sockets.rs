@@ -1,0 +1,235 @@
+//! The sockets of one room: the current one and older ones still carrying links while their
+//! peers move over to the current one. Works on any [`Transport`].
+
+use crate::{
+    core::wire::Channel,
+    io::{RemoteId, SignalingPhase, Socket, SocketTarget, Transport},
+};
+use bytes::Bytes;
+use std::{collections::HashSet, time::Duration};
+
+/// One link of ours: which of our sockets it belongs to, and the other end's id on it. The
+/// remote id alone is not enough: after we re-open, our new socket connects again to the same
+/// remote socket, under the same remote id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct LinkId {
+    /// Our socket's serial number (unique within a [`SocketSet`]).
+    pub socket: u32,
+    /// The other end's id.
+    pub remote: RemoteId,
+}
+
+impl std::fmt::Debug for LinkId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}@{}", self.remote, self.socket)
+    }
+}
+
+/// A change in the set of links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LinkChange {
+    /// A link is up.
+    Up(LinkId),
+    /// A link is gone.
+    Down(LinkId),
+}
+
+/// What [`SocketSet::poll`] reports.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// A link came up or went down.
+    Link(LinkChange),
+    /// A packet arrived on a link.
+    Packet(LinkId, Bytes),
+}
+
+/// One socket of the plugin's, with what the plugin knows about it.
+#[derive(Debug)]
+pub(crate) struct OpenSocket {
+    socket: Box<dyn Socket>,
+    /// When it was opened (plugin clock).
+    pub opened_at: Duration,
+    serial: u32,
+    links: HashSet<RemoteId>,
+    /// Its signaling was up at some point.
+    pub ever_up: bool,
+    /// Its signaling failure has been reported already.
+    pub failure_reported: bool,
+    /// Packets in and out per link (debug builds only: diagnostics).
+    #[cfg(debug_assertions)]
+    traffic: std::collections::HashMap<RemoteId, (u64, u64)>,
+}
+
+impl OpenSocket {
+    /// How long this socket's signaling connection took to come up.
+    pub(crate) fn connect_time(&self) -> Option<Duration> {
+        self.socket.connect_time()
+    }
+
+    /// Signaling phase of this socket.
+    pub(crate) fn signaling(&mut self) -> SignalingPhase {
+        let phase = self.socket.signaling();
+        if phase == SignalingPhase::Up {
+            self.ever_up = true;
+        }
+        phase
+    }
+
+    /// Our matchbox id on this socket, its signaling phase and links (diagnostics).
+    pub(crate) fn describe(&mut self) -> String {
+        let id = self.socket.local_id();
+        let phase = self.socket.signaling();
+        #[cfg(debug_assertions)]
+        let traffic = format!(", packets (in, out) per link {:?}", self.traffic);
+        #[cfg(not(debug_assertions))]
+        let traffic = "";
+        format!(
+            "socket {} {id:?} opened at {:?}, signaling {phase:?}, links {:?}{traffic}",
+            self.serial, self.opened_at, self.links
+        )
+    }
+
+    /// The links that are up on this socket.
+    pub(crate) fn links(&self) -> impl Iterator<Item = LinkId> + '_ {
+        let socket = self.serial;
+        self.links
+            .iter()
+            .map(move |&remote| LinkId { socket, remote })
+    }
+}
+
+/// The sockets of one room: the current one (last) and older ones still carrying links while
+/// their peers move over to the current one.
+#[derive(Debug, Default)]
+pub(crate) struct SocketSet {
+    sockets: Vec<OpenSocket>,
+    next_serial: u32,
+}
+
+impl SocketSet {
+    /// Opens a new current socket; older ones keep running until retired.
+    pub(crate) fn open(&mut self, transport: &dyn Transport, target: &SocketTarget, now: Duration) {
+        let socket = transport.open(target);
+        let serial = self.next_serial;
+        self.next_serial = self.next_serial.wrapping_add(1);
+        self.sockets.push(OpenSocket {
+            socket,
+            opened_at: now,
+            serial,
+            links: HashSet::new(),
+            ever_up: false,
+            failure_reported: false,
+            #[cfg(debug_assertions)]
+            traffic: Default::default(),
+        });
+    }
+
+    /// The newest socket.
+    pub(crate) fn current(&mut self) -> Option<&mut OpenSocket> {
+        self.sockets.last_mut()
+    }
+
+    /// Every socket, oldest first (diagnostics).
+    pub(crate) fn describe(&mut self) -> Vec<String> {
+        self.sockets.iter_mut().map(OpenSocket::describe).collect()
+    }
+
+    /// Whether there is no socket at all.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.sockets.is_empty()
+    }
+
+    /// Link changes, then packets, of every socket.
+    pub(crate) fn poll(&mut self, mut f: impl FnMut(Incoming)) {
+        for socket in &mut self.sockets {
+            let serial = socket.serial;
+            let links = &mut socket.links;
+            socket.socket.poll_links(&mut |remote, up| {
+                let link = LinkId {
+                    socket: serial,
+                    remote,
+                };
+                if up {
+                    links.insert(remote);
+                    f(Incoming::Link(LinkChange::Up(link)));
+                } else {
+                    links.remove(&remote);
+                    f(Incoming::Link(LinkChange::Down(link)));
+                }
+            });
+            // Data can overtake matchbox's "connected" notice: the link exists (the room does
+            // not write to it before the notice).
+            #[cfg(debug_assertions)]
+            let traffic = &mut socket.traffic;
+            socket.socket.receive(&mut |remote, packet| {
+                links.insert(remote);
+                #[cfg(debug_assertions)]
+                {
+                    traffic.entry(remote).or_default().0 += 1;
+                }
+                let link = LinkId {
+                    socket: serial,
+                    remote,
+                };
+                f(Incoming::Packet(link, packet))
+            });
+        }
+    }
+
+    /// Sends a packet on the link's socket.
+    pub(crate) fn send(&mut self, link: LinkId, channel: Channel, packet: Bytes) -> bool {
+        match self.sockets.iter_mut().find(|s| s.serial == link.socket) {
+            Some(socket) if socket.links.contains(&link.remote) => {
+                #[cfg(debug_assertions)]
+                {
+                    socket.traffic.entry(link.remote).or_default().1 += 1;
+                }
+                socket.socket.send(link.remote, channel, packet)
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes the sockets whose loop ended, handing each to `f` with how it ended and whether
+    /// it was the current one.
+    pub(crate) fn reap_ended(&mut self, mut f: impl FnMut(OpenSocket, Result<(), String>, bool)) {
+        let mut i = 0;
+        while i < self.sockets.len() {
+            let ended = self.sockets[i].socket.ended();
+            match ended {
+                Some(result) => {
+                    let was_current = i + 1 == self.sockets.len();
+                    let socket = self.sockets.remove(i);
+                    f(socket, result, was_current);
+                }
+                None => i += 1,
+            }
+        }
+    }
+
+    /// Closes every older socket none of whose links is still in use.
+    pub(crate) fn retire_unused(&mut self, in_use: impl Fn(LinkId) -> bool) {
+        let last = self.sockets.len().saturating_sub(1);
+        let mut i = 0;
+        while i < last.min(self.sockets.len()) {
+            if self.sockets[i].links().any(&in_use) {
+                i += 1;
+            } else {
+                let mut old = self.sockets.remove(i);
+                old.socket.close();
+            }
+        }
+    }
+
+    /// Closes the current socket (older ones stay, if they carry links in use).
+    pub(crate) fn drop_current(&mut self) -> Option<OpenSocket> {
+        let mut socket = self.sockets.pop()?;
+        socket.socket.close();
+        Some(socket)
+    }
+
+    /// Takes every socket out (to linger, then close).
+    pub(crate) fn take_all(&mut self) -> Vec<Box<dyn Socket>> {
+        self.sockets.drain(..).map(|s| s.socket).collect()
+    }
+}

@@ -1,0 +1,361 @@
+//! The Bevy side in memory: two or more `App`s on a [`MemoryNetwork`], driven by a manual
+//! clock (every `update` is 10 ms of Bevy time), so every test is deterministic and fast. Real
+//! WebRTC is tested in `tests/webrtc/`; here is the plugin's own logic: connecting, states,
+//! peer entities, delivery, liveness, resume and the reconnect policy.
+
+use bevy::{prelude::*, time::TimeUpdateStrategy};
+use bevy_peer_message::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Bevy time per `update`.
+const STEP: Duration = Duration::from_millis(10);
+const SECOND: Duration = Duration::from_secs(1);
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+struct Numbered(u32);
+
+/// Every message of type `M` the app has seen.
+#[derive(Resource)]
+struct Inbox<M>(Vec<M>);
+
+fn record<M: Message + Clone>(app: &mut App) {
+    app.insert_resource(Inbox::<M>(Vec::new())).add_systems(
+        Update,
+        |mut reader: MessageReader<M>, mut inbox: ResMut<Inbox<M>>| {
+            inbox.0.extend(reader.read().cloned());
+        },
+    );
+}
+
+fn inbox<M: Send + Sync + Clone + 'static>(app: &App) -> Vec<M> {
+    app.world().resource::<Inbox<M>>().0.clone()
+}
+
+/// An app on `network` whose peer id is `id`, with a manual clock and recorders.
+fn app(network: &MemoryNetwork, id: u128, plugin: PeerMessagePlugin) -> App {
+    let mut app = App::new();
+    app.add_plugins(MinimalPlugins)
+        .insert_resource(TimeUpdateStrategy::ManualDuration(STEP))
+        .add_plugins(plugin.in_memory(network).peer_id(PeerId(id)))
+        .add_peer_message::<Numbered>(Delivery::Reliable);
+    record::<PeerConnected>(&mut app);
+    record::<PeerDisconnected>(&mut app);
+    record::<PeerReconnecting>(&mut app);
+    record::<PeerReconnected>(&mut app);
+    record::<PeerError>(&mut app);
+    record::<Received<Numbered>>(&mut app);
+    app
+}
+
+/// Runs a closure with the app's [`PeerMessage`] parameter.
+fn net<R>(app: &mut App, f: impl FnOnce(&mut PeerMessage) -> R) -> R {
+    let world = app.world_mut();
+    let mut state = bevy::ecs::system::SystemState::<PeerMessage>::new(world);
+    let mut param = state.get_mut(world).expect("PeerMessage is available");
+    let r = f(&mut param);
+    state.apply(world);
+    r
+}
+
+fn state(app: &App) -> ConnectionState {
+    *app.world().resource::<State<ConnectionState>>().get()
+}
+
+/// Updates every app once per step for `duration` of Bevy time.
+fn run(apps: &mut [&mut App], duration: Duration) {
+    for _ in 0..duration.as_millis().div_ceil(STEP.as_millis()) {
+        for app in apps.iter_mut() {
+            app.update();
+        }
+    }
+}
+
+/// Updates every app until `done` holds; panics after `limit` of Bevy time.
+fn run_until(
+    apps: &mut [&mut App],
+    limit: Duration,
+    what: &str,
+    done: impl Fn(&[&mut App]) -> bool,
+) {
+    let mut elapsed = Duration::ZERO;
+    while !done(apps) {
+        assert!(elapsed < limit, "{what}: not after {limit:?} of app time");
+        for app in apps.iter_mut() {
+            app.update();
+        }
+        elapsed += STEP;
+    }
+}
+
+/// Host `PeerId(1)` and joiner `PeerId(2)`, connected.
+fn pair(network: &MemoryNetwork, plugin: impl Fn() -> PeerMessagePlugin) -> (App, App) {
+    let mut host = app(network, 1, plugin());
+    let mut joiner = app(network, 2, plugin());
+    net(&mut host, |n| n.host("room"));
+    host.update();
+    net(&mut joiner, |n| n.join("room"));
+    run_until(&mut [&mut host, &mut joiner], SECOND, "connect", |a| {
+        state(a[1]) == ConnectionState::Connected && !inbox::<PeerConnected>(a[0]).is_empty()
+    });
+    (host, joiner)
+}
+
+fn numbers(app: &App) -> Vec<u32> {
+    inbox::<Received<Numbered>>(app)
+        .iter()
+        .map(|r| r.message.0)
+        .collect()
+}
+
+#[test]
+fn host_and_joiner_connect_with_states_entities_and_messages() {
+    let network = MemoryNetwork::default();
+    let mut host = app(&network, 1, PeerMessagePlugin::default());
+    let mut joiner = app(&network, 2, PeerMessagePlugin::default());
+    assert_eq!(state(&host), ConnectionState::Offline);
+    net(&mut host, |n| n.host("room"));
+    host.update();
+    host.update();
+    assert_eq!(
+        state(&host),
+        ConnectionState::Connected,
+        "a host is connected once signalling is up"
+    );
+    net(&mut joiner, |n| n.join("room"));
+    joiner.update(); // PostUpdate applies the join, ...
+    joiner.update(); // ... the next frame's StateTransition the state.
+    assert_eq!(state(&joiner), ConnectionState::Connecting);
+    run_until(&mut [&mut host, &mut joiner], SECOND, "connect", |a| {
+        state(a[1]) == ConnectionState::Connected
+    });
+    host.update();
+
+    let joined = inbox::<PeerConnected>(&host);
+    assert_eq!(joined.len(), 1);
+    assert_eq!((joined[0].peer, joined[0].role), (PeerId(2), Role::Joiner));
+    let peer = host
+        .world()
+        .get::<Peer>(joined[0].entity)
+        .expect("peer entity");
+    assert_eq!((peer.id, peer.role), (PeerId(2), Role::Joiner));
+    let at_joiner = inbox::<PeerConnected>(&joiner);
+    assert_eq!(
+        (at_joiner[0].peer, at_joiner[0].role),
+        (PeerId(1), Role::Host)
+    );
+
+    for i in 0..100 {
+        net(&mut host, |n| n.send(PeerId(2), Numbered(i)));
+    }
+    net(&mut joiner, |n| n.send_to_host(Numbered(1000)));
+    run(&mut [&mut host, &mut joiner], 5 * STEP);
+    assert_eq!(numbers(&joiner), (0..100).collect::<Vec<_>>());
+    assert_eq!(numbers(&host), vec![1000]);
+    let from = inbox::<Received<Numbered>>(&host)[0].from;
+    assert_eq!(from, PeerId(2));
+
+    net(&mut joiner, |n| n.leave());
+    run(&mut [&mut host, &mut joiner], 5 * STEP);
+    assert_eq!(state(&joiner), ConnectionState::Offline);
+    let left = inbox::<PeerDisconnected>(&host);
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].reason, DisconnectReason::Left);
+    assert!(
+        host.world().get_entity(joined[0].entity).is_err(),
+        "entity despawned"
+    );
+    assert!(
+        inbox::<PeerError>(&host).is_empty(),
+        "{:?}",
+        inbox::<PeerError>(&host)
+    );
+}
+
+#[test]
+fn messages_leave_in_the_frame_they_are_sent_and_are_read_in_the_frame_they_arrive() {
+    let network = MemoryNetwork::default();
+    let (mut host, mut joiner) = pair(&network, PeerMessagePlugin::default);
+    net(&mut host, |n| n.send(PeerId(2), Numbered(7)));
+    host.update(); // PostUpdate of this frame sends.
+    joiner.update(); // PreUpdate receives, Update reads.
+    assert_eq!(numbers(&joiner), vec![7], "zero added frames each way");
+}
+
+#[test]
+fn a_host_away_for_a_while_comes_back_and_nothing_is_lost_or_repeated() {
+    let network = MemoryNetwork::default();
+    let plugin = || PeerMessagePlugin::default().liveness_timeout(SECOND);
+    let (mut host, mut joiner) = pair(&network, plugin);
+    let mut sent = 0;
+    for _ in 0..10 {
+        net(&mut host, |n| n.send(PeerId(2), Numbered(sent)));
+        sent += 1;
+        run(&mut [&mut host, &mut joiner], STEP);
+    }
+    network.set_online(PeerId(1), false);
+    // The host keeps sending through a 5 s outage.
+    for _ in 0..500 {
+        if sent < 200 {
+            net(&mut host, |n| n.send(PeerId(2), Numbered(sent)));
+            sent += 1;
+        }
+        run(&mut [&mut host, &mut joiner], STEP);
+    }
+    assert_eq!(inbox::<PeerReconnecting>(&joiner).len(), 1);
+    assert_eq!(state(&joiner), ConnectionState::Reconnecting);
+    network.set_online(PeerId(1), true);
+    run_until(&mut [&mut host, &mut joiner], 5 * SECOND, "resume", |a| {
+        state(a[1]) == ConnectionState::Connected && numbers(a[1]).len() == 200
+    });
+    assert_eq!(numbers(&joiner), (0..200).collect::<Vec<_>>());
+    assert_eq!(inbox::<PeerReconnected>(&joiner).len(), 1);
+    assert!(inbox::<PeerDisconnected>(&joiner).is_empty());
+    assert_eq!(
+        inbox::<PeerConnected>(&joiner).len(),
+        1,
+        "the same session, resumed"
+    );
+}
+
+#[test]
+fn one_outage_is_one_error_however_many_attempts_it_takes() {
+    let network = MemoryNetwork::default();
+    let plugin = || PeerMessagePlugin::default().liveness_timeout(SECOND);
+    let (mut host, mut joiner) = pair(&network, plugin);
+    let opened = network.sockets_opened();
+    network.set_online(PeerId(2), false);
+    run(&mut [&mut host, &mut joiner], 10 * SECOND);
+    let attempts = network.sockets_opened() - opened;
+    assert!(attempts >= 5, "the joiner kept trying ({attempts} sockets)");
+    let errors = inbox::<PeerError>(&joiner);
+    assert!(
+        errors.len() <= 1,
+        "{} errors for one outage: {errors:?}",
+        errors.len()
+    );
+    network.set_online(PeerId(2), true);
+    run_until(&mut [&mut host, &mut joiner], 5 * SECOND, "back", |a| {
+        state(a[1]) == ConnectionState::Connected
+    });
+}
+
+#[test]
+fn reopen_attempts_follow_the_backoff() {
+    let network = MemoryNetwork::default();
+    let backoff = Backoff {
+        base: Duration::from_millis(200),
+        factor: 2.0,
+        cap: Duration::from_millis(800),
+        spread: 0.0,
+    };
+    let plugin = || PeerMessagePlugin::default().backoff(backoff.clone());
+    let (mut host, mut joiner) = pair(&network, plugin);
+    network.set_signaling(false);
+    let opened = network.sockets_opened();
+    // Attempts at 0, 0.2, 0.6, 1.4, 2.2, 3.0 s (within the 100 ms reconnect tick): six in 3.05 s.
+    run(&mut [&mut host, &mut joiner], Duration::from_millis(3050));
+    let attempts = network.sockets_opened() - opened;
+    assert!(
+        (10..=12).contains(&attempts),
+        "host and joiner each re-open 5-6 times in 3 s; {attempts} sockets"
+    );
+    // Links made before the server went down keep working.
+    net(&mut host, |n| n.send(PeerId(2), Numbered(1)));
+    run(&mut [&mut host, &mut joiner], 2 * STEP);
+    assert_eq!(numbers(&joiner), vec![1]);
+    network.set_signaling(true);
+    run(&mut [&mut host, &mut joiner], 2 * SECOND);
+    let opened = network.sockets_opened();
+    run(&mut [&mut host, &mut joiner], 2 * SECOND);
+    assert_eq!(
+        network.sockets_opened(),
+        opened,
+        "no attempts once the server is back"
+    );
+}
+
+#[test]
+fn a_joiner_gives_up_after_the_resume_timeout() {
+    let network = MemoryNetwork::default();
+    let plugin = || {
+        PeerMessagePlugin::default()
+            .liveness_timeout(SECOND)
+            .resume_timeout(3 * SECOND)
+    };
+    let (mut host, mut joiner) = pair(&network, plugin);
+    network.set_online(PeerId(1), false);
+    run(&mut [&mut host, &mut joiner], 5 * SECOND);
+    let gone = inbox::<PeerDisconnected>(&joiner);
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].reason, DisconnectReason::Timeout);
+    assert_eq!(state(&joiner), ConnectionState::Offline);
+    assert_eq!(
+        inbox::<PeerDisconnected>(&host)[0].reason,
+        DisconnectReason::Timeout
+    );
+}
+
+#[test]
+fn a_join_with_no_host_times_out() {
+    let network = MemoryNetwork::default();
+    let mut joiner = app(
+        &network,
+        2,
+        PeerMessagePlugin::default().join_timeout(2 * SECOND),
+    );
+    net(&mut joiner, |n| n.join("empty"));
+    run(&mut [&mut joiner], 1900 * STEP / 10);
+    assert_eq!(state(&joiner), ConnectionState::Connecting);
+    run(&mut [&mut joiner], 20 * STEP);
+    assert_eq!(state(&joiner), ConnectionState::Offline);
+    let errors = inbox::<PeerError>(&joiner);
+    assert!(
+        matches!(
+            errors.as_slice(),
+            [PeerError {
+                error: PeerErrorKind::JoinTimeout { .. },
+                ..
+            }]
+        ),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_full_room_refuses_the_extra_joiner_and_the_others_carry_on() {
+    let network = MemoryNetwork::default();
+    let plugin = || PeerMessagePlugin::default().max_peers(1);
+    let (mut host, mut joiner) = pair(&network, plugin);
+    let mut extra = app(&network, 3, plugin());
+    net(&mut extra, |n| n.join("room"));
+    run(&mut [&mut host, &mut joiner, &mut extra], SECOND);
+    assert_eq!(state(&extra), ConnectionState::Offline);
+    assert!(
+        inbox::<PeerError>(&extra)
+            .iter()
+            .any(|e| e.error == PeerErrorKind::RoomFull),
+        "{:?}",
+        inbox::<PeerError>(&extra)
+    );
+    net(&mut host, |n| n.send(PeerId(2), Numbered(5)));
+    run(&mut [&mut host, &mut joiner], 2 * STEP);
+    assert_eq!(numbers(&joiner), vec![5]);
+    assert_eq!(state(&joiner), ConnectionState::Connected);
+}
+
+#[test]
+fn three_peers_form_a_mesh_and_broadcast_reaches_everyone() {
+    let network = MemoryNetwork::default();
+    let (mut host, mut a) = pair(&network, PeerMessagePlugin::default);
+    let mut b = app(&network, 3, PeerMessagePlugin::default());
+    net(&mut b, |n| n.join("room"));
+    run_until(&mut [&mut host, &mut a, &mut b], SECOND, "mesh", |apps| {
+        apps.iter()
+            .all(|app| inbox::<PeerConnected>(app).len() == 2)
+    });
+    net(&mut b, |n| n.broadcast(Numbered(9)));
+    run(&mut [&mut host, &mut a, &mut b], 2 * STEP);
+    assert_eq!(numbers(&host), vec![9]);
+    assert_eq!(numbers(&a), vec![9]);
+}
