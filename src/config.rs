@@ -156,6 +156,12 @@ pub struct PeerMessageSettings {
     pub reconnect_interval: Duration,
     /// Opt-in rehearsal of a bad network (see [`LinkConditionerConfig`](crate::LinkConditionerConfig)).
     pub conditioner: Option<LinkConditionerConfig>,
+    /// A joiner whose host stayed away past `resume_timeout` joins the room again, as a new
+    /// session, until a host is there or the game calls `leave()` (default `true`). The game
+    /// sees `PeerDisconnected { reason: Timeout }` for the old session, the state
+    /// `Connecting`, then a fresh `PeerConnected`. No `join_timeout` applies to it. With
+    /// `false`, the joiner goes `Offline` instead.
+    pub rejoin: bool,
 }
 
 impl Default for PeerMessageSettings {
@@ -163,6 +169,7 @@ impl Default for PeerMessageSettings {
         Self {
             peer_id: PeerId::random(),
             signaling: Signaling::default(),
+            rejoin: true,
             ice_servers: IceServers::default(),
             join_timeout: Duration::from_secs(10),
             max_peers: 16,

@@ -12,7 +12,7 @@ use crate::{
     core::error::{PeerErrorKind, SendError},
     core::peer::{PeerId, Role},
     core::rng::Rng,
-    core::room::{LocalIdentity, Room, RoomEvent},
+    core::room::{DisconnectReason, LocalIdentity, Room, RoomEvent},
     core::wire::Delivery,
     events::{
         ConnectionState, Peer, PeerConnected, PeerDisconnected, PeerError, PeerReconnected,
@@ -33,7 +33,11 @@ use std::{sync::Arc, time::Duration};
 enum Phase {
     Offline,
     Hosting,
-    Joining { since: Duration },
+    /// `rejoin`: joining again after the host timed out; no join timeout applies.
+    Joining {
+        since: Duration,
+        rejoin: bool,
+    },
     Joined,
 }
 
@@ -328,7 +332,10 @@ impl PeerNetwork {
         self.room_name = Some(room_name);
         self.phase = match role {
             Role::Host => Phase::Hosting,
-            Role::Joiner => Phase::Joining { since: now },
+            Role::Joiner => Phase::Joining {
+                since: now,
+                rejoin: false,
+            },
         };
         Ok(())
     }
@@ -463,8 +470,24 @@ fn apply_event(world: &mut World, net: &mut PeerNetwork, event: RoomEvent) {
             let lost_host =
                 net.phase == Phase::Joined && net.room.as_ref().is_some_and(|r| r.host().is_none());
             if lost_host {
-                // The room is the host's: without it, we leave too.
+                // The room is the host's: without it, we leave too; after a host that timed
+                // out, we join again as a new session (unless the game opted out).
+                let room = net.room_name.clone();
                 net.close(linger(world));
+                if reason == DisconnectReason::Timeout
+                    && world.resource::<PeerMessageSettings>().rejoin
+                    && let Some(room) = room
+                {
+                    info!("the host of {room:?} timed out; joining again as a new session");
+                    match net.open(world, Role::Joiner, room) {
+                        Ok(()) => {
+                            if let Phase::Joining { rejoin, .. } = &mut net.phase {
+                                *rejoin = true;
+                            }
+                        }
+                        Err(e) => error(world, None, e),
+                    }
+                }
             }
         }
         RoomEvent::Error { peer, error: e } => {
@@ -709,7 +732,11 @@ pub(crate) fn transmit(world: &mut World) {
         update_state(world, net);
 
         let now = net.now();
-        if let Phase::Joining { since } = net.phase {
+        if let Phase::Joining {
+            since,
+            rejoin: false,
+        } = net.phase
+        {
             let timeout = world.resource::<PeerMessageSettings>().join_timeout;
             if now.saturating_sub(since) >= timeout {
                 let room = net.room_name.clone().unwrap_or_default();

@@ -161,6 +161,13 @@ impl PeerMessagePlugin {
         self
     }
 
+    /// Whether a joiner whose host stayed away past the resume timeout joins the room again as
+    /// a new session (default `true`; see [`PeerMessageSettings::rejoin`]).
+    pub fn rejoin(mut self, rejoin: bool) -> Self {
+        self.settings.rejoin = rejoin;
+        self
+    }
+
     /// Runs on an in-memory network instead of WebRTC: the whole plugin (handshake, sessions,
     /// liveness, reconnect) between apps in one process, with no socket and no signalling
     /// server. For tests of a game's netcode; drive the apps with a manual clock

@@ -276,7 +276,7 @@ fn reopen_attempts_follow_the_backoff() {
 }
 
 #[test]
-fn a_joiner_gives_up_after_the_resume_timeout() {
+fn after_the_resume_timeout_a_joiner_joins_again_as_a_new_session() {
     let network = MemoryNetwork::default();
     let plugin = || {
         PeerMessagePlugin::default()
@@ -289,11 +289,52 @@ fn a_joiner_gives_up_after_the_resume_timeout() {
     let gone = inbox::<PeerDisconnected>(&joiner);
     assert_eq!(gone.len(), 1);
     assert_eq!(gone[0].reason, DisconnectReason::Timeout);
-    assert_eq!(state(&joiner), ConnectionState::Offline);
     assert_eq!(
         inbox::<PeerDisconnected>(&host)[0].reason,
         DisconnectReason::Timeout
     );
+    assert_eq!(state(&joiner), ConnectionState::Connecting, "joining again");
+    // No join timeout ends a rejoin (the default join timeout is 10 s).
+    run(&mut [&mut host, &mut joiner], 15 * SECOND);
+    assert_eq!(state(&joiner), ConnectionState::Connecting);
+    network.set_online(PeerId(1), true);
+    run_until(&mut [&mut host, &mut joiner], 5 * SECOND, "rejoin", |a| {
+        state(a[1]) == ConnectionState::Connected && inbox::<PeerConnected>(a[0]).len() == 2
+    });
+    assert_eq!(inbox::<PeerConnected>(&joiner).len(), 2, "a fresh session");
+    net(&mut host, |n| n.send(PeerId(2), Numbered(8)));
+    run(&mut [&mut host, &mut joiner], 2 * STEP);
+    assert_eq!(numbers(&joiner), vec![8]);
+    let errors = inbox::<PeerError>(&joiner);
+    assert!(
+        !errors
+            .iter()
+            .any(|e| matches!(e.error, PeerErrorKind::JoinTimeout { .. })),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_joiner_that_opted_out_of_rejoining_goes_offline_after_the_resume_timeout() {
+    let network = MemoryNetwork::default();
+    let plugin = || {
+        PeerMessagePlugin::default()
+            .liveness_timeout(SECOND)
+            .resume_timeout(3 * SECOND)
+            .rejoin(false)
+    };
+    let (mut host, mut joiner) = pair(&network, plugin);
+    network.set_online(PeerId(1), false);
+    run(&mut [&mut host, &mut joiner], 5 * SECOND);
+    assert_eq!(
+        inbox::<PeerDisconnected>(&joiner)[0].reason,
+        DisconnectReason::Timeout
+    );
+    assert_eq!(state(&joiner), ConnectionState::Offline);
+    network.set_online(PeerId(1), true);
+    run(&mut [&mut host, &mut joiner], 2 * SECOND);
+    assert_eq!(state(&joiner), ConnectionState::Offline);
+    assert_eq!(inbox::<PeerConnected>(&joiner).len(), 1);
 }
 
 #[test]
@@ -358,4 +399,62 @@ fn three_peers_form_a_mesh_and_broadcast_reaches_everyone() {
     run(&mut [&mut host, &mut a, &mut b], 2 * STEP);
     assert_eq!(numbers(&host), vec![9]);
     assert_eq!(numbers(&a), vec![9]);
+}
+
+#[test]
+fn a_restarted_host_gets_its_joiners_back() {
+    let network = MemoryNetwork::default();
+    let (host, mut joiner) = pair(&network, PeerMessagePlugin::default);
+    // The host's process ends (its sockets close with it) and starts again: a new app, with a
+    // new random peer id, hosting the same room.
+    drop(host);
+    run(&mut [&mut joiner], 10 * STEP);
+    assert_eq!(state(&joiner), ConnectionState::Reconnecting);
+    let mut restarted = app(&network, 11, PeerMessagePlugin::default());
+    net(&mut restarted, |n| n.host("room"));
+    run_until(
+        &mut [&mut restarted, &mut joiner],
+        5 * SECOND,
+        "rejoin",
+        |a| state(a[1]) == ConnectionState::Connected && !inbox::<PeerConnected>(a[0]).is_empty(),
+    );
+    let gone = inbox::<PeerDisconnected>(&joiner);
+    assert_eq!(gone.len(), 1);
+    assert_eq!(
+        (gone[0].peer, gone[0].reason),
+        (PeerId(1), DisconnectReason::Replaced)
+    );
+    let connected = inbox::<PeerConnected>(&joiner);
+    assert_eq!(
+        connected.last().map(|c| (c.peer, c.role)),
+        Some((PeerId(11), Role::Host))
+    );
+    net(&mut restarted, |n| n.send(PeerId(2), Numbered(3)));
+    run(&mut [&mut restarted, &mut joiner], 2 * STEP);
+    assert_eq!(numbers(&joiner), vec![3]);
+    assert!(
+        inbox::<PeerError>(&restarted).is_empty(),
+        "{:?}",
+        inbox::<PeerError>(&restarted)
+    );
+}
+
+#[test]
+fn a_second_host_is_refused_while_the_first_is_there() {
+    let network = MemoryNetwork::default();
+    let (mut host, mut joiner) = pair(&network, PeerMessagePlugin::default);
+    let mut intruder = app(&network, 12, PeerMessagePlugin::default());
+    net(&mut intruder, |n| n.host("room"));
+    run(&mut [&mut host, &mut joiner, &mut intruder], SECOND);
+    assert!(inbox::<PeerDisconnected>(&joiner).is_empty());
+    assert!(
+        inbox::<PeerError>(&joiner)
+            .iter()
+            .any(|e| e.error == PeerErrorKind::DuplicateHost),
+        "{:?}",
+        inbox::<PeerError>(&joiner)
+    );
+    net(&mut host, |n| n.send(PeerId(2), Numbered(4)));
+    run(&mut [&mut host, &mut joiner], 2 * STEP);
+    assert_eq!(numbers(&joiner), vec![4]);
 }

@@ -33,7 +33,9 @@ pub enum DisconnectReason {
     ProtocolViolation,
     /// The peer refused or dropped us (its reason is in a `PeerError`).
     Refused,
-    /// The same peer id came back as a new incarnation (the app restarted).
+    /// The peer was replaced: the same peer id came back as a new incarnation (the app
+    /// restarted), or, for a joiner's host, another host took the room while this one was
+    /// away (a host that restarted under a new id).
     Replaced,
 }
 
@@ -623,10 +625,21 @@ impl<L: Copy + Eq + Hash> Room<L> {
             return;
         } else if peer == self.local.id {
             Some((PeerErrorKind::SelfConnection, ByeReason::Refused))
-        } else if role == Role::Host
-            && (self.local.role == Role::Host || self.host().is_some_and(|h| h != peer))
-        {
+        } else if role == Role::Host && self.local.role == Role::Host {
             Some((PeerErrorKind::DuplicateHost, ByeReason::Refused))
+        } else if role == Role::Host
+            && let Some(host) = self.host().filter(|h| *h != peer)
+        {
+            if self.away_since(host).is_some() {
+                // Our host is away and a host presents itself in the room: the old one
+                // restarted (under a new id), or gave the room up. The room is the new host's
+                // now; we end the old session and take the new one. (Until peers prove who
+                // they are, any peer could claim this while the host is away.)
+                self.remove_peer(host, DisconnectReason::Replaced);
+                None
+            } else {
+                Some((PeerErrorKind::DuplicateHost, ByeReason::Refused))
+            }
         } else if self.local.role == Role::Host
             && !self.peers.contains_key(&peer)
             && self.peers.len() >= self.max_peers
