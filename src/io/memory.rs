@@ -216,6 +216,17 @@ struct MemorySocket {
     id: RemoteId,
 }
 
+impl MemorySocket {
+    /// Empties one of this socket's queues (outside the lock's scope for the caller).
+    fn take<T: Default>(&self, queue: impl FnOnce(&mut Slot) -> &mut T) -> T {
+        let mut hub = self.network.hub();
+        hub.sockets
+            .get_mut(&self.id)
+            .map(|slot| std::mem::take(queue(slot)))
+            .unwrap_or_default()
+    }
+}
+
 impl Socket for MemorySocket {
     fn signaling(&self) -> SignalingPhase {
         let hub = self.network.hub();
@@ -229,27 +240,13 @@ impl Socket for MemorySocket {
     }
 
     fn poll_links(&mut self, f: &mut dyn FnMut(RemoteId, bool)) {
-        let changes = self
-            .network
-            .hub()
-            .sockets
-            .get_mut(&self.id)
-            .map(|s| std::mem::take(&mut s.link_changes))
-            .unwrap_or_default();
-        for (remote, up) in changes {
+        for (remote, up) in self.take(|slot| &mut slot.link_changes) {
             f(remote, up);
         }
     }
 
     fn receive(&mut self, f: &mut dyn FnMut(RemoteId, Bytes)) {
-        let inbox = self
-            .network
-            .hub()
-            .sockets
-            .get_mut(&self.id)
-            .map(|s| std::mem::take(&mut s.inbox))
-            .unwrap_or_default();
-        for (remote, packet) in inbox {
+        for (remote, packet) in self.take(|slot| &mut slot.inbox) {
             f(remote, packet);
         }
     }
