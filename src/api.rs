@@ -83,21 +83,18 @@ impl PeerMessage<'_> {
     pub fn host_id(&self) -> Option<PeerId> {
         match self.net.role() {
             Some(Role::Host) => Some(self.settings.peer_id),
-            _ => self.net.room().and_then(|r| r.host()),
+            _ => self.net.host(),
         }
     }
 
-    /// The connected peers.
-    pub fn peers(&self) -> impl Iterator<Item = (PeerId, Role)> + '_ {
-        self.net.room().into_iter().flat_map(|r| r.peers())
+    /// The connected peers and their roles.
+    pub fn peers(&self) -> impl Iterator<Item = (PeerId, Role)> + use<> {
+        self.net.peers().into_iter()
     }
 
     /// Live figures for a peer.
-    pub fn stats(&self, peer: PeerId) -> Option<&Stats> {
-        self.net
-            .room()
-            .and_then(|r| r.session(peer))
-            .map(|s| s.stats())
+    pub fn stats(&self, peer: PeerId) -> Option<Stats> {
+        self.net.stats(peer)
     }
 
     /// Sends `message` to `peer`. A refusal is reported as a [`PeerError`].
@@ -150,12 +147,11 @@ impl PeerMessage<'_> {
 
     /// Sends `message` to the host, or says why not.
     pub fn try_send_to_host<M: PeerMessageType>(&mut self, message: &M) -> Result<(), SendError> {
-        let host = self
-            .net
-            .room()
-            .filter(|r| r.local().role == Role::Joiner)
-            .and_then(|r| r.host())
-            .ok_or(SendError::NoHost)?;
+        let host = match self.net.role() {
+            Some(Role::Joiner) => self.net.host(),
+            _ => None,
+        }
+        .ok_or(SendError::NoHost)?;
         self.try_send(host, message)
     }
 

@@ -1,5 +1,6 @@
-//! The Bevy side in memory: two or more `App`s on a [`MemoryNetwork`], driven by a manual
-//! clock (every `update` is 10 ms of Bevy time), so every test is deterministic and fast. Real
+//! The Bevy side in memory: two or more `App`s on a [`MemoryNetwork`], driven by its clock
+//! (each step is 10 ms of network time, then a frame of each app), so every test is
+//! deterministic and fast. Real
 //! WebRTC is tested in `tests/webrtc/`; here is the plugin's own logic: connecting, states,
 //! peer entities, delivery, liveness, resume and the reconnect policy.
 
@@ -62,17 +63,20 @@ fn state(app: &App) -> ConnectionState {
     *app.world().resource::<State<ConnectionState>>().get()
 }
 
-/// Updates every app once per step for `duration` of Bevy time.
-fn run(apps: &mut [&mut App], duration: Duration) {
+/// For `duration`, step by step: the network's time (every app's protocol runs, updated or
+/// not), then one frame of each app in `apps`.
+fn run(network: &MemoryNetwork, apps: &mut [&mut App], duration: Duration) {
     for _ in 0..duration.as_millis().div_ceil(STEP.as_millis()) {
+        network.advance(STEP);
         for app in apps.iter_mut() {
             app.update();
         }
     }
 }
 
-/// Updates every app until `done` holds; panics after `limit` of Bevy time.
+/// Steps as [`run`] does until `done` holds; panics after `limit`.
 fn run_until(
+    network: &MemoryNetwork,
     apps: &mut [&mut App],
     limit: Duration,
     what: &str,
@@ -80,7 +84,8 @@ fn run_until(
 ) {
     let mut elapsed = Duration::ZERO;
     while !done(apps) {
-        assert!(elapsed < limit, "{what}: not after {limit:?} of app time");
+        assert!(elapsed < limit, "{what}: not after {limit:?}");
+        network.advance(STEP);
         for app in apps.iter_mut() {
             app.update();
         }
@@ -95,9 +100,13 @@ fn pair(network: &MemoryNetwork, plugin: impl Fn() -> PeerMessagePlugin) -> (App
     net(&mut host, |n| n.host("room"));
     host.update();
     net(&mut joiner, |n| n.join("room"));
-    run_until(&mut [&mut host, &mut joiner], SECOND, "connect", |a| {
-        state(a[1]) == ConnectionState::Connected && !inbox::<PeerConnected>(a[0]).is_empty()
-    });
+    run_until(
+        network,
+        &mut [&mut host, &mut joiner],
+        SECOND,
+        "connect",
+        |a| state(a[1]) == ConnectionState::Connected && !inbox::<PeerConnected>(a[0]).is_empty(),
+    );
     (host, joiner)
 }
 
@@ -126,9 +135,13 @@ fn host_and_joiner_connect_with_states_entities_and_messages() {
     joiner.update(); // PostUpdate applies the join, ...
     joiner.update(); // ... the next frame's StateTransition the state.
     assert_eq!(state(&joiner), ConnectionState::Connecting);
-    run_until(&mut [&mut host, &mut joiner], SECOND, "connect", |a| {
-        state(a[1]) == ConnectionState::Connected
-    });
+    run_until(
+        &network,
+        &mut [&mut host, &mut joiner],
+        SECOND,
+        "connect",
+        |a| state(a[1]) == ConnectionState::Connected,
+    );
     host.update();
 
     let joined = inbox::<PeerConnected>(&host);
@@ -149,14 +162,14 @@ fn host_and_joiner_connect_with_states_entities_and_messages() {
         net(&mut host, |n| n.send(PeerId(2), Numbered(i)));
     }
     net(&mut joiner, |n| n.send_to_host(Numbered(1000)));
-    run(&mut [&mut host, &mut joiner], 5 * STEP);
+    run(&network, &mut [&mut host, &mut joiner], 5 * STEP);
     assert_eq!(numbers(&joiner), (0..100).collect::<Vec<_>>());
     assert_eq!(numbers(&host), vec![1000]);
     let from = inbox::<Received<Numbered>>(&host)[0].from;
     assert_eq!(from, PeerId(2));
 
     net(&mut joiner, |n| n.leave());
-    run(&mut [&mut host, &mut joiner], 5 * STEP);
+    run(&network, &mut [&mut host, &mut joiner], 5 * STEP);
     assert_eq!(state(&joiner), ConnectionState::Offline);
     let left = inbox::<PeerDisconnected>(&host);
     assert_eq!(left.len(), 1);
@@ -191,7 +204,7 @@ fn a_host_away_for_a_while_comes_back_and_nothing_is_lost_or_repeated() {
     for _ in 0..10 {
         net(&mut host, |n| n.send(PeerId(2), Numbered(sent)));
         sent += 1;
-        run(&mut [&mut host, &mut joiner], STEP);
+        run(&network, &mut [&mut host, &mut joiner], STEP);
     }
     network.set_online(PeerId(1), false);
     // The host keeps sending through a 5 s outage.
@@ -200,14 +213,18 @@ fn a_host_away_for_a_while_comes_back_and_nothing_is_lost_or_repeated() {
             net(&mut host, |n| n.send(PeerId(2), Numbered(sent)));
             sent += 1;
         }
-        run(&mut [&mut host, &mut joiner], STEP);
+        run(&network, &mut [&mut host, &mut joiner], STEP);
     }
     assert_eq!(inbox::<PeerReconnecting>(&joiner).len(), 1);
     assert_eq!(state(&joiner), ConnectionState::Reconnecting);
     network.set_online(PeerId(1), true);
-    run_until(&mut [&mut host, &mut joiner], 5 * SECOND, "resume", |a| {
-        state(a[1]) == ConnectionState::Connected && numbers(a[1]).len() == 200
-    });
+    run_until(
+        &network,
+        &mut [&mut host, &mut joiner],
+        5 * SECOND,
+        "resume",
+        |a| state(a[1]) == ConnectionState::Connected && numbers(a[1]).len() == 200,
+    );
     assert_eq!(numbers(&joiner), (0..200).collect::<Vec<_>>());
     assert_eq!(inbox::<PeerReconnected>(&joiner).len(), 1);
     assert!(inbox::<PeerDisconnected>(&joiner).is_empty());
@@ -218,6 +235,68 @@ fn a_host_away_for_a_while_comes_back_and_nothing_is_lost_or_repeated() {
     );
 }
 
+/// One app's frames stop for 5 s (a level load, a hidden tab) while its link is healthy and
+/// the other app streams to it; the stalled app had queued messages just before.
+fn stall(stalled_is_host: bool) {
+    let network = MemoryNetwork::default();
+    let plugin = || PeerMessagePlugin::default().liveness_timeout(SECOND);
+    let (host, joiner) = pair(&network, plugin);
+    let (mut stalled, mut other, stalled_id, other_id) = if stalled_is_host {
+        (host, joiner, PeerId(1), PeerId(2))
+    } else {
+        (joiner, host, PeerId(2), PeerId(1))
+    };
+    let opened = network.sockets_opened();
+    // Sent in the stalled app's last frame: it leaves in that frame's PostUpdate.
+    for i in 0..5 {
+        net(&mut stalled, |n| n.send(other_id, Numbered(1000 + i)));
+    }
+    stalled.update();
+    // 5 s of network time with only the other app's frames; it sends a message a step.
+    for i in 0..500 {
+        net(&mut other, |n| n.send(stalled_id, Numbered(i)));
+        run(&network, &mut [&mut other], STEP);
+    }
+    for (who, app) in [("the other app", &other), ("the stalled app", &stalled)] {
+        assert!(
+            inbox::<PeerReconnecting>(app).is_empty(),
+            "{who} saw its peer away during a stall of frames"
+        );
+    }
+    assert_eq!(state(&other), ConnectionState::Connected);
+    assert_eq!(
+        network.sockets_opened(),
+        opened,
+        "nobody re-opened a socket"
+    );
+    assert_eq!(numbers(&other), (1000..1005).collect::<Vec<_>>());
+    // Everything sent during the stall is there in the first frame after it, once and in
+    // order.
+    stalled.update();
+    assert_eq!(numbers(&stalled), (0..500).collect::<Vec<_>>());
+    run(&network, &mut [&mut stalled, &mut other], SECOND);
+    assert_eq!(numbers(&stalled).len(), 500);
+    for app in [&stalled, &other] {
+        assert!(inbox::<PeerReconnecting>(app).is_empty());
+        assert!(
+            inbox::<PeerError>(app).is_empty(),
+            "{:?}",
+            inbox::<PeerError>(app)
+        );
+        assert_eq!(inbox::<PeerConnected>(app).len(), 1);
+    }
+}
+
+#[test]
+fn a_host_whose_frames_stall_for_5_s_is_not_taken_for_away() {
+    stall(true);
+}
+
+#[test]
+fn a_joiner_whose_frames_stall_for_5_s_is_not_taken_for_away() {
+    stall(false);
+}
+
 #[test]
 fn one_outage_is_one_error_however_many_attempts_it_takes() {
     let network = MemoryNetwork::default();
@@ -225,7 +304,7 @@ fn one_outage_is_one_error_however_many_attempts_it_takes() {
     let (mut host, mut joiner) = pair(&network, plugin);
     let opened = network.sockets_opened();
     network.set_online(PeerId(2), false);
-    run(&mut [&mut host, &mut joiner], 10 * SECOND);
+    run(&network, &mut [&mut host, &mut joiner], 10 * SECOND);
     let attempts = network.sockets_opened() - opened;
     assert!(attempts >= 5, "the joiner kept trying ({attempts} sockets)");
     let errors = inbox::<PeerError>(&joiner);
@@ -235,9 +314,13 @@ fn one_outage_is_one_error_however_many_attempts_it_takes() {
         errors.len()
     );
     network.set_online(PeerId(2), true);
-    run_until(&mut [&mut host, &mut joiner], 5 * SECOND, "back", |a| {
-        state(a[1]) == ConnectionState::Connected
-    });
+    run_until(
+        &network,
+        &mut [&mut host, &mut joiner],
+        5 * SECOND,
+        "back",
+        |a| state(a[1]) == ConnectionState::Connected,
+    );
 }
 
 #[test]
@@ -254,7 +337,11 @@ fn reopen_attempts_follow_the_backoff() {
     network.set_signaling(false);
     let opened = network.sockets_opened();
     // Attempts at 0, 0.2, 0.6, 1.4, 2.2, 3.0 s (within the 100 ms reconnect tick): six in 3.05 s.
-    run(&mut [&mut host, &mut joiner], Duration::from_millis(3050));
+    run(
+        &network,
+        &mut [&mut host, &mut joiner],
+        Duration::from_millis(3050),
+    );
     let attempts = network.sockets_opened() - opened;
     assert!(
         (10..=12).contains(&attempts),
@@ -262,12 +349,12 @@ fn reopen_attempts_follow_the_backoff() {
     );
     // Links made before the server went down keep working.
     net(&mut host, |n| n.send(PeerId(2), Numbered(1)));
-    run(&mut [&mut host, &mut joiner], 2 * STEP);
+    run(&network, &mut [&mut host, &mut joiner], 2 * STEP);
     assert_eq!(numbers(&joiner), vec![1]);
     network.set_signaling(true);
-    run(&mut [&mut host, &mut joiner], 2 * SECOND);
+    run(&network, &mut [&mut host, &mut joiner], 2 * SECOND);
     let opened = network.sockets_opened();
-    run(&mut [&mut host, &mut joiner], 2 * SECOND);
+    run(&network, &mut [&mut host, &mut joiner], 2 * SECOND);
     assert_eq!(
         network.sockets_opened(),
         opened,
@@ -285,7 +372,7 @@ fn after_the_resume_timeout_a_joiner_joins_again_as_a_new_session() {
     };
     let (mut host, mut joiner) = pair(&network, plugin);
     network.set_online(PeerId(1), false);
-    run(&mut [&mut host, &mut joiner], 5 * SECOND);
+    run(&network, &mut [&mut host, &mut joiner], 5 * SECOND);
     let gone = inbox::<PeerDisconnected>(&joiner);
     assert_eq!(gone.len(), 1);
     assert_eq!(gone[0].reason, DisconnectReason::Timeout);
@@ -295,15 +382,19 @@ fn after_the_resume_timeout_a_joiner_joins_again_as_a_new_session() {
     );
     assert_eq!(state(&joiner), ConnectionState::Connecting, "joining again");
     // No join timeout ends a rejoin (the default join timeout is 10 s).
-    run(&mut [&mut host, &mut joiner], 15 * SECOND);
+    run(&network, &mut [&mut host, &mut joiner], 15 * SECOND);
     assert_eq!(state(&joiner), ConnectionState::Connecting);
     network.set_online(PeerId(1), true);
-    run_until(&mut [&mut host, &mut joiner], 5 * SECOND, "rejoin", |a| {
-        state(a[1]) == ConnectionState::Connected && inbox::<PeerConnected>(a[0]).len() == 2
-    });
+    run_until(
+        &network,
+        &mut [&mut host, &mut joiner],
+        5 * SECOND,
+        "rejoin",
+        |a| state(a[1]) == ConnectionState::Connected && inbox::<PeerConnected>(a[0]).len() == 2,
+    );
     assert_eq!(inbox::<PeerConnected>(&joiner).len(), 2, "a fresh session");
     net(&mut host, |n| n.send(PeerId(2), Numbered(8)));
-    run(&mut [&mut host, &mut joiner], 2 * STEP);
+    run(&network, &mut [&mut host, &mut joiner], 2 * STEP);
     assert_eq!(numbers(&joiner), vec![8]);
     let errors = inbox::<PeerError>(&joiner);
     assert!(
@@ -325,14 +416,14 @@ fn a_joiner_that_opted_out_of_rejoining_goes_offline_after_the_resume_timeout() 
     };
     let (mut host, mut joiner) = pair(&network, plugin);
     network.set_online(PeerId(1), false);
-    run(&mut [&mut host, &mut joiner], 5 * SECOND);
+    run(&network, &mut [&mut host, &mut joiner], 5 * SECOND);
     assert_eq!(
         inbox::<PeerDisconnected>(&joiner)[0].reason,
         DisconnectReason::Timeout
     );
     assert_eq!(state(&joiner), ConnectionState::Offline);
     network.set_online(PeerId(1), true);
-    run(&mut [&mut host, &mut joiner], 2 * SECOND);
+    run(&network, &mut [&mut host, &mut joiner], 2 * SECOND);
     assert_eq!(state(&joiner), ConnectionState::Offline);
     assert_eq!(inbox::<PeerConnected>(&joiner).len(), 1);
 }
@@ -346,9 +437,9 @@ fn a_join_with_no_host_times_out() {
         PeerMessagePlugin::default().join_timeout(2 * SECOND),
     );
     net(&mut joiner, |n| n.join("empty"));
-    run(&mut [&mut joiner], 1900 * STEP / 10);
+    run(&network, &mut [&mut joiner], 1900 * STEP / 10);
     assert_eq!(state(&joiner), ConnectionState::Connecting);
-    run(&mut [&mut joiner], 20 * STEP);
+    run(&network, &mut [&mut joiner], 20 * STEP);
     assert_eq!(state(&joiner), ConnectionState::Offline);
     let errors = inbox::<PeerError>(&joiner);
     assert!(
@@ -370,7 +461,7 @@ fn a_full_room_refuses_the_extra_joiner_and_the_others_carry_on() {
     let (mut host, mut joiner) = pair(&network, plugin);
     let mut extra = app(&network, 3, plugin());
     net(&mut extra, |n| n.join("room"));
-    run(&mut [&mut host, &mut joiner, &mut extra], SECOND);
+    run(&network, &mut [&mut host, &mut joiner, &mut extra], SECOND);
     assert_eq!(state(&extra), ConnectionState::Offline);
     assert!(
         inbox::<PeerError>(&extra)
@@ -380,7 +471,7 @@ fn a_full_room_refuses_the_extra_joiner_and_the_others_carry_on() {
         inbox::<PeerError>(&extra)
     );
     net(&mut host, |n| n.send(PeerId(2), Numbered(5)));
-    run(&mut [&mut host, &mut joiner], 2 * STEP);
+    run(&network, &mut [&mut host, &mut joiner], 2 * STEP);
     assert_eq!(numbers(&joiner), vec![5]);
     assert_eq!(state(&joiner), ConnectionState::Connected);
 }
@@ -391,12 +482,18 @@ fn three_peers_form_a_mesh_and_broadcast_reaches_everyone() {
     let (mut host, mut a) = pair(&network, PeerMessagePlugin::default);
     let mut b = app(&network, 3, PeerMessagePlugin::default());
     net(&mut b, |n| n.join("room"));
-    run_until(&mut [&mut host, &mut a, &mut b], SECOND, "mesh", |apps| {
-        apps.iter()
-            .all(|app| inbox::<PeerConnected>(app).len() == 2)
-    });
+    run_until(
+        &network,
+        &mut [&mut host, &mut a, &mut b],
+        SECOND,
+        "mesh",
+        |apps| {
+            apps.iter()
+                .all(|app| inbox::<PeerConnected>(app).len() == 2)
+        },
+    );
     net(&mut b, |n| n.broadcast(Numbered(9)));
-    run(&mut [&mut host, &mut a, &mut b], 2 * STEP);
+    run(&network, &mut [&mut host, &mut a, &mut b], 2 * STEP);
     assert_eq!(numbers(&host), vec![9]);
     assert_eq!(numbers(&a), vec![9]);
 }
@@ -408,11 +505,12 @@ fn a_restarted_host_gets_its_joiners_back() {
     // The host's process ends (its sockets close with it) and starts again: a new app, with a
     // new random peer id, hosting the same room.
     drop(host);
-    run(&mut [&mut joiner], 10 * STEP);
+    run(&network, &mut [&mut joiner], 10 * STEP);
     assert_eq!(state(&joiner), ConnectionState::Reconnecting);
     let mut restarted = app(&network, 11, PeerMessagePlugin::default());
     net(&mut restarted, |n| n.host("room"));
     run_until(
+        &network,
         &mut [&mut restarted, &mut joiner],
         5 * SECOND,
         "rejoin",
@@ -430,7 +528,7 @@ fn a_restarted_host_gets_its_joiners_back() {
         Some((PeerId(11), Role::Host))
     );
     net(&mut restarted, |n| n.send(PeerId(2), Numbered(3)));
-    run(&mut [&mut restarted, &mut joiner], 2 * STEP);
+    run(&network, &mut [&mut restarted, &mut joiner], 2 * STEP);
     assert_eq!(numbers(&joiner), vec![3]);
     assert!(
         inbox::<PeerError>(&restarted).is_empty(),
@@ -445,7 +543,11 @@ fn a_second_host_is_refused_while_the_first_is_there() {
     let (mut host, mut joiner) = pair(&network, PeerMessagePlugin::default);
     let mut intruder = app(&network, 12, PeerMessagePlugin::default());
     net(&mut intruder, |n| n.host("room"));
-    run(&mut [&mut host, &mut joiner, &mut intruder], SECOND);
+    run(
+        &network,
+        &mut [&mut host, &mut joiner, &mut intruder],
+        SECOND,
+    );
     assert!(inbox::<PeerDisconnected>(&joiner).is_empty());
     assert!(
         inbox::<PeerError>(&joiner)
@@ -455,6 +557,6 @@ fn a_second_host_is_refused_while_the_first_is_there() {
         inbox::<PeerError>(&joiner)
     );
     net(&mut host, |n| n.send(PeerId(2), Numbered(4)));
-    run(&mut [&mut host, &mut joiner], 2 * STEP);
+    run(&network, &mut [&mut host, &mut joiner], 2 * STEP);
     assert_eq!(numbers(&joiner), vec![4]);
 }

@@ -98,6 +98,11 @@ impl<T> LinkConditioner<T> {
         }));
     }
 
+    /// When the earliest held item is due.
+    pub(crate) fn poll_timeout(&self) -> Option<Duration> {
+        self.held.peek().map(|Reverse(h)| h.due)
+    }
+
     /// Hands every item due by `now` to `f`, earliest first.
     pub(crate) fn release(&mut self, now: Duration, mut f: impl FnMut(T)) {
         while self.held.peek().is_some_and(|Reverse(h)| h.due <= now) {

@@ -390,6 +390,50 @@ impl<L: Copy + Eq + Hash> Room<L> {
         }
     }
 
+    /// The next instant the room needs [`Room::check_timeouts`] or
+    /// [`Room::poll_transmit`] to run (`None`: nothing until an input arrives). At or before
+    /// `now`: at once.
+    pub fn poll_timeout(&self, now: Duration) -> Option<Duration> {
+        let policy = self.policy;
+        let mut next: Option<Duration> = None;
+        let mut at = |t: Duration| next = Some(next.map_or(t, |n: Duration| n.min(t)));
+        for link in self.links.values() {
+            if !link.writable {
+                continue;
+            }
+            if !link.pending.is_empty() {
+                at(now);
+            }
+            match link.state {
+                LinkState::Closed => {}
+                LinkState::AwaitingHello => {
+                    at(link
+                        .waiting_since
+                        .map_or(now, |since| since + policy.handshake_timeout));
+                }
+                LinkState::Bound(_) => {}
+            }
+            if link.hello_wanted && !matches!(link.state, LinkState::Closed) {
+                at(link.next_hello);
+            }
+        }
+        for remote in self.peers.values() {
+            match remote.away_since {
+                Some(since) => at(since + policy.resume_timeout),
+                None => at(remote.session.last_heard() + policy.liveness_timeout),
+            }
+            let ready = remote.link.is_some_and(|l| {
+                self.links
+                    .get(&l)
+                    .is_some_and(|l| l.writable && matches!(l.state, LinkState::Bound(_)))
+            });
+            if let Some(t) = remote.session.poll_timeout(now, ready) {
+                at(t);
+            }
+        }
+        next
+    }
+
     /// How many links [`Room::check_timeouts`] ended since the last call because the peer's
     /// `Hello` never came although the link was up for `handshake_timeout`.
     ///
@@ -936,6 +980,90 @@ mod tests {
                 got.push(payload[0]);
             }
         }
+    }
+
+    /// Runs two rooms the way the protocol loop does: a room runs only when a packet arrives
+    /// for it or its `poll_timeout` is due. Packets take `latency`. Returns each room's wakeups.
+    fn run_on_deadlines(
+        rooms: &mut [Room<u32>; 2],
+        links: [u32; 2],
+        from: Duration,
+        until: Duration,
+        latency: Duration,
+    ) -> [u32; 2] {
+        let mut in_transit: Vec<(Duration, usize, Bytes)> = Vec::new();
+        let mut wakeups = [0; 2];
+        let mut now = from;
+        while now <= until {
+            for i in 0..2 {
+                let mut woke = false;
+                in_transit.retain(|(at, to, p)| {
+                    if *to == i && *at <= now {
+                        rooms[i].on_packet(links[i], p.clone(), now);
+                        woke = true;
+                        false
+                    } else {
+                        true
+                    }
+                });
+                if woke || rooms[i].poll_timeout(now).is_some_and(|t| t <= now) {
+                    wakeups[i] += 1;
+                    rooms[i].check_timeouts(now);
+                    rooms[i].poll_transmit(now, &mut |_, _, p| {
+                        in_transit.push((now + latency, 1 - i, p))
+                    });
+                }
+            }
+            let next = rooms
+                .iter()
+                .filter_map(|r| r.poll_timeout(now))
+                .chain(in_transit.iter().map(|(at, _, _)| *at))
+                .min()
+                .expect("a ping is always scheduled");
+            assert!(
+                next > now,
+                "a deadline that does not move would spin the loop"
+            );
+            now = next;
+        }
+        wakeups
+    }
+
+    #[test]
+    fn driven_only_at_its_deadlines_a_pair_connects_delivers_and_stays_alive() {
+        let mut rooms = [room(1, Role::Host), room(2, Role::Joiner)];
+        rooms[0].link_up(10);
+        rooms[1].link_up(20);
+        let ms = Duration::from_millis;
+        run_on_deadlines(&mut rooms, [10, 20], ms(0), ms(100), ms(5));
+        assert!(rooms[1].host().is_some() && rooms[0].peers().count() == 1);
+        // 200 KiB, far more than the in-flight window: acks turn it as they arrive.
+        let big = vec![7u8; 200 * 1024];
+        rooms[0]
+            .send(PeerId(2), 1, &big, Delivery::Reliable)
+            .unwrap();
+        let wakeups = run_on_deadlines(&mut rooms, [10, 20], ms(101), ms(10_000), ms(5));
+        let events = events(&mut rooms[1]);
+        assert!(
+            events.contains(&RoomEvent::Message {
+                from: PeerId(1),
+                kind: 1,
+                payload: Bytes::from(big)
+            }),
+            "{events:?}"
+        );
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, RoomEvent::Reconnecting { .. })),
+            "heartbeats on deadlines keep an idle link alive: {events:?}"
+        );
+        // Idle, a room wakes for its own ping and for the peer's ping and pong: about 12 times
+        // a second with the default 250 ms interval, not once per loop turn.
+        assert!(
+            wakeups.iter().all(|&w| w < 200),
+            "{wakeups:?} wakeups in 10 s"
+        );
     }
 
     #[test]

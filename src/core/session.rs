@@ -546,6 +546,55 @@ impl Session {
         }
     }
 
+    /// Bytes of reliable records sent and not yet acknowledged, and whether the window has
+    /// room for the next unsent record.
+    fn window(&self) -> (usize, bool) {
+        let oldest = self.unacked.front().map_or(self.next_seq, |(s, _)| *s);
+        let start = self.send_next.saturating_sub(oldest) as usize;
+        let in_flight: usize = self.unacked.iter().take(start).map(|(_, r)| r.len()).sum();
+        let open = match self.unacked.get(start) {
+            Some((_, next)) => {
+                in_flight == 0 || in_flight + next.len() <= self.config.max_in_flight
+            }
+            None => false,
+        };
+        (in_flight, open)
+    }
+
+    /// The next instant [`Session::poll_transmit`] has something to do, given whether a link
+    /// is ready (`None`: nothing until an input arrives). Zero: at once.
+    pub fn poll_timeout(&self, now: Duration, link_ready: bool) -> Option<Duration> {
+        if !link_ready {
+            return None;
+        }
+        let mut next = self.next_ping;
+        if self.pong_due.is_some() || !self.control.is_empty() || !self.unreliable.is_empty() {
+            return Some(now);
+        }
+        if self.ack_due {
+            next = next.min(if self.ack_forced {
+                now
+            } else {
+                self.ack_due_since + self.config.ack_delay
+            });
+        }
+        if self.resumed {
+            let (in_flight, open) = self.window();
+            if open {
+                return Some(now);
+            }
+            if in_flight > 0 {
+                let timeout = if self.config.retransmit {
+                    self.rto()
+                } else {
+                    self.config.retransmit_timeout
+                };
+                next = next.min(self.last_ack_progress + timeout);
+            }
+        }
+        Some(next)
+    }
+
     /// Builds the packets to send now and hands them to `out`. `link_ready`: a link to the
     /// peer exists (otherwise everything waits, except unreliable records, which are dropped).
     pub fn poll_transmit(

@@ -10,21 +10,46 @@ use crate::{
     core::wire::Channel,
     io::ice::IceServers,
     io::signaling::{SignalingPhase, SignalingStatus, Watched},
-    io::{RemoteId, Socket, SocketTarget, Transport},
+    io::{Pump, RemoteId, Socket, SocketTarget, Transport},
 };
+use bevy::platform::time::Instant;
 use bytes::Bytes;
-use futures::{FutureExt, channel::oneshot};
+use futures::{FutureExt, Stream, channel::oneshot};
 use matchbox_socket::{
     ChannelConfig, PeerState, RtcIceServerConfig, SignallerBuilder, WebRtcSocket,
     WebRtcSocketBuilder,
 };
-use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
+use std::{
+    panic::AssertUnwindSafe,
+    pin::Pin,
+    sync::{Arc, Mutex, Weak},
+    task::{Context, Poll, Waker},
+    time::Duration,
+};
 
-/// The transport of the product: matchbox WebRTC sockets.
-#[derive(Debug, Default)]
-pub(crate) struct Matchbox;
+/// The transport of the product: matchbox WebRTC sockets, on the wall clock.
+#[derive(Debug)]
+pub(crate) struct Matchbox {
+    epoch: Instant,
+}
+
+impl Default for Matchbox {
+    fn default() -> Self {
+        Self {
+            epoch: Instant::now(),
+        }
+    }
+}
 
 impl Transport for Matchbox {
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    fn drive(&self, pump: Weak<Mutex<dyn Pump>>) {
+        run_loop(pump, self.epoch);
+    }
+
     fn open(&self, target: &SocketTarget) -> Box<dyn Socket> {
         let watched = Watched::new(target.signaller.clone(), target.connect_timeout);
         let status = watched.status();
@@ -113,18 +138,29 @@ impl Socket for MatchboxSocket {
         self.socket.id().map(remote_id)
     }
 
-    fn poll_links(&mut self, f: &mut dyn FnMut(RemoteId, bool)) {
+    fn poll_links(&mut self, waker: &Waker, f: &mut dyn FnMut(RemoteId, bool)) {
         if let Ok(changes) = self.socket.try_update_peers() {
             for (remote, state) in changes {
                 f(remote_id(remote), state == PeerState::Connected);
             }
         }
+        // Nothing is left: polling now only registers the waker. A change that slipped in
+        // between is taken here (the socket's own peer table then misses it, which only its
+        // `connected_peers`/`is_relayed`, unused here, would show).
+        let mut cx = Context::from_waker(waker);
+        while let Poll::Ready(Some((remote, state))) = Pin::new(&mut self.socket).poll_next(&mut cx)
+        {
+            f(remote_id(remote), state == PeerState::Connected);
+        }
     }
 
-    fn receive(&mut self, f: &mut dyn FnMut(RemoteId, Bytes)) {
+    fn receive(&mut self, waker: &Waker, f: &mut dyn FnMut(RemoteId, Bytes)) {
+        let mut cx = Context::from_waker(waker);
         for channel in [Channel::Reliable, Channel::Unreliable] {
             if let Ok(ch) = self.socket.get_channel_mut(channel as usize) {
-                for (remote, packet) in ch.receive() {
+                while let Poll::Ready(Some((remote, packet))) =
+                    Pin::new(&mut *ch).poll_next(&mut cx)
+                {
                     f(remote_id(remote), packet);
                 }
             }
@@ -161,6 +197,88 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into());
     format!("matchbox message loop panicked: {text}")
+}
+
+/// Wakes the native protocol thread.
+#[cfg(not(target_arch = "wasm32"))]
+struct Unpark(std::thread::Thread);
+
+#[cfg(not(target_arch = "wasm32"))]
+impl std::task::Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// The longest the loop sleeps without news: it notices a dropped pump this fast.
+const MAX_IDLE: Duration = Duration::from_secs(1);
+/// The shortest sleep when the pump asks to run again at once (a deadline that cannot move
+/// must not spin the loop).
+const MIN_SLEEP: Duration = Duration::from_millis(1);
+
+/// How long the loop sleeps after a pump that returned `next` at `now`.
+fn sleep_for(next: Option<Duration>, now: Duration) -> Duration {
+    next.map_or(MAX_IDLE, |t| t.saturating_sub(now))
+        .clamp(MIN_SLEEP, MAX_IDLE)
+}
+
+/// Natively: a thread of its own, parked until a socket has news or the deadline comes.
+#[cfg(not(target_arch = "wasm32"))]
+fn run_loop(pump: Weak<Mutex<dyn Pump>>, epoch: Instant) {
+    let spawned = std::thread::Builder::new()
+        .name("peer-message-protocol".into())
+        .spawn(move || {
+            let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+            loop {
+                let Some(pump) = pump.upgrade() else {
+                    return;
+                };
+                let next = crate::io::lock(&pump).pump(epoch.elapsed(), &waker);
+                drop(pump);
+                std::thread::park_timeout(sleep_for(next, epoch.elapsed()));
+            }
+        });
+    if let Err(e) = spawned {
+        bevy::log::error!("could not start the protocol thread: {e}");
+    }
+}
+
+/// On wasm: a task on the browser's event loop, woken by the sockets' events and a timer.
+#[cfg(target_arch = "wasm32")]
+fn run_loop(pump: Weak<Mutex<dyn Pump>>, epoch: Instant) {
+    struct Loop {
+        pump: Weak<Mutex<dyn Pump>>,
+        epoch: Instant,
+        timer: Option<futures_timer::Delay>,
+    }
+    impl Future for Loop {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            loop {
+                let Some(pump) = self.pump.upgrade() else {
+                    return Poll::Ready(());
+                };
+                let next = crate::io::lock(&pump).pump(self.epoch.elapsed(), cx.waker());
+                drop(pump);
+                let sleep = sleep_for(next, self.epoch.elapsed());
+                let timer = self
+                    .timer
+                    .get_or_insert_with(|| futures_timer::Delay::new(sleep));
+                timer.reset(sleep);
+                if Pin::new(timer).poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+    wasm_bindgen_futures::spawn_local(Loop {
+        pump,
+        epoch,
+        timer: None,
+    });
 }
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -5,14 +5,19 @@
 use crate::{
     core::peer::PeerId,
     core::wire::Channel,
-    io::{RemoteId, SignalingPhase, Socket, SocketTarget, Transport},
+    io::{Pump, RemoteId, SignalingPhase, Socket, SocketTarget, Transport},
 };
 use bytes::Bytes;
 use std::{
     collections::{BTreeSet, HashMap, HashSet, VecDeque},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, Weak},
+    task::Waker,
     time::Duration,
 };
+
+/// Rounds of pumping at one instant while packets are still crossing (a handshake takes
+/// three).
+const MAX_ROUNDS: usize = 16;
 
 /// Packets a socket holds unread at most; more are dropped, as a full buffer would.
 const MAX_QUEUED: usize = 1 << 16;
@@ -22,17 +27,26 @@ const MAX_QUEUED: usize = 1 << 16;
 /// signalling server down. Give each app a clone through
 /// [`PeerMessagePlugin::in_memory`](crate::PeerMessagePlugin::in_memory).
 ///
-/// Everything is delivered at once and in order; sockets connect the moment they open. Use
-/// the [`LinkConditionerConfig`](crate::LinkConditionerConfig) for latency and loss.
+/// The network keeps its own clock, which moves only when you call
+/// [`advance`](MemoryNetwork::advance): that runs every app's protocol (heartbeats, acks,
+/// timeouts) as the socket loop would, whether or not the app is updated, so a test can stall
+/// one app's frames and see what its peers see. Everything is delivered at once and in order;
+/// sockets connect the moment they open. Use the
+/// [`LinkConditionerConfig`](crate::LinkConditionerConfig) for latency and loss.
 ///
 /// ```
 /// # use bevy::prelude::*;
 /// # use bevy_peer_message::prelude::*;
+/// # use std::time::Duration;
 /// let network = MemoryNetwork::default();
 /// let mut host = App::new();
 /// host.add_plugins((MinimalPlugins, PeerMessagePlugin::default().in_memory(&network)));
 /// let mut joiner = App::new();
 /// joiner.add_plugins((MinimalPlugins, PeerMessagePlugin::default().in_memory(&network)));
+/// // Each step of the test: time on the network, then a frame of each app.
+/// network.advance(Duration::from_millis(10));
+/// host.update();
+/// joiner.update();
 /// ```
 #[derive(Clone, Default)]
 pub struct MemoryNetwork(Arc<Mutex<Hub>>);
@@ -58,6 +72,10 @@ struct Hub {
     /// connection completes when both are on it again.
     pending: Vec<(RemoteId, RemoteId)>,
     opened: u64,
+    /// The network's clock.
+    clock: Duration,
+    /// Every app's protocol, run by [`MemoryNetwork::advance`].
+    pumps: Vec<Weak<Mutex<dyn Pump>>>,
 }
 
 struct Slot {
@@ -110,6 +128,40 @@ impl MemoryNetwork {
         }
     }
 
+    /// Moves the network's clock forward by `by`, running every app's protocol at each of its
+    /// deadlines on the way (and again at once while packets are crossing), as the socket
+    /// loop of a real transport would.
+    pub fn advance(&self, by: Duration) {
+        let target = self.hub().clock + by;
+        loop {
+            let (now, pumps) = {
+                let mut hub = self.hub();
+                hub.pumps.retain(|p| p.strong_count() > 0);
+                (hub.clock, hub.pumps.clone())
+            };
+            let mut next = target;
+            for _ in 0..MAX_ROUNDS {
+                for pump in pumps.iter().filter_map(Weak::upgrade) {
+                    if let Some(t) = crate::io::lock(&pump).pump(now, Waker::noop()) {
+                        next = next.min(t.max(now + Duration::from_millis(1)));
+                    }
+                }
+                if !self.hub().in_transit() {
+                    break;
+                }
+            }
+            if now >= target {
+                return;
+            }
+            self.hub().clock = next.min(target);
+        }
+    }
+
+    /// Now, on the network's clock.
+    pub fn now(&self) -> Duration {
+        self.hub().clock
+    }
+
     /// How many sockets have been opened so far, by every app.
     pub fn sockets_opened(&self) -> u64 {
         self.hub().opened
@@ -117,6 +169,13 @@ impl MemoryNetwork {
 }
 
 impl Hub {
+    /// Whether a socket has packets or link changes it has not taken yet.
+    fn in_transit(&self) -> bool {
+        self.sockets
+            .values()
+            .any(|s| !s.inbox.is_empty() || !s.link_changes.is_empty())
+    }
+
     /// Links `a` and `b` if both are open and on the network; otherwise keeps the pair pending
     /// (while both are open).
     fn connect(&mut self, a: RemoteId, b: RemoteId) {
@@ -163,6 +222,14 @@ impl Hub {
 }
 
 impl Transport for MemoryNetwork {
+    fn now(&self) -> Duration {
+        MemoryNetwork::now(self)
+    }
+
+    fn drive(&self, pump: Weak<Mutex<dyn Pump>>) {
+        self.hub().pumps.push(pump);
+    }
+
     fn open(&self, target: &SocketTarget) -> Box<dyn Socket> {
         let mut hub = self.hub();
         hub.opened += 1;
@@ -239,13 +306,13 @@ impl Socket for MemorySocket {
         (self.signaling() == SignalingPhase::Up).then_some(Duration::from_millis(1))
     }
 
-    fn poll_links(&mut self, f: &mut dyn FnMut(RemoteId, bool)) {
+    fn poll_links(&mut self, _: &Waker, f: &mut dyn FnMut(RemoteId, bool)) {
         for (remote, up) in self.take(|slot| &mut slot.link_changes) {
             f(remote, up);
         }
     }
 
-    fn receive(&mut self, f: &mut dyn FnMut(RemoteId, Bytes)) {
+    fn receive(&mut self, _: &Waker, f: &mut dyn FnMut(RemoteId, Bytes)) {
         for (remote, packet) in self.take(|slot| &mut slot.inbox) {
             f(remote, packet);
         }

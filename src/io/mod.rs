@@ -2,8 +2,10 @@
 //! signalling session and the peer-to-peer links made through it. The product uses matchbox's
 //! WebRTC socket ([`matchbox`]); tests and games that test their own netcode use the in-memory
 //! network ([`memory`]). [`sockets`] keeps the sockets of one room, the current one and older
-//! ones still carrying links.
+//! ones still carrying links. [`engine`] is the room's protocol beside its sockets, which the
+//! transport runs on its own loop ([`Transport::drive`]), so liveness never waits for a frame.
 
+pub(crate) mod engine;
 pub(crate) mod ice;
 pub(crate) mod matchbox;
 pub(crate) mod memory;
@@ -15,7 +17,11 @@ pub(crate) mod sockets;
 use crate::{core::peer::PeerId, core::wire::Channel, io::ice::IceServers};
 use bytes::Bytes;
 use matchbox_socket::SignallerBuilder;
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex, Weak},
+    task::Waker,
+    time::Duration,
+};
 
 pub(crate) use signaling::SignalingPhase;
 
@@ -46,16 +52,17 @@ pub(crate) struct SocketTarget {
 }
 
 /// One open socket: a signalling session and the links made through it. Every method returns
-/// at once; nothing here may panic on a closed or failed socket.
+/// at once; nothing here may panic on a closed or failed socket. `poll_links` and `receive`
+/// register `waker` to be woken when there is more for them.
 pub(crate) trait Socket: Send + Sync + std::fmt::Debug {
     /// The signalling connection's phase.
     fn signaling(&self) -> SignalingPhase;
     /// How long the signalling connection took to come up, once it is up.
     fn connect_time(&self) -> Option<Duration>;
     /// Links that came up (`true`) or went down (`false`) since the last call.
-    fn poll_links(&mut self, f: &mut dyn FnMut(RemoteId, bool));
+    fn poll_links(&mut self, waker: &Waker, f: &mut dyn FnMut(RemoteId, bool));
     /// Every packet received since the last call.
-    fn receive(&mut self, f: &mut dyn FnMut(RemoteId, Bytes));
+    fn receive(&mut self, waker: &Waker, f: &mut dyn FnMut(RemoteId, Bytes));
     /// Queues a packet to `remote`; `false` if the socket cannot send any more.
     fn send(&mut self, remote: RemoteId, channel: Channel, packet: Bytes) -> bool;
     /// Whether the socket has ended, and how: `Some(Err(..))` after a signalling failure or a
@@ -67,8 +74,27 @@ pub(crate) trait Socket: Send + Sync + std::fmt::Debug {
     fn local_id(&mut self) -> Option<RemoteId>;
 }
 
-/// Opens sockets.
+/// Something that runs beside the sockets: the room's protocol ([`engine::Engine`]).
+pub(crate) trait Pump: Send {
+    /// Handles everything the sockets have and everything due at `now`; the sockets wake
+    /// `waker` when they have more. Returns the next instant it must run again, if any.
+    fn pump(&mut self, now: Duration, waker: &Waker) -> Option<Duration>;
+}
+
+/// Opens sockets, keeps time and runs the protocol beside the sockets.
 pub(crate) trait Transport: Send + Sync + std::fmt::Debug {
     /// Opens a socket; it connects in the background.
     fn open(&self, target: &SocketTarget) -> Box<dyn Socket>;
+    /// Now, on this transport's clock (the wall clock; the in-memory network keeps its own).
+    fn now(&self) -> Duration;
+    /// Runs `pump` on the transport's own loop (a thread natively, the browser's event loop on
+    /// wasm, `MemoryNetwork::advance` in memory): whenever a socket has news and whenever its
+    /// deadline comes, until the pump is dropped.
+    fn drive(&self, pump: Weak<Mutex<dyn Pump>>);
+}
+
+/// Locks a mutex shared with a loop; a panic elsewhere while it was held does not make its
+/// state unreadable (every update to it is complete at each step).
+pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

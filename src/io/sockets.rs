@@ -6,7 +6,7 @@ use crate::{
     io::{RemoteId, SignalingPhase, Socket, SocketTarget, Transport},
 };
 use bytes::Bytes;
-use std::{collections::HashSet, time::Duration};
+use std::{collections::HashSet, task::Waker, time::Duration};
 
 /// One link of ours: which of our sockets it belongs to, and the other end's id on it. The
 /// remote id alone is not enough: after we re-open, our new socket connects again to the same
@@ -139,12 +139,13 @@ impl SocketSet {
         self.sockets.is_empty()
     }
 
-    /// Link changes, then packets, of every socket.
-    pub(crate) fn poll(&mut self, mut f: impl FnMut(Incoming)) {
+    /// Link changes, then packets, of every socket; each socket wakes `waker` when it has
+    /// more.
+    pub(crate) fn poll(&mut self, waker: &Waker, mut f: impl FnMut(Incoming)) {
         for socket in &mut self.sockets {
             let serial = socket.serial;
             let links = &mut socket.links;
-            socket.socket.poll_links(&mut |remote, up| {
+            socket.socket.poll_links(waker, &mut |remote, up| {
                 let link = LinkId {
                     socket: serial,
                     remote,
@@ -161,7 +162,7 @@ impl SocketSet {
             // not write to it before the notice).
             #[cfg(debug_assertions)]
             let traffic = &mut socket.traffic;
-            socket.socket.receive(&mut |remote, packet| {
+            socket.socket.receive(waker, &mut |remote, packet| {
                 links.insert(remote);
                 #[cfg(debug_assertions)]
                 {

@@ -1,5 +1,5 @@
 //! Automatic reconnect: real link cuts between two namespaces, a killed peer process, a killed
-//! and restarted signaling server, a stalled frame loop, and the link conditioner.
+//! and restarted signaling server, frame loops that stall, and the link conditioner.
 
 use crate::{cuts::*, harness::*, netns::*};
 use bevy::prelude::*;
@@ -268,44 +268,97 @@ fn signaling_server_killed_and_restarted() {
     assert!(inbox::<PeerDisconnected>(&joiner).is_empty());
 }
 
-/// A frame loop that stalls (a background tab, a long load) for less than `resume_timeout`
-/// resumes without loss when it runs again.
-#[test]
-fn a_stalled_frame_loop_resumes_without_loss() {
-    let (mut host, mut joiner) = connected_pair("stall");
-    let joiner_id = id(&mut joiner);
+/// One app's frames stop for 5 s (a level load, a shader compile, a hidden tab) while its link
+/// is healthy and the other app streams to it. The protocol runs beside the socket, so
+/// heartbeats and acks keep going: nobody sees the stalled app away, and everything sent
+/// during the stall is there, once and in order, in the stalled app's first frame after it.
+fn stall_for_5_s(stalled_is_host: bool) {
+    let room = if stalled_is_host {
+        "stall-host"
+    } else {
+        "stall-joiner"
+    };
+    let (host, joiner) = connected_pair(room);
+    let (mut stalled, mut other) = if stalled_is_host {
+        (host, joiner)
+    } else {
+        (joiner, host)
+    };
+    let stalled_id = id(&mut stalled);
+    let other_id = id(&mut other);
     let mut sent = 0;
-    let mut stream = |host: &mut App, frames: usize, joiner: Option<&mut App>| {
-        let mut joiner = joiner;
-        for _ in 0..frames {
-            net(host, |n| n.send(joiner_id, Numbered(sent)));
+    let mut stream = |other: &mut App, duration: Duration, stalled: Option<&mut App>| {
+        let mut stalled = stalled;
+        let start = Instant::now();
+        while start.elapsed() < duration {
+            net(other, |n| n.send(stalled_id, Numbered(sent)));
             sent += 1;
-            host.update();
-            if let Some(j) = joiner.as_deref_mut() {
-                j.update();
+            other.update();
+            if let Some(s) = stalled.as_deref_mut() {
+                s.update();
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+        sent
     };
-    stream(&mut host, 50, Some(&mut joiner));
-    // The joiner's frames stop for 3 s; the host keeps sending.
-    stream(&mut host, 300, None);
+    let before_stall = stream(&mut other, SECOND / 2, Some(&mut stalled));
+    // Queued in the stalled app's last frame: it leaves in that frame's PostUpdate.
+    for i in 0..5 {
+        net(&mut stalled, |n| n.send(other_id, Numbered(1_000_000 + i)));
+    }
+    stalled.update();
+    let stall_start = Instant::now();
+    stream(&mut other, 4 * SECOND, None);
+    let sent_by_4_s = stream(&mut other, Duration::ZERO, None);
+    let total = stream(&mut other, SECOND, None);
+    let stall = stall_start.elapsed();
     assert!(
-        !inbox::<PeerReconnecting>(&host).is_empty(),
-        "the host noticed"
+        inbox::<PeerReconnecting>(&other).is_empty(),
+        "the other app saw the stalled one away during a {stall:?} stall of its frames"
     );
-    stream(&mut host, 100, Some(&mut joiner));
-    let total = sent;
+    assert_eq!(state(&other), ConnectionState::Connected);
+    assert_eq!(
+        numbers(&other),
+        (1_000_000..1_000_005).collect::<Vec<_>>(),
+        "what the stalled app sent in its last frame"
+    );
+    // The first frame after the stall reads what the protocol took in during it: at least
+    // everything sent in its first four seconds.
+    stalled.update();
+    let first_frame = numbers(&stalled).len() as u32;
+    assert!(
+        first_frame >= sent_by_4_s,
+        "{first_frame} messages in the first frame after the stall; {before_stall} were sent \
+         before it and {sent_by_4_s} by 4 s into it"
+    );
     run_until(
-        &mut [&mut host, &mut joiner],
+        &mut [&mut stalled, &mut other],
         20 * SECOND,
         "every message",
-        |a| numbers(a[1]).len() >= total as usize,
+        |a| numbers(a[0]).len() >= total as usize,
     );
-    run_for(&mut [&mut host, &mut joiner], SECOND / 2);
-    assert_eq!(numbers(&joiner), (0..total).collect::<Vec<_>>());
-    assert!(!inbox::<PeerReconnected>(&host).is_empty());
-    assert!(inbox::<PeerDisconnected>(&host).is_empty());
+    run_for(&mut [&mut stalled, &mut other], SECOND / 2);
+    assert_eq!(numbers(&stalled), (0..total).collect::<Vec<_>>());
+    for app in [&stalled, &other] {
+        assert!(inbox::<PeerReconnecting>(app).is_empty());
+        assert!(inbox::<PeerReconnected>(app).is_empty());
+        assert!(inbox::<PeerDisconnected>(app).is_empty());
+        assert!(
+            inbox::<PeerError>(app).is_empty(),
+            "{:?}",
+            inbox::<PeerError>(app)
+        );
+    }
+}
+
+#[test]
+fn a_host_whose_frames_stall_for_5_s_is_not_taken_for_away() {
+    stall_for_5_s(true);
+}
+
+#[test]
+fn a_joiner_whose_frames_stall_for_5_s_is_not_taken_for_away() {
+    stall_for_5_s(false);
 }
 
 /// The conditioner at 20 % loss: the unreliable stream loses about a fifth, every reliable

@@ -1,0 +1,213 @@
+//! The reconnect policy: when to re-open the room's socket, how often to try, and what the
+//! game is told. Liveness itself (who is away, who timed out) is the room's, run beside the
+//! sockets; this acts on it, on the Bevy side, on a timer.
+//!
+//! Who re-opens when:
+//! - a joiner whose host is away (silent for `liveness_timeout`, or its link dropped) opens a
+//!   new socket: a fresh signaling session and fresh WebRTC connections, to the host and to
+//!   every other peer; the sessions resume on them;
+//! - any peer whose socket's signaling connection failed or was lost re-opens, keeping the old
+//!   socket while it still carries links in use (existing links keep working; the new socket
+//!   lets new joiners in and lets later drops recover);
+//! - a joiner whose new link never carried a `Hello` re-opens for fresh connections (a host
+//!   leaves that to the joiner, who hears nothing from it and does the same);
+//! - a host whose joiner is away does nothing but wait: the joiner comes back through
+//!   signaling; so does a joiner whose fellow joiner is away.
+//!
+//! Each attempt waits per the backoff. The first failure of an outage is one [`PeerError`](crate::PeerError); the
+//! other attempts of the same outage go to the log. A joiner whose host stays away past
+//! `resume_timeout` joins again as a new session (see `PeerMessageSettings::rejoin`); that
+//! part lives with the room events in the driver.
+
+use super::{Engine, PeerNetwork, Phase, apply_events, error, host_away_since, update_state};
+use crate::{
+    config::PeerMessageSettings,
+    core::error::PeerErrorKind,
+    core::peer::Role,
+    core::rng::Rng,
+    io::{SignalingPhase, lock},
+};
+use bevy::prelude::*;
+use std::time::Duration;
+
+/// The reconnect system's memory.
+#[derive(Debug)]
+pub(super) struct Reconnect {
+    /// How long the last successful signaling connection took: re-open attempts give up after
+    /// four times that (at least 1 s, at most `signaling_connect_timeout`), so an attempt whose
+    /// packets vanished while the network was away is retried as soon as it returns.
+    connect_time: Option<Duration>,
+    attempts: u32,
+    /// This outage (from a socket failing until one is up again) has been reported as a
+    /// `PeerError`; further failures of the same outage only go to the log.
+    outage_reported: bool,
+    next_attempt: Duration,
+    next_tick: Duration,
+    random: Rng,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Self {
+            connect_time: None,
+            attempts: 0,
+            outage_reported: false,
+            next_attempt: Duration::ZERO,
+            next_tick: Duration::ZERO,
+            random: Rng::new(crate::core::peer::random_u128() as u64),
+        }
+    }
+}
+
+impl Reconnect {
+    /// A room was just opened at `now`.
+    pub(super) fn start(&mut self, now: Duration) {
+        self.attempts = 0;
+        self.next_attempt = now;
+        self.connect_time = None;
+    }
+}
+
+/// Reports a socket failure: the first of an outage as a [`PeerError`](crate::PeerError), the others (one per
+/// re-open attempt) in the log only.
+fn socket_failed(world: &mut World, net: &mut PeerNetwork, reason: String) {
+    if net.reconnect.outage_reported {
+        info!(
+            "re-open attempt {} failed: {reason}",
+            net.reconnect.attempts
+        );
+    } else {
+        net.reconnect.outage_reported = true;
+        error(world, None, PeerErrorKind::Signaling(reason));
+    }
+}
+
+/// Run condition of [`reconnect`]: its timer has run out.
+pub(crate) fn reconnect_due(net: Res<PeerNetwork>) -> bool {
+    net.phase != Phase::Offline && net.now() >= net.reconnect.next_tick
+}
+
+/// The reconnect system, on a timer (`reconnect_interval`, in `PreUpdate` after `receive`):
+/// sockets whose loop or signaling died, stalled handshakes, a host that is away, and
+/// re-opening the socket with backoff when the room needs it (see the module's docs).
+pub(crate) fn reconnect(world: &mut World) {
+    world.resource_scope(|world, mut net: Mut<PeerNetwork>| {
+        let net = &mut *net;
+        net.tick();
+        let shared = net.engine.clone();
+        let mut engine = lock(&shared);
+        let engine = &mut *engine;
+        let settings = world.resource::<PeerMessageSettings>().clone();
+        let now = net.now();
+        net.reconnect.next_tick = now + settings.reconnect_interval;
+
+        let stalled = engine
+            .room
+            .as_mut()
+            .map_or(0, |room| room.take_stalled_handshakes());
+        if stalled > 0 {
+            warn!(
+                "{stalled} new link(s) carried no handshake for {:?}; dropped them",
+                settings.resume.handshake_timeout
+            );
+        }
+
+        // Sockets whose loop ended: their links are gone; a current one has failed.
+        let mut failures = Vec::new();
+        if let Some(room) = engine.room.as_mut() {
+            engine.sockets.reap_ended(|socket, result, was_current| {
+                for link in socket.links() {
+                    room.link_down(link, now);
+                }
+                if was_current && !socket.failure_reported {
+                    failures.push(result.err().unwrap_or_else(|| "socket closed".into()));
+                }
+            });
+        }
+        for reason in failures {
+            socket_failed(world, net, reason);
+        }
+        apply_events(world, net, engine);
+
+        let host_away = host_away_since(engine);
+        let stalled_joiner = stalled > 0
+            && engine
+                .room
+                .as_ref()
+                .is_some_and(|r| r.local().role == Role::Joiner);
+        let mut need = engine.sockets.is_empty() || stalled_joiner;
+        let mut lost = None;
+        if let Some(current) = engine.sockets.current() {
+            // A current socket whose signaling failed or dropped.
+            if current.signaling() == SignalingPhase::Down {
+                if !current.failure_reported {
+                    current.failure_reported = true;
+                    lost = Some(if current.ever_up {
+                        "connection to the signaling server lost"
+                    } else {
+                        "could not reach the signaling server"
+                    });
+                }
+                need = true;
+            }
+            if host_away.is_some_and(|since| current.opened_at <= since) {
+                need = true;
+            }
+            if current.signaling() == SignalingPhase::Up {
+                net.reconnect.connect_time = current.connect_time().or(net.reconnect.connect_time);
+                if !need && host_away.is_none() {
+                    net.reconnect.attempts = 0;
+                    net.reconnect.outage_reported = false;
+                }
+            }
+        }
+        if let Some(reason) = lost {
+            socket_failed(world, net, reason.into());
+        }
+        apply_events(world, net, engine);
+        if net.phase != Phase::Offline && need && now >= net.reconnect.next_attempt {
+            reopen(net, engine, &settings, now);
+        }
+        if let Some(room) = engine.room.as_ref() {
+            engine.sockets.retire_unused(|link| room.link_in_use(link));
+        }
+        update_state(world, net, engine);
+    });
+}
+
+fn reopen(
+    net: &mut PeerNetwork,
+    engine: &mut Engine,
+    settings: &PeerMessageSettings,
+    now: Duration,
+) {
+    let Some(mut target) = net.target.clone() else {
+        return;
+    };
+    let attempt = net.reconnect.attempts;
+    net.reconnect.attempts += 1;
+    let random = net.reconnect.random.next_f32();
+    net.reconnect.next_attempt = now + settings.backoff.delay(net.reconnect.attempts, random);
+    // A current socket with links still in use keeps serving them while the new one comes up.
+    let keep = match (engine.sockets.current(), engine.room.as_ref()) {
+        (Some(current), Some(room)) => current.links().any(|l| room.link_in_use(l)),
+        _ => false,
+    };
+    if !keep {
+        engine.sockets.drop_current();
+    }
+    info!(
+        "re-opening the socket (attempt {}, next no sooner than {:?})",
+        attempt + 1,
+        net.reconnect.next_attempt.saturating_sub(now)
+    );
+    let timeout = match net.reconnect.connect_time {
+        Some(t) => (t * 4)
+            .max(Duration::from_secs(1))
+            .min(settings.signaling_connect_timeout),
+        None => settings.signaling_connect_timeout,
+    };
+    target.connect_timeout = timeout;
+    engine.sockets.open(&*net.transport, &target, now);
+    engine.wake();
+}
