@@ -93,7 +93,8 @@ fn app(signaling: Signaling) -> App {
         .add_peer_message::<Spark>(Delivery::Unreliable)
         .add_peer_message::<Blob>(Delivery::Reliable)
         .init_resource::<Inbox>()
-        .add_systems(Update, collect);
+        .init_resource::<Lifecycle>()
+        .add_systems(Update, (collect, collect_lifecycle));
     app
 }
 
@@ -229,6 +230,67 @@ async fn two_apps_in_one_page_exchange_every_delivery() {
     );
 }
 
+/// Frames that stop for 5 s in the browser (a long load; a hidden tab, whose
+/// `requestAnimationFrame` stops): two apps in one page, the host's frames stop while the
+/// joiner streams to it. The protocol runs on the page's event loop beside the socket, woken by
+/// the data channels and its own timer, so the joiner never sees the host away, and everything
+/// it sent during the stall is in the host's first frame after it, once and in order.
+#[wasm_bindgen_test]
+async fn a_host_whose_frames_stall_for_5_s_in_the_browser_is_not_taken_for_away() {
+    prepare().await;
+    let hub = LocalSignalingHub::default();
+    let signaling = || Signaling::custom(Arc::new(hub.clone()), "local://stall");
+    let mut host = app(signaling());
+    let mut joiner = app(signaling());
+    net(&mut host, |n| n.host("stall"));
+    net(&mut joiner, |n| n.join("stall"));
+    run_until(
+        &mut [&mut host, &mut joiner],
+        Duration::from_secs(30),
+        "both to connect",
+        |a| a.iter().all(|app| !inbox(app).connected.is_empty()),
+    )
+    .await;
+    let start = web_time();
+    let (mut sent, mut sent_by_4_s) = (0, 0);
+    while web_time() - start < 5000.0 {
+        net(&mut joiner, |n| n.send_to_host(Numbered(sent)));
+        sent += 1;
+        joiner.update();
+        if web_time() - start < 4000.0 {
+            sent_by_4_s = sent;
+        }
+        sleep(10).await;
+    }
+    let stall = web_time() - start;
+    let lifecycle = joiner.world().resource::<Lifecycle>().clone();
+    assert_eq!(
+        lifecycle.reconnecting, 0,
+        "the joiner saw the host away during a {stall:.0} ms stall of its frames"
+    );
+    host.update();
+    let first_frame = inbox(&host).numbers.len() as u32;
+    console_log(&format!(
+        "stall of {stall:.0} ms: {first_frame} of {sent} messages in the host's first frame after it"
+    ));
+    assert!(
+        first_frame >= sent_by_4_s,
+        "{first_frame} messages in the first frame after the stall, {sent_by_4_s} sent by 4 s"
+    );
+    run_until(
+        &mut [&mut host, &mut joiner],
+        Duration::from_secs(20),
+        "every message",
+        |a| inbox(a[0]).numbers.len() >= sent as usize,
+    )
+    .await;
+    assert_eq!(inbox(&host).numbers, (0..sent).collect::<Vec<_>>());
+    for app in [&host, &joiner] {
+        assert_eq!(app.world().resource::<Lifecycle>().reconnecting, 0);
+        assert!(inbox(app).errors.is_empty(), "{:?}", inbox(app).errors);
+    }
+}
+
 /// The chat example's line, registered under the same explicit name.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 struct Line {
@@ -320,6 +382,47 @@ async fn a_browser_joins_a_native_host() {
     let expected: Vec<String> = (0..100).map(|i| format!("echo: {i}")).collect();
     assert_eq!(joiner.world().resource::<Lines>().0, expected);
     assert!(inbox(&joiner).errors.is_empty(), "no errors");
+    net(&mut joiner, |n| n.leave());
+    joiner.update();
+}
+
+/// A browser joiner whose frames stop for 5 s right after sending 20 lines to the native echo
+/// host: the echoes arrive during the stall (the page's event loop runs the protocol) and are
+/// all in the first frame after it; the host never took the browser for away (the browser
+/// would see its host go silent and reconnect), and the stream carries on.
+#[wasm_bindgen_test]
+async fn a_browser_joiner_whose_frames_stall_for_5_s_keeps_its_native_host() {
+    let mut joiner = join_native_host().await;
+    for i in 0..20 {
+        send_line(&mut joiner, i);
+    }
+    joiner.update();
+    sleep(5000).await;
+    joiner.update();
+    let first_frame = joiner.world().resource::<Lines>().0.len();
+    assert_eq!(
+        first_frame, 20,
+        "every echo, taken in during the stall, in the first frame after it"
+    );
+    for i in 20..40 {
+        send_line(&mut joiner, i);
+    }
+    run_until(
+        &mut [&mut joiner],
+        Duration::from_secs(30),
+        "40 echoes",
+        |a| a[0].world().resource::<Lines>().0.len() >= 40,
+    )
+    .await;
+    let expected: Vec<String> = (0..40).map(|i| format!("echo: {i}")).collect();
+    assert_eq!(joiner.world().resource::<Lines>().0, expected);
+    let lifecycle = joiner.world().resource::<Lifecycle>().clone();
+    assert_eq!(lifecycle.reconnecting, 0, "nobody was taken for away");
+    assert!(
+        inbox(&joiner).errors.is_empty(),
+        "{:?}",
+        inbox(&joiner).errors
+    );
     net(&mut joiner, |n| n.leave());
     joiner.update();
 }

@@ -252,7 +252,10 @@ fn run_loop(pump: Weak<Mutex<dyn Pump>>, epoch: Instant) {
     struct Loop {
         pump: Weak<Mutex<dyn Pump>>,
         epoch: Instant,
-        timer: Option<futures_timer::Delay>,
+        /// The timer and when it fires. It is replaced only for an earlier deadline: dropping
+        /// a timer wakes the task (its channel closes), so replacing it on every poll would
+        /// keep the task awake forever.
+        timer: Option<(futures_timer::Delay, Duration)>,
     }
     impl Future for Loop {
         type Output = ();
@@ -263,14 +266,24 @@ fn run_loop(pump: Weak<Mutex<dyn Pump>>, epoch: Instant) {
                 };
                 let next = crate::io::lock(&pump).pump(self.epoch.elapsed(), cx.waker());
                 drop(pump);
-                let sleep = sleep_for(next, self.epoch.elapsed());
-                let timer = self
+                let now = self.epoch.elapsed();
+                let due = now + sleep_for(next, now);
+                let replace = self
                     .timer
-                    .get_or_insert_with(|| futures_timer::Delay::new(sleep));
-                timer.reset(sleep);
-                if Pin::new(timer).poll(cx).is_pending() {
+                    .as_ref()
+                    .is_none_or(|(_, at)| due + MIN_SLEEP <= *at);
+                if replace {
+                    let delay = futures_timer::Delay::new(due.saturating_sub(now));
+                    self.timer = Some((delay, due));
+                }
+                let fired = match self.timer.as_mut() {
+                    Some((delay, _)) => Pin::new(delay).poll(cx).is_ready(),
+                    None => true,
+                };
+                if !fired {
                     return Poll::Pending;
                 }
+                self.timer = None;
             }
         }
     }
