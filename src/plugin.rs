@@ -21,7 +21,8 @@ use std::{sync::Arc, time::Duration};
 /// Where the plugin's systems run, for games that want to order around them.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PeerMessageSet {
-    /// Runs in [`PreUpdate`]: polls the socket, runs the handshake, writes [`PeerConnected`],
+    /// Runs in [`PreUpdate`]: takes what the protocol received (it runs beside the socket, not
+    /// in frames; see the README's "Frames that stall"), writes [`PeerConnected`],
     /// [`Received<T>`](crate::Received) and the other messages, updates
     /// [`ConnectionState`] and [`PeerStats`](crate::PeerStats). Systems in [`Update`]
     /// see this frame's messages.
@@ -42,7 +43,8 @@ pub enum PeerMessageSet {
 /// - messages [`PeerConnected`], [`PeerDisconnected`], [`PeerReconnected`], [`PeerError`];
 /// - in [`PeerMessageSet::Receive`] ([`PreUpdate`]): an exclusive system that receives, and
 ///   after it the reconnect system, which runs on a timer (`reconnect_interval`, 100 ms) rather
-///   than every frame: liveness, resume timeouts, re-opening the socket with backoff;
+///   than every frame: re-opening the socket with backoff when a host is away or signaling
+///   fails (liveness itself runs beside the socket, whatever the frames do);
 /// - in [`PeerMessageSet::Send`] ([`PostUpdate`]): an exclusive system that applies
 ///   `host`/`join`/`leave` and sends.
 ///
@@ -170,8 +172,8 @@ impl PeerMessagePlugin {
 
     /// Runs on an in-memory network instead of WebRTC: the whole plugin (handshake, sessions,
     /// liveness, reconnect) between apps in one process, with no socket and no signalling
-    /// server. For tests of a game's netcode; drive the apps with a manual clock
-    /// (`TimeUpdateStrategy::ManualDuration`) to make them deterministic. See [`MemoryNetwork`].
+    /// server. For tests of a game's netcode: the protocol runs on the network's own clock,
+    /// moved by [`MemoryNetwork::advance`], so tests are deterministic. See [`MemoryNetwork`].
     pub fn in_memory(mut self, network: &MemoryNetwork) -> Self {
         self.transport = Some(Arc::new(network.clone()));
         self.settings.signaling = Signaling::server("memory:");

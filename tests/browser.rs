@@ -164,18 +164,17 @@ async fn prepare() {
     );
 }
 
-/// Two plugin apps in one page (signaling through an in-page `LocalSignalingHub`): host and
-/// join, then reliable (in order, exactly once), unreliable and a 1 MiB reliable message, both
-/// ways, over the browser's own WebRTC.
-#[wasm_bindgen_test]
-async fn two_apps_in_one_page_exchange_every_delivery() {
+/// A host and a joiner in this page, signaling through an in-page `LocalSignalingHub`,
+/// connected.
+async fn connected_in_one_page(room: &str) -> (App, App) {
     prepare().await;
     let hub = LocalSignalingHub::default();
     let signaling = || Signaling::custom(Arc::new(hub.clone()), "local://page");
     let mut host = app(signaling());
     let mut joiner = app(signaling());
-    net(&mut host, |n| n.host("browser"));
-    net(&mut joiner, |n| n.join("browser"));
+    let room = room.to_owned();
+    net(&mut host, |n| n.host(room.clone()));
+    net(&mut joiner, |n| n.join(room));
     run_until(
         &mut [&mut host, &mut joiner],
         Duration::from_secs(30),
@@ -183,6 +182,15 @@ async fn two_apps_in_one_page_exchange_every_delivery() {
         |a| a.iter().all(|app| !inbox(app).connected.is_empty()),
     )
     .await;
+    (host, joiner)
+}
+
+/// Two plugin apps in one page (signaling through an in-page `LocalSignalingHub`): host and
+/// join, then reliable (in order, exactly once), unreliable and a 1 MiB reliable message, both
+/// ways, over the browser's own WebRTC.
+#[wasm_bindgen_test]
+async fn two_apps_in_one_page_exchange_every_delivery() {
+    let (mut host, mut joiner) = connected_in_one_page("browser").await;
     let joiner_id = net(&mut joiner, |n| n.id());
     let blob: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
     for i in 0..200 {
@@ -237,20 +245,7 @@ async fn two_apps_in_one_page_exchange_every_delivery() {
 /// it sent during the stall is in the host's first frame after it, once and in order.
 #[wasm_bindgen_test]
 async fn a_host_whose_frames_stall_for_5_s_in_the_browser_is_not_taken_for_away() {
-    prepare().await;
-    let hub = LocalSignalingHub::default();
-    let signaling = || Signaling::custom(Arc::new(hub.clone()), "local://stall");
-    let mut host = app(signaling());
-    let mut joiner = app(signaling());
-    net(&mut host, |n| n.host("stall"));
-    net(&mut joiner, |n| n.join("stall"));
-    run_until(
-        &mut [&mut host, &mut joiner],
-        Duration::from_secs(30),
-        "both to connect",
-        |a| a.iter().all(|app| !inbox(app).connected.is_empty()),
-    )
-    .await;
+    let (mut host, mut joiner) = connected_in_one_page("stall").await;
     let start = web_time();
     let (mut sent, mut sent_by_4_s) = (0, 0);
     while web_time() - start < 5000.0 {

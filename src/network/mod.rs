@@ -486,18 +486,25 @@ fn apply_event(world: &mut World, net: &mut PeerNetwork, engine: &mut Engine, ev
     }
 }
 
-/// `PreUpdate`: whatever arrived since the transport's loop last ran (so a packet that came in
-/// just before the frame is read in it), then the events, state and stats.
-pub(crate) fn receive(world: &mut World) {
+/// Runs `f` with the network and its engine locked (once per system run), the clock read.
+fn with_engine(world: &mut World, f: impl FnOnce(&mut World, &mut PeerNetwork, &mut Engine)) {
     world.resource_scope(|world, mut net: Mut<PeerNetwork>| {
         let net = &mut *net;
         net.tick();
         let shared = net.engine.clone();
         let mut engine = lock(&shared);
+        f(world, net, &mut engine);
+    });
+}
+
+/// `PreUpdate`: whatever arrived since the transport's loop last ran (so a packet that came in
+/// just before the frame is read in it), then the events, state and stats.
+pub(crate) fn receive(world: &mut World) {
+    with_engine(world, |world, net, engine| {
         engine.pump(net.now());
-        apply_events(world, net, &mut engine);
-        update_state(world, net, &mut engine);
-        update_stats(world, net, &engine);
+        apply_events(world, net, engine);
+        update_state(world, net, engine);
+        update_stats(world, net, engine);
     });
 }
 
@@ -531,12 +538,7 @@ fn update_stats(world: &mut World, net: &PeerNetwork, engine: &Engine) {
 
 /// `PostUpdate`: host/join/leave requests, then everything queued this frame goes out.
 pub(crate) fn transmit(world: &mut World) {
-    world.resource_scope(|world, mut net: Mut<PeerNetwork>| {
-        let net = &mut *net;
-        net.tick();
-        let shared = net.engine.clone();
-        let mut engine = lock(&shared);
-        let engine = &mut *engine;
+    with_engine(world, |world, net, engine| {
         for command in std::mem::take(&mut net.commands) {
             let result = match command {
                 Command::Host(room) => net.open(engine, world, Role::Host, room),

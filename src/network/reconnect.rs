@@ -19,13 +19,12 @@
 //! `resume_timeout` joins again as a new session (see `PeerMessageSettings::rejoin`); that
 //! part lives with the room events in the driver.
 
-use super::{Engine, PeerNetwork, Phase, apply_events, error, host_away_since, update_state};
+use super::{
+    Engine, PeerNetwork, Phase, apply_events, error, host_away_since, update_state, with_engine,
+};
 use crate::{
-    config::PeerMessageSettings,
-    core::error::PeerErrorKind,
-    core::peer::Role,
-    core::rng::Rng,
-    io::{SignalingPhase, lock},
+    config::PeerMessageSettings, core::error::PeerErrorKind, core::peer::Role, core::rng::Rng,
+    io::SignalingPhase,
 };
 use bevy::prelude::*;
 use std::time::Duration;
@@ -91,12 +90,7 @@ pub(crate) fn reconnect_due(net: Res<PeerNetwork>) -> bool {
 /// sockets whose loop or signaling died, stalled handshakes, a host that is away, and
 /// re-opening the socket with backoff when the room needs it (see the module's docs).
 pub(crate) fn reconnect(world: &mut World) {
-    world.resource_scope(|world, mut net: Mut<PeerNetwork>| {
-        let net = &mut *net;
-        net.tick();
-        let shared = net.engine.clone();
-        let mut engine = lock(&shared);
-        let engine = &mut *engine;
+    with_engine(world, |world, net, engine| {
         let settings = world.resource::<PeerMessageSettings>().clone();
         let now = net.now();
         net.reconnect.next_tick = now + settings.reconnect_interval;
