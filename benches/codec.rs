@@ -282,21 +282,21 @@ fn identity(id: u128, role: Role) -> LocalIdentity {
 fn pair() -> (Room<u32>, Room<u32>) {
     let mut host = Room::new(identity(1, Role::Host), SessionConfig::default(), 8);
     let mut joiner = Room::new(identity(2, Role::Joiner), SessionConfig::default(), 8);
-    host.link_up(10);
-    joiner.link_up(20);
+    host.handle_link_up(10);
+    joiner.handle_link_up(20);
     for _ in 0..3 {
         let mut out = vec![];
         host.poll_transmit(Duration::ZERO, &mut |_, _, p| out.push(p));
         for p in out.drain(..) {
-            joiner.on_packet(20, p, Duration::ZERO);
+            joiner.handle_packet(20, p, Duration::ZERO);
         }
         joiner.poll_transmit(Duration::ZERO, &mut |_, _, p| out.push(p));
         for p in out.drain(..) {
-            host.on_packet(10, p, Duration::ZERO);
+            host.handle_packet(10, p, Duration::ZERO);
         }
     }
-    host.drain_events().for_each(drop);
-    joiner.drain_events().for_each(drop);
+    while host.poll_event().is_some() {}
+    while joiner.poll_event().is_some() {}
     (host, joiner)
 }
 
@@ -337,9 +337,9 @@ fn count_allocs<T: Msg + Clone>(
             sent_packets += packets.len();
         }
         for p in packets.drain(..) {
-            joiner.on_packet(20, p, now);
+            joiner.handle_packet(20, p, now);
         }
-        for event in joiner.drain_events() {
+        while let Some(event) = joiner.poll_event() {
             if let RoomEvent::Message { payload, .. } = event {
                 decoded.push(codec::decode_bounded(&payload, 16 << 20).expect("decode"));
             }
@@ -349,9 +349,9 @@ fn count_allocs<T: Msg + Clone>(
         decoded.clear();
         joiner.poll_transmit(now, &mut |_, _, p| acks.push(p));
         for p in acks.drain(..) {
-            host.on_packet(10, p, now);
+            host.handle_packet(10, p, now);
         }
-        host.drain_events().for_each(drop);
+        while host.poll_event().is_some() {}
         if measuring {
             send += after_send - before;
             receive += after_receive - after_send;

@@ -83,6 +83,16 @@ pub enum PeerErrorKind {
         /// Configured limit.
         limit: usize,
     },
+    /// The peer sent more reliable data past our last ack than its window allows: it ignores
+    /// flow control (an honest peer stops at `max_in_flight` while our game is not taking
+    /// its messages).
+    #[error("the peer sent {bytes} bytes past our last ack; at most {limit} are allowed")]
+    Overrun {
+        /// Bytes received since our last ack.
+        bytes: usize,
+        /// The limit: four in-flight windows.
+        limit: usize,
+    },
     /// The peer runs another protocol version.
     #[error("protocol version mismatch: ours {ours}, theirs {theirs}")]
     VersionMismatch {

@@ -15,7 +15,11 @@ use crate::{
     core::wire::{self, ByeReason, Channel, Delivery, Hello, PROTOCOL_VERSION, Record, Records},
 };
 use bytes::{Bytes, BytesMut};
-use std::{collections::HashMap, hash::Hash, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    hash::Hash,
+    time::Duration,
+};
 
 /// Why a peer left the room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -119,7 +123,7 @@ struct Link {
     /// from (its data overtook the transport's notice) is not writable yet: matchbox drops
     /// what is sent to a peer whose handshake it has not finished.
     writable: bool,
-    /// When [`Room::check_timeouts`] first saw it writable and still waiting for a Hello.
+    /// When [`Room::handle_timeout`] first saw it writable and still waiting for a Hello.
     waiting_since: Option<Duration>,
     /// The peer has bound us on this link: it sent something other than a `Hello` (only a
     /// peer that has our `Hello` does).
@@ -192,7 +196,7 @@ pub struct Room<L> {
     max_peers: usize,
     links: HashMap<L, Link>,
     peers: HashMap<PeerId, Remote<L>>,
-    events: Vec<RoomEvent>,
+    events: VecDeque<RoomEvent>,
     /// The registered message kinds and how each travels; empty: no check (core tests).
     kinds: HashMap<u32, Delivery>,
     /// Links ended because their handshake stalled, since the last `take_stalled_handshakes`.
@@ -219,7 +223,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
             max_peers,
             links: HashMap::new(),
             peers: HashMap::new(),
-            events: Vec::new(),
+            events: VecDeque::new(),
             kinds: HashMap::new(),
             stalled_handshakes: 0,
         }
@@ -328,7 +332,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
     /// Marks peers silent for `liveness_timeout` as away, gives up on peers away for
     /// `resume_timeout`, and ends links still without a `Hello` after `handshake_timeout`
     /// (see [`Room::take_stalled_handshakes`]). Call on a timer.
-    pub fn check_timeouts(&mut self, now: Duration) {
+    pub fn handle_timeout(&mut self, now: Duration) {
         let policy = self.policy;
         let mut stalled = 0;
         for link in self.links.values_mut() {
@@ -344,7 +348,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
             }
         }
         for _ in 0..stalled {
-            self.events.push(RoomEvent::Error {
+            self.events.push_back(RoomEvent::Error {
                 peer: None,
                 error: PeerErrorKind::HandshakeTimeout {
                     after: policy.handshake_timeout,
@@ -390,7 +394,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
         }
     }
 
-    /// The next instant the room needs [`Room::check_timeouts`] or
+    /// The next instant the room needs [`Room::handle_timeout`] or
     /// [`Room::poll_transmit`] to run (`None`: nothing until an input arrives). At or before
     /// `now`: at once.
     pub fn poll_timeout(&self, now: Duration) -> Option<Duration> {
@@ -434,7 +438,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
         next
     }
 
-    /// How many links [`Room::check_timeouts`] ended since the last call because the peer's
+    /// How many links [`Room::handle_timeout`] ended since the last call because the peer's
     /// `Hello` never came although the link was up for `handshake_timeout`.
     ///
     /// Seen with webrtc-rs under load: on a fresh connection, data from the offering side can
@@ -466,17 +470,25 @@ impl<L: Copy + Eq + Hash> Room<L> {
         {
             l.state = LinkState::Closed;
         }
-        self.events.push(RoomEvent::Reconnecting { peer });
+        self.events.push_back(RoomEvent::Reconnecting { peer });
     }
 
-    /// Takes the events produced since the last call.
-    pub fn drain_events(&mut self) -> std::vec::Drain<'_, RoomEvent> {
-        self.events.drain(..)
+    /// The next event, oldest first. A message taken here counts as taken by the game: while
+    /// a peer's messages are not taken, its session stops acking past
+    /// [`SessionConfig::max_undelivered_bytes`] (flow control for stalled frames).
+    pub fn poll_event(&mut self) -> Option<RoomEvent> {
+        let event = self.events.pop_front()?;
+        if let RoomEvent::Message { from, payload, .. } = &event
+            && let Some(remote) = self.peers.get_mut(from)
+        {
+            remote.session.handle_taken(payload.len());
+        }
+        Some(event)
     }
 
     /// A transport link is up (writable): say hello. A link already known because its data
     /// overtook the transport's notice keeps its state and becomes writable.
-    pub fn link_up(&mut self, link: L) {
+    pub fn handle_link_up(&mut self, link: L) {
         match self.links.get_mut(&link) {
             Some(l) => l.writable = true,
             None => self.add_link(link, true),
@@ -518,7 +530,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
     }
 
     /// A transport link is gone.
-    pub fn link_down(&mut self, link: L, now: Duration) {
+    pub fn handle_link_down(&mut self, link: L, now: Duration) {
         let Some(old) = self.links.remove(&link) else {
             return;
         };
@@ -530,7 +542,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
     }
 
     /// One packet from a link.
-    pub fn on_packet(&mut self, link: L, packet: Bytes, now: Duration) {
+    pub fn handle_packet(&mut self, link: L, packet: Bytes, now: Duration) {
         match self.links.get(&link).map(|l| &l.state) {
             Some(LinkState::Closed) => return,
             Some(_) => {}
@@ -557,7 +569,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
                 (LinkState::Closed, _) => return,
                 (LinkState::AwaitingHello, Record::Hello(hello)) => self.on_hello(link, hello, now),
                 (LinkState::AwaitingHello, Record::Bye(reason)) => {
-                    self.events.push(RoomEvent::Error {
+                    self.events.push_back(RoomEvent::Error {
                         peer: None,
                         error: bye_error(reason),
                     });
@@ -599,7 +611,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
                     let peer = *peer;
                     self.close_link(link, None);
                     if reason != ByeReason::Left {
-                        self.events.push(RoomEvent::Error {
+                        self.events.push_back(RoomEvent::Error {
                             peer: Some(peer),
                             error: bye_error(reason),
                         });
@@ -628,13 +640,15 @@ impl<L: Copy + Eq + Hash> Room<L> {
                         counted = true;
                     }
                     let events = &mut self.events;
-                    let result = remote.session.on_record(record, now, &mut |m: Inbound| {
-                        events.push(RoomEvent::Message {
-                            from: peer,
-                            kind: m.kind,
-                            payload: m.payload,
-                        })
-                    });
+                    let result = remote
+                        .session
+                        .handle_record(record, now, &mut |m: Inbound| {
+                            events.push_back(RoomEvent::Message {
+                                from: peer,
+                                kind: m.kind,
+                                payload: m.payload,
+                            })
+                        });
                     if let Err(e) = result {
                         return self.fail_link(link, e);
                     }
@@ -693,7 +707,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
             None
         };
         if let Some((error, bye)) = refuse {
-            self.events.push(RoomEvent::Error {
+            self.events.push_back(RoomEvent::Error {
                 peer: Some(peer),
                 error,
             });
@@ -727,12 +741,13 @@ impl<L: Copy + Eq + Hash> Room<L> {
                     .take()
                     .map_or(Duration::ZERO, |since| now.saturating_sub(since));
                 remote.link = Some(link);
-                remote.session.link_up(now);
+                remote.session.handle_link_up(now);
             }
-            self.events.push(RoomEvent::Reconnected { peer, downtime });
+            self.events
+                .push_back(RoomEvent::Reconnected { peer, downtime });
         } else {
             let mut session = Session::new(peer, self.config.clone(), now);
-            session.link_up(now);
+            session.handle_link_up(now);
             self.peers.insert(
                 peer,
                 Remote {
@@ -743,7 +758,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
                     session,
                 },
             );
-            self.events.push(RoomEvent::Connected { peer, role });
+            self.events.push_back(RoomEvent::Connected { peer, role });
         }
     }
 
@@ -753,7 +768,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
             Some(LinkState::Bound(p)) => Some(*p),
             _ => None,
         };
-        self.events.push(RoomEvent::Error { peer, error });
+        self.events.push_back(RoomEvent::Error { peer, error });
         self.close_link(link, Some(ByeReason::ProtocolViolation));
         if let Some(peer) = peer {
             self.remove_peer(peer, DisconnectReason::ProtocolViolation);
@@ -779,7 +794,8 @@ impl<L: Copy + Eq + Hash> Room<L> {
             {
                 l.state = LinkState::Closed;
             }
-            self.events.push(RoomEvent::Disconnected { peer, reason });
+            self.events
+                .push_back(RoomEvent::Disconnected { peer, reason });
         }
     }
 
@@ -789,7 +805,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
         match link {
             Some(link) if self.links.contains_key(&link) => self.fail_link(link, error),
             _ => {
-                self.events.push(RoomEvent::Error {
+                self.events.push_back(RoomEvent::Error {
                     peer: Some(peer),
                     error,
                 });
@@ -947,14 +963,14 @@ mod tests {
             }
         });
         for p in packets {
-            to.on_packet(link_to, p, now);
+            to.handle_packet(link_to, p, now);
         }
     }
 
     fn connect(a: &mut Room<u32>, b: &mut Room<u32>, la: u32, lb: u32) {
         // `la` is a's id for its link to b; `lb` is b's id for its link to a.
-        a.link_up(la);
-        b.link_up(lb);
+        a.handle_link_up(la);
+        b.handle_link_up(lb);
         for _ in 0..3 {
             pump(a, la, b, lb, Duration::ZERO);
             pump(b, lb, a, la, Duration::ZERO);
@@ -962,12 +978,12 @@ mod tests {
     }
 
     fn events(r: &mut Room<u32>) -> Vec<RoomEvent> {
-        r.drain_events().collect()
+        std::iter::from_fn(|| r.poll_event()).collect()
     }
 
     fn connect_at(a: &mut Room<u32>, b: &mut Room<u32>, la: u32, lb: u32, now: Duration) {
-        a.link_up(la);
-        b.link_up(lb);
+        a.handle_link_up(la);
+        b.handle_link_up(lb);
         for _ in 0..3 {
             pump(a, la, b, lb, now);
             pump(b, lb, a, la, now);
@@ -975,7 +991,7 @@ mod tests {
     }
 
     fn received(r: &mut Room<u32>, got: &mut Vec<u8>) {
-        for e in r.drain_events() {
+        while let Some(e) = r.poll_event() {
             if let RoomEvent::Message { payload, .. } = e {
                 got.push(payload[0]);
             }
@@ -999,7 +1015,7 @@ mod tests {
                 let mut woke = false;
                 in_transit.retain(|(at, to, p)| {
                     if *to == i && *at <= now {
-                        rooms[i].on_packet(links[i], p.clone(), now);
+                        rooms[i].handle_packet(links[i], p.clone(), now);
                         woke = true;
                         false
                     } else {
@@ -1008,7 +1024,7 @@ mod tests {
                 });
                 if woke || rooms[i].poll_timeout(now).is_some_and(|t| t <= now) {
                     wakeups[i] += 1;
-                    rooms[i].check_timeouts(now);
+                    rooms[i].handle_timeout(now);
                     rooms[i].poll_transmit(now, &mut |_, _, p| {
                         in_transit.push((now + latency, 1 - i, p))
                     });
@@ -1032,8 +1048,8 @@ mod tests {
     #[test]
     fn driven_only_at_its_deadlines_a_pair_connects_delivers_and_stays_alive() {
         let mut rooms = [room(1, Role::Host), room(2, Role::Joiner)];
-        rooms[0].link_up(10);
-        rooms[1].link_up(20);
+        rooms[0].handle_link_up(10);
+        rooms[1].handle_link_up(20);
         let ms = Duration::from_millis;
         run_on_deadlines(&mut rooms, [10, 20], ms(0), ms(100), ms(5));
         assert!(rooms[1].host().is_some() && rooms[0].peers().count() == 1);
@@ -1072,7 +1088,7 @@ mod tests {
         let mut joiner = room(2, Role::Joiner);
         // The host's transport reports its link first; the joiner's reports it only after the
         // host's Hello has already arrived (matchbox's peer-state and data channels race).
-        host.link_up(10);
+        host.handle_link_up(10);
         pump(&mut host, 10, &mut joiner, 20, Duration::ZERO);
         assert_eq!(
             events(&mut joiner),
@@ -1087,7 +1103,7 @@ mod tests {
         let mut early = 0;
         joiner.poll_transmit(Duration::ZERO, &mut |_, _, _| early += 1);
         assert_eq!(early, 0, "nothing goes out on a link not reported up");
-        joiner.link_up(20);
+        joiner.handle_link_up(20);
         assert!(
             joiner.link_bound(20),
             "the late notice must not reset the link"
@@ -1126,13 +1142,13 @@ mod tests {
         let mut joiner = room(2, Role::Joiner);
         // Link 20: up, our Hello goes out, nothing ever comes back (the other direction is
         // dead).
-        joiner.link_up(20);
+        joiner.handle_link_up(20);
         joiner.poll_transmit(Duration::ZERO, &mut |_, _, _| {});
-        joiner.check_timeouts(Duration::ZERO);
-        joiner.check_timeouts(4 * s);
+        joiner.handle_timeout(Duration::ZERO);
+        joiner.handle_timeout(4 * s);
         assert_eq!(joiner.take_stalled_handshakes(), 0);
         assert!(joiner.link_in_use(20));
-        joiner.check_timeouts(5 * s + s / 10);
+        joiner.handle_timeout(5 * s + s / 10);
         assert_eq!(joiner.take_stalled_handshakes(), 1);
         assert_eq!(joiner.take_stalled_handshakes(), 0, "counted once");
         assert!(!joiner.link_in_use(20), "tombstoned");
@@ -1144,7 +1160,7 @@ mod tests {
             }]
         );
         // Whatever arrives later on the dead link is ignored, and nothing is sent on it.
-        joiner.on_packet(20, Bytes::from_static(&[0xff]), 6 * s);
+        joiner.handle_packet(20, Bytes::from_static(&[0xff]), 6 * s);
         assert_eq!(events(&mut joiner), vec![]);
         let mut sent_on_20 = 0;
         joiner.poll_transmit(6 * s, &mut |l, _, _| sent_on_20 += usize::from(l == 20));
@@ -1152,8 +1168,8 @@ mod tests {
         // A link that did bring its Hello is not touched.
         let mut host = room(1, Role::Host);
         connect_at(&mut host, &mut joiner, 10, 21, 6 * s);
-        joiner.check_timeouts(6 * s);
-        joiner.check_timeouts(6 * s + s / 2);
+        joiner.handle_timeout(6 * s);
+        joiner.handle_timeout(6 * s + s / 2);
         assert_eq!(joiner.take_stalled_handshakes(), 0);
         assert!(joiner.link_bound(21));
     }
@@ -1177,8 +1193,8 @@ mod tests {
             host.send(PeerId(2), 1, &[i], Delivery::Reliable).unwrap();
         }
         host.poll_transmit(s / 2, &mut |_, _, _| {});
-        host.check_timeouts(s + s / 10);
-        joiner.check_timeouts(s + s / 10);
+        host.handle_timeout(s + s / 10);
+        joiner.handle_timeout(s + s / 10);
         assert_eq!(
             events(&mut host),
             vec![RoomEvent::Reconnecting { peer: PeerId(2) }]
@@ -1211,17 +1227,17 @@ mod tests {
         // Packets that straggle in on the abandoned link are ignored.
         let mut stale = BytesMut::new();
         wire::encode_reliable(&mut stale, 3, 1, &[3]);
-        joiner.on_packet(20, stale.freeze(), 2 * s);
+        joiner.handle_packet(20, stale.freeze(), 2 * s);
         assert!(events(&mut joiner).is_empty());
         // Gone for longer than resume_timeout: a timeout, and the session is freed.
-        host.link_down(11, 3 * s);
+        host.handle_link_down(11, 3 * s);
         assert_eq!(
             events(&mut host),
             vec![RoomEvent::Reconnecting { peer: PeerId(2) }]
         );
-        host.check_timeouts(3 * s + Duration::from_secs(29));
+        host.handle_timeout(3 * s + Duration::from_secs(29));
         assert!(events(&mut host).is_empty());
-        host.check_timeouts(3 * s + Duration::from_secs(30));
+        host.handle_timeout(3 * s + Duration::from_secs(30));
         assert_eq!(
             events(&mut host),
             vec![RoomEvent::Disconnected {
@@ -1264,7 +1280,7 @@ mod tests {
                 Record::Unreliable { kind, .. } => wire::encode_unreliable(&mut p, kind, b""),
                 _ => unreachable!(),
             }
-            host.on_packet(10, p.freeze(), Duration::ZERO);
+            host.handle_packet(10, p.freeze(), Duration::ZERO);
             let ev = events(&mut host);
             assert_eq!(
                 ev[0],
@@ -1355,7 +1371,7 @@ mod tests {
         connect(&mut host, &mut a, 10, 20);
         connect(&mut host, &mut b, 11, 30);
         events(&mut host);
-        host.on_packet(10, Bytes::from_static(&[0x10, 1, 2]), Duration::ZERO);
+        host.handle_packet(10, Bytes::from_static(&[0x10, 1, 2]), Duration::ZERO);
         let ev = events(&mut host);
         assert!(matches!(
             ev[0],
@@ -1384,7 +1400,7 @@ mod tests {
                 ..
             }
         )));
-        host.on_packet(10, Bytes::from_static(&[0xff]), Duration::ZERO);
+        host.handle_packet(10, Bytes::from_static(&[0xff]), Duration::ZERO);
         let ev = events(&mut host);
         assert!(ev.is_empty(), "{ev:?}");
         // The other peer still works.
@@ -1396,8 +1412,8 @@ mod tests {
         let ms = Duration::from_millis(1);
         let mut host = room(1, Role::Host);
         let mut joiner = room(2, Role::Joiner);
-        host.link_up(10);
-        joiner.link_up(20);
+        host.handle_link_up(10);
+        joiner.handle_link_up(20);
         // The joiner's first packet (its Hello) is lost: webrtc-rs can drop the first messages
         // on a fresh connection.
         joiner.poll_transmit(Duration::ZERO, &mut |_, _, _| {});
@@ -1446,14 +1462,14 @@ mod tests {
                 if t > 300 {
                     count_hellos(&p);
                 }
-                joiner.on_packet(20, p, now);
+                joiner.handle_packet(20, p, now);
             }
             joiner.poll_transmit(now, &mut |_, _, p| packets.push(p));
             for p in packets.drain(..) {
                 if t > 300 {
                     count_hellos(&p);
                 }
-                host.on_packet(10, p, now);
+                host.handle_packet(10, p, now);
             }
             received(&mut joiner, &mut to_joiner);
             received(&mut host, &mut to_host);
@@ -1533,7 +1549,7 @@ mod tests {
         let mut joiner = room(2, Role::Joiner);
         connect(&mut host, &mut joiner, 10, 20);
         events(&mut host);
-        host.link_down(10, Duration::ZERO);
+        host.handle_link_down(10, Duration::ZERO);
         assert_eq!(
             events(&mut host),
             vec![RoomEvent::Reconnecting { peer: PeerId(2) }]

@@ -67,18 +67,18 @@ impl Engine {
         if let Some(room) = self.room.as_mut() {
             let conditioner = &mut self.conditioner;
             self.sockets.poll(&self.waker, |incoming| match incoming {
-                Incoming::Link(LinkChange::Up(link)) => room.link_up(link),
-                Incoming::Link(LinkChange::Down(link)) => room.link_down(link, now),
+                Incoming::Link(LinkChange::Up(link)) => room.handle_link_up(link),
+                Incoming::Link(LinkChange::Down(link)) => room.handle_link_down(link, now),
                 Incoming::Packet(link, packet) => match conditioner {
                     // The handshake is exempt, so that reconnects can complete.
                     Some(c) if room.link_bound(link) => c.admit(now, (link, packet)),
-                    _ => room.on_packet(link, packet, now),
+                    _ => room.handle_packet(link, packet, now),
                 },
             });
             if let Some(c) = conditioner {
-                c.release(now, |(link, packet)| room.on_packet(link, packet, now));
+                c.release(now, |(link, packet)| room.handle_packet(link, packet, now));
             }
-            room.check_timeouts(now);
+            room.handle_timeout(now);
         }
         self.transmit(now);
         self.lingering.retain_mut(|l| {

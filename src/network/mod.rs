@@ -335,7 +335,7 @@ impl PeerNetwork {
         let now = self.now();
         if let Some(room) = engine.room.as_mut() {
             room.leave();
-            self.events.extend(room.drain_events());
+            self.events.extend(std::iter::from_fn(|| room.poll_event()));
         }
         engine.transmit(now);
         let sockets = engine.sockets.take_all();
@@ -378,7 +378,7 @@ fn linger(world: &World) -> Duration {
 fn apply_events(world: &mut World, net: &mut PeerNetwork, engine: &mut Engine) {
     loop {
         if let Some(room) = engine.room.as_mut() {
-            net.events.extend(room.drain_events());
+            net.events.extend(std::iter::from_fn(|| room.poll_event()));
         }
         if net.events.is_empty() {
             return;

@@ -111,7 +111,7 @@ pub(crate) fn reconnect(world: &mut World) {
         if let Some(room) = engine.room.as_mut() {
             engine.sockets.reap_ended(|socket, result, was_current| {
                 for link in socket.links() {
-                    room.link_down(link, now);
+                    room.handle_link_down(link, now);
                 }
                 if was_current && !socket.failure_reported {
                     failures.push(result.err().unwrap_or_else(|| "socket closed".into()));

@@ -1,25 +1,41 @@
 //! One remote peer's session: the reliable stream, unreliable sends, fragmentation, acks,
-//! round-trip estimate. Sans-IO and Bevy-free: records in, packets out, time passed in as a
-//! [`Duration`] since any fixed epoch, so tests drive it with a simulated clock.
+//! round-trip estimate. Sans-IO and Bevy-free: records in (`handle_record`), packets out
+//! (`poll_transmit`), the next deadline from `poll_timeout`, time passed in as a [`Duration`]
+//! since any fixed epoch, so tests drive it with a simulated clock.
 //!
 //! Reliability model. Every reliable record (a whole message, or one fragment of a large one)
-//! gets the next sequence number of this session and stays in a bounded resend buffer until the
-//! peer's cumulative [`Ack`](crate::core::wire::Record::Ack) covers it. The receiver delivers only the
-//! next expected number, drops duplicates and anything past a gap, and acks. On a new link (a
-//! reconnect) the peer's first ack says where to resume; everything after it is sent again.
-//! The result is exactly-once, in-order delivery for as long as the session lives, across any
-//! number of links.
+//! gets the next sequence number of this session and stays in a bounded resend buffer
+//! ([`send`]) until the peer's cumulative [`Ack`](crate::core::wire::Record::Ack) covers it.
+//! The receiver ([`recv`]) delivers only the next expected number, drops duplicates and
+//! anything past a gap, and acks. On a new link (a reconnect) the peer's first ack says where
+//! to resume; everything after it is sent again. The result is exactly-once, in-order delivery
+//! for as long as the session lives, across any number of links.
+//!
+//! Flow control. What the session hands up waits for the game (a frame) to take it. While
+//! more than [`SessionConfig::max_undelivered_bytes`] waits, the session stops acking, so an
+//! honest sender stops at its in-flight window and its game sees backpressure; unreliable
+//! messages arriving meanwhile are shed. A peer that keeps sending past the window is dropped
+//! ([`PeerErrorKind::Overrun`]).
 
-use crate::{
-    core::error::{PeerErrorKind, SendError},
-    core::peer::PeerId,
-    core::wire::{self, Channel, Delivery, Record},
+mod reassembly;
+mod recv;
+mod rtt;
+mod send;
+
+use crate::core::{
+    error::{PeerErrorKind, SendError},
+    peer::PeerId,
+    wire::{self, Channel, Delivery, Record},
 };
 use bytes::{Bytes, BytesMut};
-use std::{collections::HashMap, collections::VecDeque, time::Duration};
+use reassembly::Reassembler;
+use recv::{Accept, ReliableReceiver, SequenceCounter, SequencedFilter};
+use rtt::RttEstimator;
+use send::ReliableSender;
+use std::time::Duration;
 
-/// Size of the blocks reliable records are written into (see `Session::arena`).
-const RECORD_ARENA: usize = 64 * 1024;
+/// The shortest adaptive retransmit timeout.
+const MIN_RTO: Duration = Duration::from_millis(100);
 
 /// Limits and timings of a session. All of them bound what a peer can make us hold.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,8 +48,11 @@ pub struct SessionConfig {
     /// Most bytes of reliable records sent but not yet acknowledged (the in-flight window).
     /// The rest waits in the resend buffer and goes out as acks come back, so a large send
     /// does not hit the transport as one burst (which overflows receive buffers and costs
-    /// SCTP a 1 s retransmit). Default 64 KiB: with per-packet kernel overhead that stays
-    /// under the 208 KiB default UDP receive buffer (measured: 256 KiB still lost packets).
+    /// SCTP a 1 s retransmit). The receiver acks at least every quarter of its own window.
+    /// A peer that sends more than four windows past our last ack is dropped
+    /// ([`PeerErrorKind::Overrun`]), so both sides should use the same value. Default 64 KiB:
+    /// with per-packet kernel overhead that stays under the 208 KiB default UDP receive
+    /// buffer.
     pub max_in_flight: usize,
     /// An unreliable message travels whole in one packet of at most this size (default 16 KiB;
     /// at most [`wire::MAX_TRANSPORT_PACKET`]); a larger one is refused at send.
@@ -42,14 +61,20 @@ pub struct SessionConfig {
     pub max_message_size: usize,
     /// Most bytes of reliable records waiting for an ack, per peer.
     pub max_unacked_bytes: usize,
-    /// An ack with nothing else to carry it waits at most this long (default zero: acks go
-    /// out in the frame the data arrived, which is what paces the in-flight window).
+    /// Most bytes of received messages waiting for the game to take them, per peer, before
+    /// the session stops acking (the sender then stops at its window) and sheds unreliable
+    /// messages. Matters while frames stall: the protocol keeps running. Default 8 MiB.
+    pub max_undelivered_bytes: usize,
+    /// An ack with nothing else to carry it waits at most this long (default 1 ms), unless a
+    /// quarter of the in-flight window has arrived since the last one: a stream gets an ack
+    /// per 16 KiB, not one per packet, and a message answered within the delay carries the
+    /// ack in its answer.
     pub ack_delay: Duration,
     /// With unacked data and no ack progress for this long, resend from the oldest unacked.
     /// The longest such wait: once round trips are measured, the timeout adapts
-    /// (`srtt + 4 * jitter`, at least 100 ms) under this cap.
+    /// (`srtt + 4 * rttvar`, at least 100 ms) under this cap.
     pub retransmit_timeout: Duration,
-    /// Whether to retransmit on the adaptive timeout (`srtt + 4 * jitter`). Over WebRTC's
+    /// Whether to retransmit on the adaptive timeout (`srtt + 4 * rttvar`). Over WebRTC's
     /// reliable channel nothing is lost within a link (and a new link resumes from the acks),
     /// so the plugin turns this on only when something above the transport drops packets: the
     /// link conditioner. Off, a stall of the full `retransmit_timeout` without ack progress
@@ -68,7 +93,8 @@ impl Default for SessionConfig {
             max_in_flight: 64 * 1024,
             max_message_size: 1 << 20,
             max_unacked_bytes: 8 << 20,
-            ack_delay: Duration::ZERO,
+            max_undelivered_bytes: 8 << 20,
+            ack_delay: Duration::from_millis(1),
             retransmit_timeout: Duration::from_secs(1),
             retransmit: true,
             ping_interval: Duration::from_millis(250),
@@ -101,6 +127,18 @@ impl SessionConfig {
             .saturating_sub(wire::FRAGMENT_HEADER)
             .clamp(1, u16::MAX as usize)
     }
+
+    /// Bytes received after which an ack goes out at once.
+    fn ack_bytes(&self) -> usize {
+        (self.max_in_flight / 4).max(1)
+    }
+
+    /// Most bytes a peer may send past our last ack.
+    fn overrun_limit(&self) -> usize {
+        self.max_in_flight
+            .saturating_mul(4)
+            .saturating_add(self.packet_budget())
+    }
 }
 
 /// A message the session hands up, still encoded.
@@ -131,13 +169,9 @@ pub struct Stats {
     pub resent: u64,
     /// Reliable records received more than once (dropped).
     pub duplicates: u64,
-}
-
-#[derive(Debug)]
-struct Reassembly {
-    kind: u32,
-    total: usize,
-    buf: Vec<u8>,
+    /// Unreliable messages dropped on arrival because the game had not taken
+    /// `max_undelivered_bytes` of earlier ones (its frames stalled).
+    pub shed: u64,
 }
 
 /// One remote peer's session state.
@@ -145,29 +179,21 @@ struct Reassembly {
 pub struct Session {
     peer: PeerId,
     config: SessionConfig,
-    // Sending.
-    next_seq: u64,
-    unacked: VecDeque<(u64, Bytes)>,
-    /// Reliable records are written here and split off (sharing its allocation), so a steady
-    /// stream costs one allocation per `RECORD_ARENA` bytes rather than one per message.
-    arena: BytesMut,
-    unacked_bytes: usize,
-    send_next: u64,
-    resumed: bool,
-    last_ack_progress: Duration,
-    seq_out: HashMap<u32, u32>,
+    sender: ReliableSender,
+    sequence_out: SequenceCounter,
+    /// Unreliable packets being filled, sent at the next transmit.
     unreliable: Vec<BytesMut>,
+    /// Control records (ping, pong) for the next packet.
     control: BytesMut,
     /// The newest ping to answer: one pong per transmit, however many pings a peer sends.
     pong_due: Option<u64>,
     next_ping: Duration,
-    // Receiving.
-    recv_next: u64,
-    reassembly: Option<Reassembly>,
-    ack_due: bool,
-    ack_forced: bool,
-    ack_due_since: Duration,
-    seq_in: HashMap<u32, u32>,
+    receiver: ReliableReceiver,
+    reassembler: Reassembler,
+    sequence_in: SequencedFilter,
+    /// Bytes handed up that the game has not taken yet.
+    undelivered: usize,
+    rtt: RttEstimator,
     last_heard: Duration,
     epoch: Duration,
     stats: Stats,
@@ -179,24 +205,17 @@ impl Session {
         Self {
             peer,
             config,
-            next_seq: 0,
-            unacked: VecDeque::new(),
-            arena: BytesMut::new(),
-            unacked_bytes: 0,
-            send_next: 0,
-            resumed: false,
-            last_ack_progress: now,
-            seq_out: HashMap::new(),
+            sender: ReliableSender::new(now),
+            sequence_out: SequenceCounter::default(),
             unreliable: Vec::new(),
             control: BytesMut::new(),
             pong_due: None,
             next_ping: now,
-            recv_next: 0,
-            reassembly: None,
-            ack_due: false,
-            ack_forced: false,
-            ack_due_since: now,
-            seq_in: HashMap::new(),
+            receiver: ReliableReceiver::default(),
+            reassembler: Reassembler::default(),
+            sequence_in: SequencedFilter::default(),
+            undelivered: 0,
+            rtt: RttEstimator::default(),
             last_heard: now,
             epoch: now,
             stats: Stats::default(),
@@ -221,17 +240,20 @@ impl Session {
 
     /// Bytes of reliable records not yet acknowledged.
     pub fn unacked_bytes(&self) -> usize {
-        self.unacked_bytes
+        self.sender.unacked_bytes()
+    }
+
+    /// Bytes of messages handed up and not yet taken by the game.
+    pub fn undelivered_bytes(&self) -> usize {
+        self.undelivered
     }
 
     /// A new link to the peer is up (first link or a reconnect). Nothing reliable is sent on it
     /// until the peer's first ack says where to resume; our own first ack goes out at once.
-    pub fn link_up(&mut self, now: Duration) {
-        self.resumed = false;
-        self.ack_forced = true;
-        self.ack_due = true;
+    pub fn handle_link_up(&mut self, now: Duration) {
+        self.sender.link_up(now);
+        self.receiver.force_ack(now);
         self.last_heard = now;
-        self.last_ack_progress = now;
         self.next_ping = now;
         // Unreliable records queued for the old link are not replayed.
         self.unreliable.clear();
@@ -258,49 +280,14 @@ impl Session {
                 delivery: Delivery::Reliable,
             });
         }
-        let single = self.config.reliable_single_max();
-        let chunk = self.config.fragment_chunk();
-        let (records, header) = if size <= single {
-            (1, wire::RELIABLE_HEADER)
-        } else {
-            (size.div_ceil(chunk), wire::FRAGMENT_HEADER)
-        };
-        let needed = size + records * header;
-        if self.unacked_bytes + needed > self.config.max_unacked_bytes {
-            return Err(SendError::Backpressure {
-                peer: self.peer,
-                unacked: self.unacked_bytes,
-                limit: self.config.max_unacked_bytes,
-            });
-        }
-        if size <= single {
-            self.reserve_record(wire::RELIABLE_HEADER + size);
-            wire::encode_reliable(&mut self.arena, self.next_seq, kind, payload);
-            let rec = self.arena.split().freeze();
-            self.push_unacked(rec);
-        } else {
-            for piece in payload.chunks(chunk) {
-                self.reserve_record(wire::FRAGMENT_HEADER + piece.len());
-                wire::encode_fragment(&mut self.arena, self.next_seq, kind, size as u32, piece);
-                let rec = self.arena.split().freeze();
-                self.push_unacked(rec);
-            }
-        }
-        Ok(())
-    }
-
-    /// Room for one record of `len` bytes in the arena: a fresh block when the current one is
-    /// full (the old block lives on until its last record is acknowledged).
-    fn reserve_record(&mut self, len: usize) {
-        if self.arena.capacity() < len {
-            self.arena = BytesMut::with_capacity(len.max(RECORD_ARENA));
-        }
-    }
-
-    fn push_unacked(&mut self, record: Bytes) {
-        self.unacked_bytes += record.len();
-        self.unacked.push_back((self.next_seq, record));
-        self.next_seq += 1;
+        self.sender.push(
+            self.peer,
+            kind,
+            payload,
+            self.config.reliable_single_max(),
+            self.config.fragment_chunk(),
+            self.config.max_unacked_bytes,
+        )
     }
 
     /// Queues an unreliable message (`sequenced`: only the newest of its type is delivered).
@@ -341,9 +328,8 @@ impl Session {
             return Ok(());
         };
         if sequenced {
-            let seq = self.seq_out.entry(kind).or_insert(0);
-            *seq = seq.wrapping_add(1);
-            wire::encode_sequenced(packet, kind, *seq, payload);
+            let seq = self.sequence_out.next(kind);
+            wire::encode_sequenced(packet, kind, seq, payload);
         } else {
             wire::encode_unreliable(packet, kind, payload);
         }
@@ -353,7 +339,7 @@ impl Session {
     /// Handles one record from the peer (not `Hello`/`Bye`, which the room handles).
     /// Delivered messages go to `deliver`, in order. An `Err` means the peer broke the protocol
     /// and must be dropped.
-    pub fn on_record(
+    pub fn handle_record(
         &mut self,
         record: Record,
         now: Duration,
@@ -366,17 +352,17 @@ impl Session {
                     "handshake record inside a session",
                 ));
             }
-            Record::Ack(next) => self.on_ack(next, now)?,
+            Record::Ack(next) => self.stats.resent += self.sender.handle_ack(next, now)?,
             Record::Ping(nonce) => self.pong_due = Some(nonce),
-            Record::Pong(nonce) => self.on_pong(nonce, now),
+            Record::Pong(nonce) => self.handle_pong(nonce, now),
             Record::Reliable { seq, kind, payload } => {
-                if self.accept_seq(seq, now) {
-                    if self.reassembly.is_some() {
+                if self.accept(seq, wire::RELIABLE_HEADER + payload.len(), now)? {
+                    if self.reassembler.in_progress() {
                         return Err(PeerErrorKind::Violation(
                             "whole message inside a fragmented one",
                         ));
                     }
-                    deliver(Inbound { kind, payload });
+                    self.hand_up(kind, payload, deliver);
                 }
             }
             Record::Fragment {
@@ -385,129 +371,73 @@ impl Session {
                 total,
                 chunk,
             } => {
-                if self.accept_seq(seq, now) {
-                    self.on_fragment(kind, total, &chunk, deliver)?;
+                if self.accept(seq, wire::FRAGMENT_HEADER + chunk.len(), now)?
+                    && let Some((kind, message)) =
+                        self.reassembler
+                            .push(kind, total, &chunk, self.config.max_message_size)?
+                {
+                    self.hand_up(kind, message, deliver);
                 }
             }
-            Record::Unreliable { kind, payload } => deliver(Inbound { kind, payload }),
+            Record::Unreliable { kind, payload } => self.hand_up_unreliable(kind, payload, deliver),
             Record::Sequenced { kind, seq, payload } => {
-                let newer = match self.seq_in.get(&kind) {
-                    Some(&last) => (seq.wrapping_sub(last) as i32) > 0,
-                    None => true,
-                };
-                if newer {
-                    self.seq_in.insert(kind, seq);
-                    deliver(Inbound { kind, payload });
+                if self.sequence_in.admit(kind, seq) {
+                    self.hand_up_unreliable(kind, payload, deliver);
                 }
             }
         }
         Ok(())
     }
 
-    /// Whether `seq` is the next one expected; duplicates and gaps are dropped (and re-acked).
-    fn accept_seq(&mut self, seq: u64, now: Duration) -> bool {
-        if !self.ack_due {
-            self.ack_due_since = now;
-        }
-        self.ack_due = true;
-        if seq == self.recv_next {
-            self.recv_next += 1;
-            true
-        } else {
-            if seq < self.recv_next {
-                self.stats.duplicates += 1;
-            }
-            false
-        }
-    }
-
-    fn on_fragment(
-        &mut self,
-        kind: u32,
-        total: u32,
-        chunk: &[u8],
-        deliver: &mut impl FnMut(Inbound),
-    ) -> Result<(), PeerErrorKind> {
-        let total = total as usize;
-        let reassembly = match &mut self.reassembly {
-            Some(r) => {
-                if r.kind != kind || r.total != total {
-                    return Err(PeerErrorKind::Violation(
-                        "fragment does not continue the message in progress",
-                    ));
-                }
-                r
-            }
-            None => {
-                if total > self.config.max_message_size {
-                    return Err(PeerErrorKind::MessageTooLarge {
-                        size: total as u64,
-                        limit: self.config.max_message_size,
+    /// Whether reliable record `seq` (`len` bytes on the wire) is the next one; a peer far
+    /// past our last ack is an error.
+    fn accept(&mut self, seq: u64, len: usize, now: Duration) -> Result<bool, PeerErrorKind> {
+        match self.receiver.accept(seq, len, now, self.config.ack_bytes()) {
+            Accept::Next => {
+                let limit = self.config.overrun_limit();
+                if self.receiver.unacked_in() > limit {
+                    return Err(PeerErrorKind::Overrun {
+                        bytes: self.receiver.unacked_in(),
+                        limit,
                     });
                 }
-                // Grow with what actually arrives, not with what the peer claims.
-                self.reassembly.insert(Reassembly {
-                    kind,
-                    total,
-                    buf: Vec::with_capacity(total.min(64 * 1024)),
-                })
+                Ok(true)
             }
-        };
-        if reassembly.buf.len() + chunk.len() > reassembly.total {
-            return Err(PeerErrorKind::Violation(
-                "fragments overrun the message length",
-            ));
+            Accept::Duplicate => {
+                self.stats.duplicates += 1;
+                Ok(false)
+            }
+            Accept::Gap => Ok(false),
         }
-        reassembly.buf.extend_from_slice(chunk);
-        if reassembly.buf.len() == reassembly.total
-            && let Some(done) = self.reassembly.take()
-        {
-            deliver(Inbound {
-                kind: done.kind,
-                payload: Bytes::from(done.buf),
-            });
-        }
-        Ok(())
     }
 
-    fn on_ack(&mut self, next: u64, now: Duration) -> Result<(), PeerErrorKind> {
-        if next > self.next_seq {
-            return Err(PeerErrorKind::Violation(
-                "ack for a sequence number never sent",
-            ));
+    fn hand_up(&mut self, kind: u32, payload: Bytes, deliver: &mut impl FnMut(Inbound)) {
+        self.undelivered += payload.len();
+        deliver(Inbound { kind, payload });
+    }
+
+    fn hand_up_unreliable(&mut self, kind: u32, payload: Bytes, deliver: &mut impl FnMut(Inbound)) {
+        if self.undelivered > self.config.max_undelivered_bytes {
+            self.stats.shed += 1;
+        } else {
+            self.hand_up(kind, payload, deliver);
         }
-        let oldest = self.unacked.front().map_or(self.next_seq, |(s, _)| *s);
-        if next < oldest {
-            if !self.resumed {
-                // The peer lost records we already freed: the stream cannot be repaired.
-                return Err(PeerErrorKind::Violation(
-                    "resume point before acknowledged data",
-                ));
-            }
-            return Ok(()); // A stale ack.
+    }
+
+    /// The game took a message of `len` bytes that this session handed up. Below
+    /// `max_undelivered_bytes` again, acks resume at once.
+    pub fn handle_taken(&mut self, len: usize) {
+        let limit = self.config.max_undelivered_bytes;
+        let was_over = self.undelivered > limit;
+        self.undelivered = self.undelivered.saturating_sub(len);
+        if was_over && self.undelivered <= limit {
+            self.receiver.hurry();
         }
-        while let Some((seq, rec)) = self.unacked.front() {
-            if *seq >= next {
-                break;
-            }
-            self.unacked_bytes -= rec.len();
-            self.unacked.pop_front();
-        }
-        if next > oldest {
-            self.last_ack_progress = now;
-        }
-        if !self.resumed {
-            // First ack on this link: resume from there.
-            self.resumed = true;
-            self.last_ack_progress = now;
-            if self.send_next > next {
-                self.stats.resent += self.send_next - next;
-            }
-            self.send_next = next;
-        } else if self.send_next < next {
-            self.send_next = next;
-        }
-        Ok(())
+    }
+
+    /// Acks go out only while the game keeps up (flow control).
+    fn may_ack(&self) -> bool {
+        self.undelivered <= self.config.max_undelivered_bytes
     }
 
     /// Turns retransmits on timeout on or off (see [`SessionConfig::retransmit`]).
@@ -515,84 +445,46 @@ impl Session {
         self.config.retransmit = on;
     }
 
-    /// The current retransmit timeout.
-    pub fn rto(&self) -> Duration {
-        match self.stats.rtt {
-            Some(srtt) => (srtt + 4 * self.stats.jitter)
-                .max(Duration::from_millis(100))
-                .min(self.config.retransmit_timeout),
-            None => self.config.retransmit_timeout,
+    /// How long sent records may go without ack progress before they are sent again.
+    fn retransmit_timeout(&self) -> Duration {
+        if self.config.retransmit {
+            self.rtt.rto(MIN_RTO, self.config.retransmit_timeout)
+        } else {
+            self.config.retransmit_timeout
         }
     }
 
-    fn on_pong(&mut self, nonce: u64, now: Duration) {
+    fn handle_pong(&mut self, nonce: u64, now: Duration) {
         let sent = self.epoch + Duration::from_micros(nonce);
-        let Some(sample) = now.checked_sub(sent) else {
-            return;
-        };
-        if sample > Duration::from_secs(60) {
-            return;
+        if let Some(sample) = now.checked_sub(sent) {
+            self.rtt.sample(sample);
+            self.stats.rtt = self.rtt.srtt();
+            self.stats.jitter = self.rtt.rttvar();
         }
-        match self.stats.rtt {
-            None => {
-                self.stats.rtt = Some(sample);
-                self.stats.jitter = sample / 2;
-            }
-            Some(srtt) => {
-                let diff = srtt.abs_diff(sample);
-                self.stats.jitter = (self.stats.jitter * 3 + diff) / 4;
-                self.stats.rtt = Some((srtt * 7 + sample) / 8);
-            }
-        }
-    }
-
-    /// Bytes of reliable records sent and not yet acknowledged, and whether the window has
-    /// room for the next unsent record.
-    fn window(&self) -> (usize, bool) {
-        let oldest = self.unacked.front().map_or(self.next_seq, |(s, _)| *s);
-        let start = self.send_next.saturating_sub(oldest) as usize;
-        let in_flight: usize = self.unacked.iter().take(start).map(|(_, r)| r.len()).sum();
-        let open = match self.unacked.get(start) {
-            Some((_, next)) => {
-                in_flight == 0 || in_flight + next.len() <= self.config.max_in_flight
-            }
-            None => false,
-        };
-        (in_flight, open)
     }
 
     /// The next instant [`Session::poll_transmit`] has something to do, given whether a link
-    /// is ready (`None`: nothing until an input arrives). Zero: at once.
+    /// is ready (`None`: nothing until an input arrives). `now`: at once.
     pub fn poll_timeout(&self, now: Duration, link_ready: bool) -> Option<Duration> {
         if !link_ready {
             return None;
         }
-        let mut next = self.next_ping;
-        if self.pong_due.is_some() || !self.control.is_empty() || !self.unreliable.is_empty() {
+        if self.pong_due.is_some()
+            || !self.control.is_empty()
+            || !self.unreliable.is_empty()
+            || self.sender.ready(self.config.max_in_flight)
+        {
             return Some(now);
         }
-        if self.ack_due {
-            next = next.min(if self.ack_forced {
-                now
-            } else {
-                self.ack_due_since + self.config.ack_delay
-            });
-        }
-        if self.resumed {
-            let (in_flight, open) = self.window();
-            if open {
-                return Some(now);
-            }
-            if in_flight > 0 {
-                let timeout = if self.config.retransmit {
-                    self.rto()
-                } else {
-                    self.config.retransmit_timeout
-                };
-                next = next.min(self.last_ack_progress + timeout);
-            }
-        }
-        Some(next)
+        let ack = self
+            .receiver
+            .ack_deadline(self.config.ack_delay)
+            .filter(|_| self.may_ack());
+        let resend = self.sender.timeout_at(self.retransmit_timeout());
+        [Some(self.next_ping), ack, resend]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Builds the packets to send now and hands them to `out`. `link_ready`: a link to the
@@ -611,65 +503,37 @@ impl Session {
         // transport drops records, such as the link conditioner). Without `retransmit` the
         // fixed `retransmit_timeout` still applies, as a safety net: over SCTP acks progress
         // every round trip, and a stall that long means records were lost above it.
-        let timeout = if self.config.retransmit {
-            self.rto()
-        } else {
-            self.config.retransmit_timeout
-        };
-        if self.resumed
-            && self.send_next > self.unacked.front().map_or(self.next_seq, |(s, _)| *s)
-            && now.saturating_sub(self.last_ack_progress) >= timeout
-            && let Some((oldest, _)) = self.unacked.front()
-        {
-            self.stats.resent += self.send_next - oldest;
-            self.send_next = *oldest;
-            self.last_ack_progress = now;
-        }
+        self.stats.resent += self.sender.check_timeout(now, self.retransmit_timeout());
         if now >= self.next_ping {
             let nonce = now.saturating_sub(self.epoch).as_micros() as u64;
             wire::encode_ping(&mut self.control, nonce);
             self.next_ping = now + self.config.ping_interval;
         }
-
-        let budget = self.config.packet_budget();
         if let Some(nonce) = self.pong_due.take() {
             wire::encode_pong(&mut self.control, nonce);
         }
+        let budget = self.config.packet_budget();
+        let window = self.config.max_in_flight;
         let mut packet = std::mem::take(&mut self.control);
-        let has_reliable = self.resumed && self.send_next < self.next_seq;
-        // Acks ride along with every reliable-channel packet (pings included, so at least every
+        // Acks ride along with every control packet (pings included, so at least every
         // `ping_interval`): an ack lost above the transport (the conditioner) is repaired by
         // the next one, and a peer waiting for our resume point on a new link gets it.
-        let ack_now = (self.ack_due
-            && (self.ack_forced
-                || has_reliable
-                || now.saturating_sub(self.ack_due_since) >= self.config.ack_delay))
-            || !packet.is_empty();
-        if ack_now {
-            wire::encode_ack(&mut packet, self.recv_next);
-            self.ack_due = false;
-            self.ack_forced = false;
+        let riding = self.sender.ready(window);
+        if self.may_ack()
+            && (!packet.is_empty() || self.receiver.ack_wanted(now, self.config.ack_delay, riding))
+        {
+            wire::encode_ack(&mut packet, self.receiver.ack_point());
+            self.receiver.acked();
         }
-        if has_reliable {
-            let oldest = self.unacked.front().map_or(self.next_seq, |(s, _)| *s);
-            let start = (self.send_next - oldest) as usize;
-            let mut in_flight: usize = self.unacked.iter().take(start).map(|(_, r)| r.len()).sum();
-            for (_, rec) in self.unacked.iter().skip(start) {
-                // Always let one record out, however large, so a stream never stalls.
-                if in_flight > 0 && in_flight + rec.len() > self.config.max_in_flight {
-                    break;
-                }
-                in_flight += rec.len();
-                if !packet.is_empty() && packet.len() + rec.len() > budget {
-                    let full = std::mem::take(&mut packet).freeze();
-                    emit(&mut self.stats, Channel::Reliable, full, out);
-                }
-                if packet.is_empty() {
-                    packet.reserve(rec.len().max(1200).min(budget));
-                }
-                packet.extend_from_slice(rec);
-                self.send_next += 1;
+        while let Some(record) = self.sender.next_record(window) {
+            if !packet.is_empty() && packet.len() + record.len() > budget {
+                let full = std::mem::take(&mut packet).freeze();
+                emit(&mut self.stats, Channel::Reliable, full, out);
             }
+            if packet.is_empty() {
+                packet.reserve(record.len().max(1200).min(budget));
+            }
+            packet.extend_from_slice(&record);
         }
         if !packet.is_empty() {
             emit(&mut self.stats, Channel::Reliable, packet.freeze(), out);
@@ -723,8 +587,8 @@ mod tests {
             let now = Duration::ZERO;
             let mut a = Session::new(PeerId(2), config(), now);
             let mut b = Session::new(PeerId(1), config(), now);
-            a.link_up(now);
-            b.link_up(now);
+            a.handle_link_up(now);
+            b.handle_link_up(now);
             Pair {
                 a,
                 b,
@@ -749,7 +613,8 @@ mod tests {
             for (_, p) in packets {
                 s.count_in(p.len());
                 for r in Records::checked(p.clone()).unwrap() {
-                    s.on_record(r.unwrap(), now, &mut |m| got.push(m)).unwrap();
+                    s.handle_record(r.unwrap(), now, &mut |m| got.push(m))
+                        .unwrap();
                 }
             }
         }
@@ -843,22 +708,6 @@ mod tests {
     }
 
     #[test]
-    fn resend_buffer_is_bounded() {
-        let mut s = Session::new(PeerId(1), config(), Duration::ZERO);
-        let chunk = vec![0u8; 60 * 1024];
-        let mut sent = 0;
-        let err = loop {
-            match s.send_reliable(1, &chunk) {
-                Ok(()) => sent += 1,
-                Err(e) => break e,
-            }
-        };
-        assert_eq!(sent, 4);
-        assert!(matches!(err, SendError::Backpressure { .. }));
-        assert!(s.unacked_bytes() <= config().max_unacked_bytes);
-    }
-
-    #[test]
     fn unreliable_is_delivered_and_sequenced_drops_stale() {
         let mut p = Pair::new();
         p.run(1);
@@ -878,28 +727,6 @@ mod tests {
             .map(|m| m.payload[0])
             .collect();
         assert_eq!(seq, vec![10, 11, 12]);
-    }
-
-    #[test]
-    fn sequence_comparison_wraps() {
-        let mut s = Session::new(PeerId(1), config(), Duration::ZERO);
-        let mut got = vec![];
-        let mut d = |m: Inbound| got.push(m.payload[0]);
-        for (seq, tag) in [
-            (u32::MAX - 1, 1u8),
-            (u32::MAX, 2),
-            (0, 3),
-            (1, 4),
-            (u32::MAX, 5),
-        ] {
-            let r = Record::Sequenced {
-                kind: 3,
-                seq,
-                payload: Bytes::copy_from_slice(&[tag]),
-            };
-            s.on_record(r, Duration::ZERO, &mut d).unwrap();
-        }
-        assert_eq!(got, vec![1, 2, 3, 4]);
     }
 
     #[test]
@@ -964,8 +791,8 @@ mod tests {
             p.a.send_reliable(1, &i.to_le_bytes()).unwrap();
         }
         p.now += 5 * MS;
-        p.a.link_up(p.now);
-        p.b.link_up(p.now);
+        p.a.handle_link_up(p.now);
+        p.b.handle_link_up(p.now);
         p.run(4);
         assert_eq!(numbers(&p.got_b), (0..30).collect::<Vec<_>>());
         assert_eq!(p.a.stats().resent, 10);
@@ -976,8 +803,8 @@ mod tests {
                     .unwrap();
             }
             let stale = Pair::packets(&mut p.a, p.now);
-            p.a.link_up(p.now);
-            p.b.link_up(p.now);
+            p.a.handle_link_up(p.now);
+            p.b.handle_link_up(p.now);
             Pair::feed(&mut p.b, &stale, p.now, &mut p.got_b);
             p.run(3);
         }
@@ -987,7 +814,7 @@ mod tests {
     #[test]
     fn nothing_reliable_is_sent_before_the_resume_ack() {
         let mut s = Session::new(PeerId(1), config(), Duration::ZERO);
-        s.link_up(Duration::ZERO);
+        s.handle_link_up(Duration::ZERO);
         s.send_reliable(1, b"abcd").unwrap();
         let packets = Pair::packets(&mut s, Duration::ZERO);
         let records: Vec<Record> = packets
@@ -1005,9 +832,9 @@ mod tests {
     #[test]
     fn a_ping_flood_gets_one_pong() {
         let mut s = Session::new(PeerId(1), config(), Duration::ZERO);
-        s.link_up(Duration::ZERO);
+        s.handle_link_up(Duration::ZERO);
         for nonce in 0..10_000 {
-            s.on_record(Record::Ping(nonce), Duration::ZERO, &mut |_| {})
+            s.handle_record(Record::Ping(nonce), Duration::ZERO, &mut |_| {})
                 .unwrap();
         }
         let records: Vec<Record> = Pair::packets(&mut s, Duration::ZERO)
@@ -1041,6 +868,133 @@ mod tests {
         assert_eq!(numbers(&p.got_b), (0..20).collect::<Vec<_>>());
     }
 
+    /// Runs `a` → `b` for `steps` rounds of 10 ms; `b`'s game takes nothing (its frames
+    /// stall): what `b` hands up is kept in `held`. Returns `b`'s first error.
+    fn stalled_receiver(
+        a: &mut Session,
+        b: &mut Session,
+        now: &mut Duration,
+        steps: usize,
+        held: &mut Vec<Inbound>,
+    ) -> Result<(), PeerErrorKind> {
+        for _ in 0..steps {
+            *now += 10 * MS;
+            let from_a = Pair::packets(a, *now);
+            let from_b = Pair::packets(b, *now);
+            for (_, p) in from_a {
+                for rec in Records::checked(p).unwrap() {
+                    b.handle_record(rec.unwrap(), *now, &mut |m| held.push(m))?;
+                }
+            }
+            for (_, p) in from_b {
+                for rec in Records::checked(p).unwrap() {
+                    a.handle_record(rec.unwrap(), *now, &mut |_| {})?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_game_that_takes_nothing_stops_an_honest_sender_at_its_window() {
+        let cfg = SessionConfig {
+            max_in_flight: 8 * 1024,
+            max_undelivered_bytes: 16 * 1024,
+            max_unacked_bytes: 1 << 20,
+            ..config()
+        };
+        let mut now = Duration::ZERO;
+        let mut a = Session::new(PeerId(2), cfg.clone(), now);
+        let mut b = Session::new(PeerId(1), cfg.clone(), now);
+        a.handle_link_up(now);
+        b.handle_link_up(now);
+        for i in 0..200u32 {
+            let mut m = vec![0u8; 1000];
+            m[..4].copy_from_slice(&i.to_le_bytes());
+            a.send_reliable(1, &m).unwrap();
+        }
+        let mut held = vec![];
+        stalled_receiver(&mut a, &mut b, &mut now, 100, &mut held).unwrap();
+        let bound = cfg.max_undelivered_bytes + cfg.max_in_flight + cfg.max_packet;
+        assert!(
+            b.undelivered_bytes() <= bound,
+            "{} bytes held, bound {bound}",
+            b.undelivered_bytes()
+        );
+        assert!(a.unacked_bytes() > 150 * 1000, "the sender keeps the rest");
+        // Unreliable messages meanwhile are shed, not kept.
+        a.send_unreliable(2, b"x", false).unwrap();
+        stalled_receiver(&mut a, &mut b, &mut now, 1, &mut held).unwrap();
+        assert_eq!(b.stats().shed, 1);
+        assert!(held.iter().all(|m| m.kind == 1));
+        // The game catches up: everything follows, once and in order.
+        let mut got = vec![];
+        for _ in 0..100 {
+            for m in held.drain(..) {
+                b.handle_taken(m.payload.len());
+                got.push(m);
+            }
+            stalled_receiver(&mut a, &mut b, &mut now, 1, &mut held).unwrap();
+        }
+        got.append(&mut held);
+        assert_eq!(numbers(&got), (0..200).collect::<Vec<_>>());
+        assert_eq!(a.unacked_bytes(), 0);
+    }
+
+    #[test]
+    fn a_peer_that_ignores_flow_control_is_an_error() {
+        let honest = SessionConfig {
+            max_in_flight: 8 * 1024,
+            max_undelivered_bytes: 16 * 1024,
+            ..config()
+        };
+        // The liar's window is far larger than the four windows we allow past our last ack.
+        let liar = SessionConfig {
+            max_in_flight: 1 << 20,
+            max_unacked_bytes: 1 << 20,
+            ..config()
+        };
+        let mut now = Duration::ZERO;
+        let mut a = Session::new(PeerId(2), liar, now);
+        let mut b = Session::new(PeerId(1), honest, now);
+        a.handle_link_up(now);
+        b.handle_link_up(now);
+        for _ in 0..500 {
+            a.send_reliable(1, &[0u8; 1000]).unwrap();
+        }
+        let mut held = vec![];
+        let err = stalled_receiver(&mut a, &mut b, &mut now, 20, &mut held).unwrap_err();
+        assert!(matches!(err, PeerErrorKind::Overrun { .. }), "{err}");
+        assert!(b.undelivered_bytes() <= 16 * 1024 + 4 * 8 * 1024 + 1200);
+    }
+
+    #[test]
+    fn a_stream_gets_an_ack_per_quarter_window_not_per_packet() {
+        let mut p = Pair::new();
+        p.run(1);
+        for _ in 0..64 {
+            p.a.send_reliable(1, &[0u8; 1000]).unwrap();
+        }
+        // One transmit of a's window (64 KiB), fed to b: b owes an ack at once, one of them.
+        let packets = Pair::packets(&mut p.a, p.now + MS);
+        assert!(packets.len() >= 50);
+        Pair::feed(&mut p.b, &packets, p.now + MS, &mut p.got_b);
+        let acks: usize = Pair::packets(&mut p.b, p.now + MS)
+            .iter()
+            .flat_map(|(_, p)| Records::new(p.clone()).map(Result::unwrap))
+            .filter(|r| matches!(r, Record::Ack(_)))
+            .count();
+        assert_eq!(acks, 1);
+        // A single small record waits for the ack delay.
+        p.a.send_reliable(1, &[0u8; 10]).unwrap();
+        let now = p.now + 2 * MS;
+        let packets = Pair::packets(&mut p.a, now);
+        Pair::feed(&mut p.b, &packets, now, &mut p.got_b);
+        assert_eq!(p.b.poll_timeout(now, true), Some(now + config().ack_delay));
+        assert!(Pair::packets(&mut p.b, now).is_empty());
+        assert_eq!(Pair::packets(&mut p.b, now + config().ack_delay).len(), 1);
+    }
+
     #[test]
     fn a_lost_resume_ack_is_repaired_by_the_next_ping() {
         let mut p = Pair::new();
@@ -1059,7 +1013,7 @@ mod tests {
         let now = Duration::ZERO;
         let mut s = Session::new(PeerId(1), config(), now);
         let mut sink = |_m: Inbound| {};
-        assert!(s.on_record(Record::Ack(5), now, &mut sink).is_err());
+        assert!(s.handle_record(Record::Ack(5), now, &mut sink).is_err());
         let frag = |seq, kind, total| Record::Fragment {
             seq,
             kind,
@@ -1067,26 +1021,26 @@ mod tests {
             chunk: Bytes::from_static(b"xx"),
         };
         assert!(matches!(
-            s.on_record(frag(0, 1, 10_000_000), now, &mut sink),
+            s.handle_record(frag(0, 1, 10_000_000), now, &mut sink),
             Err(PeerErrorKind::MessageTooLarge { .. })
         ));
         let mut s = Session::new(PeerId(1), config(), now);
-        s.on_record(frag(0, 1, 6), now, &mut sink).unwrap();
-        assert!(s.on_record(frag(1, 2, 6), now, &mut sink).is_err());
+        s.handle_record(frag(0, 1, 6), now, &mut sink).unwrap();
+        assert!(s.handle_record(frag(1, 2, 6), now, &mut sink).is_err());
         let mut s = Session::new(PeerId(1), config(), now);
-        s.on_record(frag(0, 1, 3), now, &mut sink).unwrap();
+        s.handle_record(frag(0, 1, 3), now, &mut sink).unwrap();
         assert!(
-            s.on_record(frag(1, 1, 3), now, &mut sink).is_err(),
+            s.handle_record(frag(1, 1, 3), now, &mut sink).is_err(),
             "overrun"
         );
         let mut s = Session::new(PeerId(1), config(), now);
-        s.on_record(frag(0, 1, 6), now, &mut sink).unwrap();
+        s.handle_record(frag(0, 1, 6), now, &mut sink).unwrap();
         let whole = Record::Reliable {
             seq: 1,
             kind: 1,
             payload: Bytes::new(),
         };
-        assert!(s.on_record(whole, now, &mut sink).is_err());
+        assert!(s.handle_record(whole, now, &mut sink).is_err());
     }
 
     #[test]
