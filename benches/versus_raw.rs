@@ -241,6 +241,10 @@ fn plugin_app(url: &str) -> App {
     if let Some(bytes) = std::env::var("PM_PACKET").ok().and_then(|v| v.parse().ok()) {
         session.max_packet = bytes;
     }
+    // PM_WINDOW: the in-flight window in bytes (default: the plugin's default), to compare.
+    if let Some(bytes) = std::env::var("PM_WINDOW").ok().and_then(|v| v.parse().ok()) {
+        session.max_in_flight = bytes;
+    }
     let mut app = App::new();
     app.add_plugins((bevy::app::TaskPoolPlugin::default(), bevy::time::TimePlugin))
         .add_plugins(
@@ -369,8 +373,10 @@ fn plugin_echo(
         while !stop.load(Ordering::Relaxed) {
             let t = Instant::now();
             app.update();
-            if let Some(rest) = frame.checked_sub(t.elapsed()) {
-                std::thread::sleep(rest);
+            match frame.checked_sub(t.elapsed()) {
+                Some(rest) if !rest.is_zero() => std::thread::sleep(rest),
+                // A tight loop yields between frames, as raw's echo does between polls.
+                _ => std::thread::yield_now(),
             }
         }
         with_net(&mut app, |n| n.leave());
@@ -477,6 +483,8 @@ fn plugin_throughput(host: &mut App, peer: PeerId, size: usize, n: usize) -> Dur
     let start = Instant::now();
     while counts(host).0 - first < n && start.elapsed() < 120 * SECOND {
         host.update();
+        // As raw's loop does between polls.
+        std::thread::yield_now();
     }
     start.elapsed()
 }
@@ -712,6 +720,7 @@ fn main() {
     let connect = row("connect (open → connected)", "ms");
     let rtt_rel = row("RTT reliable 32 B, tight loop", "ms");
     let rtt_unrel = row("RTT unreliable 32 B, tight loop", "ms");
+    let rtt_est = row("RTT estimate (PeerStats::rtt) vs raw RTT", "ms");
     let tp1k = row("throughput reliable 1 KiB (echoed)", "MB/s");
     let tp16k = row("throughput reliable 16 KiB (echoed)", "MB/s");
     let small16 = row("small messages 16 B, reliable (echoed)", "k msg/s");
@@ -739,19 +748,23 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
-    for round in 0..rounds {
+    // PM_LOAD=0: skip the room-load rows (a quicker run while tuning the rest).
+    let load = std::env::var("PM_LOAD").map_or(true, |v| v != "0");
+    // PM_MAIN=0: only the room-load rows.
+    let main_rows = std::env::var("PM_MAIN").map_or(true, |v| v != "0");
+    for round in (0..rounds).filter(|_| main_rows) {
         eprintln!("round {} of {rounds}", round + 1);
         // Raw.
         let (t, mut a, b) = raw_pair(&url, &format!("raw{round}"));
         rows[connect].raw.push(ms(t));
         let stop = Arc::new(AtomicBool::new(false));
         let echo = raw_echo(b, stop.clone());
-        rows[rtt_rel]
-            .raw
-            .extend(raw_rtt(&mut a, 0, 300).into_iter().map(ms));
+        let raw_rel: Vec<f64> = raw_rtt(&mut a, 0, 300).into_iter().map(ms).collect();
+        rows[rtt_rel].raw.extend(&raw_rel);
         rows[rtt_unrel]
             .raw
             .extend(raw_rtt(&mut a, 1, 300).into_iter().map(ms));
+        rows[rtt_est].raw.extend(raw_rel);
         let t = raw_throughput(&mut a, 1024, 10_000);
         rows[tp1k]
             .raw
@@ -778,6 +791,11 @@ fn main() {
         rows[rtt_unrel]
             .plugin
             .extend(plugin_rtt(&mut host, peer, false, 300).into_iter().map(ms));
+        // The protocol's own estimate (pings and pongs on the protocol's loop), after the
+        // round trips above: what a game reads in `PeerStats`.
+        if let Some(rtt) = with_net(&mut host, |net| net.stats(peer)).and_then(|s| s.rtt) {
+            rows[rtt_est].plugin.push(ms(rtt));
+        }
         let t = plugin_throughput(&mut host, peer, 1024, 10_000);
         rows[tp1k]
             .plugin
@@ -817,7 +835,7 @@ fn main() {
     }
 
     // Room load, after the rest (many connections; alternating raw and plugin for each size).
-    for round in 0..rounds {
+    for round in (0..rounds).filter(|_| load) {
         eprintln!("room load, round {} of {rounds}", round + 1);
         for (&n, &(cpu, heap, delivered)) in sizes.iter().zip(&load_rows) {
             for plugin in [false, true] {

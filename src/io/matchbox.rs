@@ -155,8 +155,13 @@ impl Socket for MatchboxSocket {
     }
 
     fn receive(&mut self, waker: &Waker, f: &mut dyn FnMut(RemoteId, Bytes)) {
-        let mut cx = Context::from_waker(waker);
         for channel in [Channel::Reliable, Channel::Unreliable] {
+            // Unreliable packets wake nobody (see `Socket`).
+            let waker = match channel {
+                Channel::Reliable => waker,
+                Channel::Unreliable => Waker::noop(),
+            };
+            let mut cx = Context::from_waker(waker);
             if let Ok(ch) = self.socket.get_channel_mut(channel as usize) {
                 while let Poll::Ready(Some((remote, packet))) =
                     Pin::new(&mut *ch).poll_next(&mut cx)

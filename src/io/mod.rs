@@ -53,7 +53,11 @@ pub(crate) struct SocketTarget {
 
 /// One open socket: a signalling session and the links made through it. Every method returns
 /// at once; nothing here may panic on a closed or failed socket. `poll_links` and `receive`
-/// register `waker` to be woken when there is more for them.
+/// register `waker` to be woken when there are more link changes or reliable-channel packets.
+/// Unreliable packets do not wake it: they carry no protocol work (acks, pings and the
+/// reliable stream travel on the reliable channel), so the frame that delivers them takes
+/// them, and the loop drains them whenever it runs anyway (then sheds what the game is too
+/// slow for). A room under unreliable load then costs no wakeup per packet.
 pub(crate) trait Socket: Send + Sync + std::fmt::Debug {
     /// The signalling connection's phase.
     fn signaling(&self) -> SignalingPhase;
@@ -61,7 +65,7 @@ pub(crate) trait Socket: Send + Sync + std::fmt::Debug {
     fn connect_time(&self) -> Option<Duration>;
     /// Links that came up (`true`) or went down (`false`) since the last call.
     fn poll_links(&mut self, waker: &Waker, f: &mut dyn FnMut(RemoteId, bool));
-    /// Every packet received since the last call.
+    /// Every packet received since the last call (see above for what wakes `waker`).
     fn receive(&mut self, waker: &Waker, f: &mut dyn FnMut(RemoteId, Bytes));
     /// Queues a packet to `remote`; `false` if the socket cannot send any more.
     fn send(&mut self, remote: RemoteId, channel: Channel, packet: Bytes) -> bool;

@@ -530,6 +530,11 @@ impl Session {
                 let full = std::mem::take(&mut packet).freeze();
                 emit(&mut self.stats, Channel::Reliable, full, out);
             }
+            if packet.is_empty() && record.len() > budget / 2 {
+                // A record that fills most of a packet goes out as it is, without a copy.
+                emit(&mut self.stats, Channel::Reliable, record, out);
+                continue;
+            }
             if packet.is_empty() {
                 packet.reserve(record.len().max(1200).min(budget));
             }
