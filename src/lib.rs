@@ -74,7 +74,7 @@ pub use crate::core::{
     backoff::Backoff,
     codec::CodecError,
     conditioner::LinkConditionerConfig,
-    error::{PeerErrorKind, SendError},
+    error::{Fault, PeerErrorKind, SendError, ServerError, SignalingError, Violation},
     peer::{PeerId, Role},
     room::{DisconnectReason, ResumePolicy},
     session::{SessionConfig, Stats},
@@ -95,11 +95,11 @@ pub use crate::registry::{PeerMessageAppExt, PeerMessageType, Received};
 /// Everything a game needs: `use bevy_peer_message::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Backoff, ConnectionState, Delivery, DisconnectReason, IceServers, LinkConditionerConfig,
-        LocalSignalingHub, MemoryNetwork, Peer, PeerConnected, PeerDisconnected, PeerError,
-        PeerErrorKind, PeerId, PeerMessage, PeerMessageAppExt, PeerMessagePlugin, PeerMessageSet,
-        PeerMessageSettings, PeerReconnected, PeerReconnecting, PeerStats, Received, Role,
-        SendError, Signaling, SignalingServerInfo,
+        Backoff, ConnectionState, Delivery, DisconnectReason, Fault, IceServers,
+        LinkConditionerConfig, LocalSignalingHub, MemoryNetwork, Peer, PeerConnected,
+        PeerDisconnected, PeerError, PeerErrorKind, PeerId, PeerMessage, PeerMessageAppExt,
+        PeerMessagePlugin, PeerMessageSet, PeerMessageSettings, PeerReconnected, PeerReconnecting,
+        PeerStats, Received, Role, SendError, SessionConfig, Signaling, SignalingServerInfo,
     };
 }
 

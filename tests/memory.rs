@@ -297,6 +297,110 @@ fn a_joiner_whose_frames_stall_for_5_s_is_not_taken_for_away() {
     stall(false);
 }
 
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct Chunk(u32, Vec<u8>);
+
+#[test]
+fn a_stalled_app_holds_a_bounded_backlog_and_its_sender_sees_backpressure() {
+    const LIMIT: usize = 16 * 1024;
+    const WINDOW: usize = 4 * 1024;
+    let network = MemoryNetwork::default();
+    let plugin = || {
+        PeerMessagePlugin::default()
+            .liveness_timeout(SECOND)
+            .session(SessionConfig {
+                max_undelivered_bytes: LIMIT,
+                max_in_flight: WINDOW,
+                max_unacked_bytes: 256 * 1024,
+                ..SessionConfig::default()
+            })
+    };
+    let mut host = app(&network, 1, plugin());
+    let mut joiner = app(&network, 2, plugin());
+    for a in [&mut host, &mut joiner] {
+        a.add_peer_message::<Chunk>(Delivery::Reliable);
+        record::<Received<Chunk>>(a);
+    }
+    net(&mut host, |n| n.host("room"));
+    host.update();
+    net(&mut joiner, |n| n.join("room"));
+    run_until(
+        &network,
+        &mut [&mut host, &mut joiner],
+        SECOND,
+        "connect",
+        |a| state(a[1]) == ConnectionState::Connected,
+    );
+    // The joiner's frames stop for 3 s; the host sends 200-byte messages as fast as the
+    // plugin takes them.
+    let mut sent = 0u32;
+    let mut refused = 0;
+    for _ in 0..300 {
+        for _ in 0..50 {
+            match net(&mut host, |n| {
+                n.try_send(PeerId(2), &Chunk(sent, vec![7; 200]))
+            }) {
+                Ok(()) => sent += 1,
+                Err(SendError::Backpressure { .. }) => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        run(&network, &mut [&mut host], STEP);
+    }
+    assert!(refused > 0, "the host's game saw backpressure");
+    // What the stalled app held: at most the limit, one window and a packet beyond it.
+    joiner.update();
+    let held: usize = inbox::<Received<Chunk>>(&joiner)
+        .iter()
+        .map(|r| r.message.1.len())
+        .sum();
+    assert!(
+        held <= LIMIT + WINDOW + 1200,
+        "{held} bytes held by a stalled app"
+    );
+    assert!(held >= LIMIT / 2, "it did take what it could: {held}");
+    // Frames resume: everything arrives, once and in order, and nobody was dropped.
+    run_until(
+        &network,
+        &mut [&mut host, &mut joiner],
+        30 * SECOND,
+        "drain",
+        |a| inbox::<Received<Chunk>>(a[1]).len() == sent as usize,
+    );
+    let got: Vec<u32> = inbox::<Received<Chunk>>(&joiner)
+        .iter()
+        .map(|r| r.message.0)
+        .collect();
+    assert_eq!(got, (0..sent).collect::<Vec<_>>());
+    for a in [&host, &joiner] {
+        assert!(
+            inbox::<PeerError>(a).is_empty(),
+            "{:?}",
+            inbox::<PeerError>(a)
+        );
+        assert!(inbox::<PeerReconnecting>(a).is_empty());
+    }
+}
+
+#[test]
+fn an_invalid_room_name_is_the_games_own_error() {
+    let network = MemoryNetwork::default();
+    let mut app = app(&network, 1, PeerMessagePlugin::default());
+    net(&mut app, |n| n.host("no spaces"));
+    // Refused in that frame's PostUpdate, read in the next frame's Update.
+    run(&network, &mut [&mut app], 2 * STEP);
+    let errors = inbox::<PeerError>(&app);
+    assert!(
+        matches!(
+            errors.as_slice(),
+            [PeerError { error: e @ PeerErrorKind::InvalidRoomName { .. }, .. }]
+                if e.fault() == Fault::Local
+        ),
+        "{errors:?}"
+    );
+    assert_eq!(state(&app), ConnectionState::Offline);
+}
+
 #[test]
 fn one_outage_is_one_error_however_many_attempts_it_takes() {
     let network = MemoryNetwork::default();

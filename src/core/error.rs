@@ -4,9 +4,9 @@
 use crate::core::{
     codec::CodecError,
     peer::PeerId,
-    wire::{Delivery, WireError},
+    wire::{ByeReason, Delivery, WireError},
 };
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 use thiserror::Error;
 
 /// Why a send was refused. Returned by the `try_*` methods of
@@ -48,7 +48,89 @@ pub enum SendError {
     Codec(#[from] CodecError),
 }
 
+/// Whose fault an error is: what a game does about it differs (see
+/// [`PeerErrorKind::fault`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// The peer sent something it must not (a bug or a lie): it was dropped, everyone else
+    /// carries on.
+    Peer,
+    /// The peers cannot play together (versions, message types, roles, a full room): no
+    /// retry helps until one side changes.
+    Incompatible,
+    /// The network or the signaling server: the plugin keeps trying by itself.
+    Network,
+    /// This app used the API wrongly (a send that cannot go, `host` while in a room).
+    Local,
+}
+
+/// A protocol rule a peer broke. Any of them drops the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
+pub enum Violation {
+    /// A `Hello` or `Bye` record among session records.
+    #[error("handshake record inside a session")]
+    HandshakeInSession,
+    /// A second `Hello`, from another peer or incarnation, on a bound link.
+    #[error("second hello on a link")]
+    SecondHello,
+    /// A whole reliable message while a fragmented one was half-way.
+    #[error("whole message inside a fragmented one")]
+    WholeInsideFragmented,
+    /// A fragment of another type or length than the message in progress.
+    #[error("fragment does not continue the message in progress")]
+    FragmentMismatch,
+    /// Fragments adding up to more than the length they announced.
+    #[error("fragments overrun the message length")]
+    FragmentOverrun,
+    /// An ack for a sequence number we never sent.
+    #[error("ack for a sequence number never sent")]
+    AckBeyondSent,
+    /// A resume point (first ack on a new link) before data it had already acknowledged.
+    #[error("resume point before acknowledged data")]
+    ResumeBeforeAcked,
+    /// A message type sent with another delivery than both sides registered.
+    #[error("message sent with another delivery than registered")]
+    WrongDelivery,
+}
+
+/// Why the connection to the signaling server, or a socket, failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
+pub enum SignalingError {
+    /// The server could not be reached (or refused the connection) within
+    /// `connect_timeout`.
+    #[error("could not reach the signaling server")]
+    Unreachable,
+    /// The connection to the server dropped after it was up.
+    #[error("connection to the signaling server lost")]
+    Lost,
+    /// The socket closed without an error.
+    #[error("the socket closed")]
+    Closed,
+    /// The socket's background loop crashed (a panic inside matchbox or webrtc-rs; the log
+    /// has its message).
+    #[error("the socket's message loop crashed")]
+    Crashed,
+}
+
+/// Why the embedded signaling server could not start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
+pub enum ServerError {
+    /// Its address could not be bound (in use, or not ours).
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address it was asked to bind.
+        addr: SocketAddr,
+    },
+    /// Its runtime or thread could not be started.
+    #[error("cannot start the server: {kind}")]
+    Start {
+        /// What the operating system said.
+        kind: std::io::ErrorKind,
+    },
+}
+
 /// Everything that can go wrong, as reported in [`PeerError`](crate::PeerError).
+/// [`fault`](Self::fault) says whose fault it is.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum PeerErrorKind {
     /// The peer sent bytes that are not a valid packet.
@@ -56,7 +138,7 @@ pub enum PeerErrorKind {
     Malformed(#[from] WireError),
     /// The peer broke the protocol (out-of-place record, impossible sequence number, ...).
     #[error("protocol violation: {0}")]
-    Violation(&'static str),
+    Violation(Violation),
     /// A new link was up for this long without the peer's `Hello`; it was dropped (a joiner
     /// then re-opens its socket for fresh connections).
     #[error("no hello on a new link within {after:?}")]
@@ -118,9 +200,9 @@ pub enum PeerErrorKind {
     /// The host refused us because the room is full (or, on the host, refused a joiner).
     #[error("the room is full")]
     RoomFull,
-    /// The peer refused or dropped us.
+    /// The peer refused or dropped us, and said why.
     #[error("the peer closed the link: {0}")]
-    RefusedByPeer(&'static str),
+    RefusedByPeer(ByeReason),
     /// The peer presented our own peer id.
     #[error("a peer presented our own peer id")]
     SelfConnection,
@@ -132,16 +214,107 @@ pub enum PeerErrorKind {
         /// The configured timeout.
         after: Duration,
     },
-    /// The signaling server could not be reached, or the connection to it failed.
+    /// The signaling server could not be reached, or the connection to it failed. Reported
+    /// once per outage; the plugin keeps re-opening (each attempt is logged).
     #[error("signaling: {0}")]
-    Signaling(String),
+    Signaling(#[from] SignalingError),
     /// The embedded signaling server could not start.
     #[error("embedded signaling server: {0}")]
-    Server(String),
+    Server(#[from] ServerError),
+    /// `host`/`join` with a room name the signaling URL cannot carry.
+    #[error("invalid room name {room:?}: use letters, digits, '-', '_' and '.'")]
+    InvalidRoomName {
+        /// The name given.
+        room: String,
+    },
     /// A send was refused.
     #[error(transparent)]
     Send(#[from] SendError),
     /// `host`/`join` called while already in a room.
     #[error("already in a room; call leave() first")]
     AlreadyInRoom,
+}
+
+impl PeerErrorKind {
+    /// Whose fault the error is.
+    ///
+    /// ```
+    /// use bevy::{log::prelude::*, prelude::*};
+    /// use bevy_peer_message::prelude::*;
+    ///
+    /// fn report(mut errors: MessageReader<PeerError>) {
+    ///     for e in errors.read() {
+    ///         match e.error.fault() {
+    ///             Fault::Peer => warn!("dropped a misbehaving peer: {}", e.error),
+    ///             Fault::Network => info!("network trouble, retrying: {}", e.error),
+    ///             Fault::Incompatible | Fault::Local => error!("{}", e.error),
+    ///         }
+    ///     }
+    /// }
+    /// # bevy::ecs::system::assert_is_system(report);
+    /// ```
+    pub fn fault(&self) -> Fault {
+        match self {
+            Self::Malformed(_)
+            | Self::Violation(_)
+            | Self::UnknownMessage(_)
+            | Self::Decode { .. }
+            | Self::MessageTooLarge { .. }
+            | Self::Overrun { .. }
+            | Self::SelfConnection => Fault::Peer,
+            Self::VersionMismatch { .. }
+            | Self::ProtocolMismatch { .. }
+            | Self::DuplicateHost
+            | Self::RoomFull
+            | Self::RefusedByPeer(_) => Fault::Incompatible,
+            Self::HandshakeTimeout { .. }
+            | Self::JoinTimeout { .. }
+            | Self::Signaling(_)
+            | Self::Server(_) => Fault::Network,
+            Self::Send(_) | Self::AlreadyInRoom | Self::InvalidRoomName { .. } => Fault::Local,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_names_whose_fault_it_is() {
+        let cases = [
+            (
+                PeerErrorKind::Violation(Violation::SecondHello),
+                Fault::Peer,
+            ),
+            (PeerErrorKind::Overrun { bytes: 1, limit: 0 }, Fault::Peer),
+            (
+                PeerErrorKind::RefusedByPeer(ByeReason::Refused),
+                Fault::Incompatible,
+            ),
+            (PeerErrorKind::RoomFull, Fault::Incompatible),
+            (
+                PeerErrorKind::Signaling(SignalingError::Lost),
+                Fault::Network,
+            ),
+            (
+                PeerErrorKind::Server(ServerError::Start {
+                    kind: std::io::ErrorKind::Other,
+                }),
+                Fault::Network,
+            ),
+            (PeerErrorKind::AlreadyInRoom, Fault::Local),
+            (
+                PeerErrorKind::InvalidRoomName { room: "a b".into() },
+                Fault::Local,
+            ),
+        ];
+        for (error, fault) in cases {
+            assert_eq!(error.fault(), fault, "{error}");
+        }
+        assert_eq!(
+            PeerErrorKind::RefusedByPeer(ByeReason::ProtocolViolation).to_string(),
+            "the peer closed the link: it says we broke the protocol"
+        );
+    }
 }

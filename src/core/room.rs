@@ -9,7 +9,7 @@
 //! other side why, and nothing else is disturbed.
 
 use crate::{
-    core::error::{PeerErrorKind, SendError},
+    core::error::{PeerErrorKind, SendError, Violation},
     core::peer::{PeerId, Role},
     core::session::{Inbound, Session, SessionConfig},
     core::wire::{self, ByeReason, Channel, Delivery, Hello, PROTOCOL_VERSION, Record, Records},
@@ -250,9 +250,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
         };
         match self.kinds.get(&kind) {
             None => Err(PeerErrorKind::UnknownMessage(kind)),
-            Some(d) if *d != delivery => Err(PeerErrorKind::Violation(
-                "message sent with another delivery than registered",
-            )),
+            Some(d) if *d != delivery => Err(PeerErrorKind::Violation(Violation::WrongDelivery)),
             Some(_) => Ok(()),
         }
     }
@@ -594,7 +592,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
                             .is_some_and(|r| r.incarnation == hello.incarnation);
                     if !same {
                         return self
-                            .fail_link(link, PeerErrorKind::Violation("second hello on a link"));
+                            .fail_link(link, PeerErrorKind::Violation(Violation::SecondHello));
                     }
                     // A repeat: the peer has our Hello but not its own answer... that is, it
                     // lacks ours. Answer with our Hello, unless we already know it has it.
@@ -902,13 +900,8 @@ impl<L: Copy + Eq + Hash> Room<L> {
 
 fn bye_error(reason: ByeReason) -> PeerErrorKind {
     match reason {
-        ByeReason::Left => PeerErrorKind::RefusedByPeer("it left"),
-        ByeReason::Incompatible => PeerErrorKind::RefusedByPeer("incompatible protocol"),
         ByeReason::RoomFull => PeerErrorKind::RoomFull,
-        ByeReason::ProtocolViolation => {
-            PeerErrorKind::RefusedByPeer("it says we broke the protocol")
-        }
-        ByeReason::Refused => PeerErrorKind::RefusedByPeer("refused"),
+        other => PeerErrorKind::RefusedByPeer(other),
     }
 }
 
@@ -1264,7 +1257,7 @@ mod tests {
                     kind: 5,
                     payload: Bytes::new(),
                 },
-                PeerErrorKind::Violation("message sent with another delivery than registered"),
+                PeerErrorKind::Violation(Violation::WrongDelivery),
             ),
         ] {
             let mut host = room(1, Role::Host);

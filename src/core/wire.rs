@@ -111,6 +111,18 @@ pub enum ByeReason {
     Refused = 4,
 }
 
+impl std::fmt::Display for ByeReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Left => "it left",
+            Self::Incompatible => "incompatible protocol",
+            Self::RoomFull => "the room is full",
+            Self::ProtocolViolation => "it says we broke the protocol",
+            Self::Refused => "refused",
+        })
+    }
+}
+
 impl ByeReason {
     fn from_u8(v: u8) -> Result<Self, WireError> {
         Ok(match v {

@@ -7,7 +7,7 @@
 //! is caught and reported as the loop's end.
 
 use crate::{
-    core::wire::Channel,
+    core::{error::SignalingError, wire::Channel},
     io::ice::IceServers,
     io::signaling::{SignalingPhase, SignalingStatus, Watched},
     io::{Pump, RemoteId, Socket, SocketTarget, Transport},
@@ -77,8 +77,8 @@ fn matchbox_id(id: RemoteId) -> matchbox_socket::PeerId {
 pub(crate) struct MatchboxSocket {
     socket: WebRtcSocket,
     status: SignalingStatus,
-    done: oneshot::Receiver<Result<(), String>>,
-    ended: Option<Result<(), String>>,
+    done: oneshot::Receiver<Result<(), SignalingError>>,
+    ended: Option<Result<(), SignalingError>>,
 }
 
 impl std::fmt::Debug for MatchboxSocket {
@@ -110,8 +110,17 @@ impl MatchboxSocket {
         let guarded = async move {
             let result = match AssertUnwindSafe(message_loop).catch_unwind().await {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(panic) => Err(panic_message(&panic)),
+                Ok(Err(e)) => {
+                    bevy::log::info!("socket ended: {e}");
+                    Err(match e {
+                        matchbox_socket::Error::ConnectionFailed(_) => SignalingError::Unreachable,
+                        matchbox_socket::Error::Disconnected(_) => SignalingError::Lost,
+                    })
+                }
+                Err(panic) => {
+                    bevy::log::error!("{}", panic_message(&panic));
+                    Err(SignalingError::Crashed)
+                }
             };
             let _ = tx.send(result);
         };
@@ -179,15 +188,15 @@ impl Socket for MatchboxSocket {
         }
     }
 
-    fn ended(&mut self) -> Option<Result<(), String>> {
+    fn ended(&mut self) -> Option<Result<(), SignalingError>> {
         if self.ended.is_none() {
             match self.done.try_recv() {
                 Ok(Some(result)) => self.ended = Some(result),
                 Ok(None) => {}
-                Err(_) => self.ended = Some(Err("message loop vanished".into())),
+                Err(_) => self.ended = Some(Err(SignalingError::Crashed)),
             }
         }
-        self.ended.clone()
+        self.ended
     }
 
     fn close(&mut self) {

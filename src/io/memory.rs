@@ -3,6 +3,7 @@
 //! side, and for games that test their own netcode the same way.
 
 use crate::{
+    core::error::SignalingError,
     core::peer::PeerId,
     core::wire::Channel,
     io::{Pump, RemoteId, SignalingPhase, Socket, SocketTarget, Transport},
@@ -82,7 +83,7 @@ struct Slot {
     room: String,
     owner: PeerId,
     phase: SignalingPhase,
-    ended: Option<Result<(), String>>,
+    ended: Option<Result<(), SignalingError>>,
     links: HashSet<RemoteId>,
     link_changes: Vec<(RemoteId, bool)>,
     inbox: VecDeque<(RemoteId, Bytes)>,
@@ -201,7 +202,7 @@ impl Hub {
         }
     }
 
-    fn close(&mut self, id: RemoteId, result: Result<(), String>) {
+    fn close(&mut self, id: RemoteId, result: Result<(), SignalingError>) {
         let Some(slot) = self.sockets.get_mut(&id) else {
             return;
         };
@@ -246,7 +247,7 @@ impl Transport for MemoryNetwork {
                 } else {
                     SignalingPhase::Down
                 },
-                ended: (!reachable).then(|| Err("could not reach the signaling server".into())),
+                ended: (!reachable).then_some(Err(SignalingError::Unreachable)),
                 links: HashSet::new(),
                 link_changes: Vec::new(),
                 inbox: VecDeque::new(),
@@ -345,9 +346,9 @@ impl Socket for MemorySocket {
         true
     }
 
-    fn ended(&mut self) -> Option<Result<(), String>> {
+    fn ended(&mut self) -> Option<Result<(), SignalingError>> {
         let hub = self.network.hub();
-        hub.sockets.get(&self.id).and_then(|s| s.ended.clone())
+        hub.sockets.get(&self.id).and_then(|s| s.ended)
     }
 
     fn close(&mut self) {

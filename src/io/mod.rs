@@ -14,7 +14,9 @@ pub(crate) mod server;
 pub(crate) mod signaling;
 pub(crate) mod sockets;
 
-use crate::{core::peer::PeerId, core::wire::Channel, io::ice::IceServers};
+use crate::{
+    core::error::SignalingError, core::peer::PeerId, core::wire::Channel, io::ice::IceServers,
+};
 use bytes::Bytes;
 use matchbox_socket::SignallerBuilder;
 use std::{
@@ -71,7 +73,7 @@ pub(crate) trait Socket: Send + Sync + std::fmt::Debug {
     fn send(&mut self, remote: RemoteId, channel: Channel, packet: Bytes) -> bool;
     /// Whether the socket has ended, and how: `Some(Err(..))` after a signalling failure or a
     /// crash of its loop.
-    fn ended(&mut self) -> Option<Result<(), String>>;
+    fn ended(&mut self) -> Option<Result<(), SignalingError>>;
     /// Closes it: its links go down on both ends.
     fn close(&mut self);
     /// Our id on it, for diagnostics.

@@ -2,8 +2,8 @@
 //! runs in-process, on a small tokio runtime in a thread of its own. It only relays WebRTC
 //! handshakes; game traffic never goes through it.
 
+use crate::core::error::ServerError;
 use bevy::prelude::*;
-
 use matchbox_signaling::SignalingServer;
 use std::{net::SocketAddr, thread::JoinHandle};
 
@@ -17,18 +17,22 @@ pub struct EmbeddedServer {
 
 impl EmbeddedServer {
     /// Binds `bind` now (so errors surface at once) and serves in the background.
-    pub fn start(bind: SocketAddr) -> Result<Self, String> {
+    pub fn start(bind: SocketAddr) -> Result<Self, ServerError> {
         let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel();
         let mut server = SignalingServer::full_mesh_builder(bind)
             .with_shutdown(shutdown_rx)
             .build();
-        let addr = server
-            .bind()
-            .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+        let addr = server.bind().map_err(|e| {
+            error!("embedded signaling server: cannot listen on {bind}: {e}");
+            ServerError::Bind { addr: bind }
+        })?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start a runtime: {e}"))?;
+            .map_err(|e| {
+                error!("embedded signaling server: cannot start a runtime: {e}");
+                ServerError::Start { kind: e.kind() }
+            })?;
         let thread = std::thread::Builder::new()
             .name("peer-message-signaling".into())
             .spawn(move || {
@@ -36,7 +40,10 @@ impl EmbeddedServer {
                     error!("embedded signaling server stopped: {e}");
                 }
             })
-            .map_err(|e| format!("cannot start the server thread: {e}"))?;
+            .map_err(|e| {
+                error!("embedded signaling server: cannot start its thread: {e}");
+                ServerError::Start { kind: e.kind() }
+            })?;
         info!("embedded signaling server listening on {addr}");
         Ok(Self {
             addr,

@@ -2,7 +2,7 @@
 //! peers move over to the current one. Works on any [`Transport`].
 
 use crate::{
-    core::wire::Channel,
+    core::{error::SignalingError, wire::Channel},
     io::{RemoteId, SignalingPhase, Socket, SocketTarget, Transport},
 };
 use bytes::Bytes;
@@ -193,7 +193,10 @@ impl SocketSet {
 
     /// Removes the sockets whose loop ended, handing each to `f` with how it ended and whether
     /// it was the current one.
-    pub(crate) fn reap_ended(&mut self, mut f: impl FnMut(OpenSocket, Result<(), String>, bool)) {
+    pub(crate) fn reap_ended(
+        &mut self,
+        mut f: impl FnMut(OpenSocket, Result<(), SignalingError>, bool),
+    ) {
         let mut i = 0;
         while i < self.sockets.len() {
             let ended = self.sockets[i].socket.ended();

@@ -254,9 +254,7 @@ impl PeerNetwork {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
-            return Err(PeerErrorKind::Signaling(format!(
-                "invalid room name {room_name:?}: use letters, digits, '-', '_' and '.'"
-            )));
+            return Err(PeerErrorKind::InvalidRoomName { room: room_name });
         }
         let settings = world.resource::<PeerMessageSettings>().clone();
         let registry = world.resource::<MessageRegistry>();
@@ -267,8 +265,7 @@ impl PeerNetwork {
             #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
             Signaling::Embedded { bind, join_url } => match role {
                 Role::Host => {
-                    let server = crate::io::server::EmbeddedServer::start(*bind)
-                        .map_err(PeerErrorKind::Server)?;
+                    let server = crate::io::server::EmbeddedServer::start(*bind)?;
                     let addr = server.addr();
                     world.insert_resource(crate::config::SignalingServerInfo { addr });
                     self.server = Some(server);
@@ -611,7 +608,7 @@ mod tests {
         for bad in ["", "a b", "x/y", "ü"] {
             assert!(matches!(
                 net.open(&mut engine, app.world_mut(), Role::Joiner, bad.into()),
-                Err(PeerErrorKind::Signaling(_))
+                Err(PeerErrorKind::InvalidRoomName { .. })
             ));
         }
     }

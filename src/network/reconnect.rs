@@ -23,7 +23,10 @@ use super::{
     Engine, PeerNetwork, Phase, apply_events, error, host_away_since, update_state, with_engine,
 };
 use crate::{
-    config::PeerMessageSettings, core::error::PeerErrorKind, core::peer::Role, core::rng::Rng,
+    config::PeerMessageSettings,
+    core::error::{PeerErrorKind, SignalingError},
+    core::peer::Role,
+    core::rng::Rng,
     io::SignalingPhase,
 };
 use bevy::prelude::*;
@@ -69,7 +72,7 @@ impl Reconnect {
 
 /// Reports a socket failure: the first of an outage as a [`PeerError`](crate::PeerError), the others (one per
 /// re-open attempt) in the log only.
-fn socket_failed(world: &mut World, net: &mut PeerNetwork, reason: String) {
+fn socket_failed(world: &mut World, net: &mut PeerNetwork, reason: SignalingError) {
     if net.reconnect.outage_reported {
         info!(
             "re-open attempt {} failed: {reason}",
@@ -114,7 +117,7 @@ pub(crate) fn reconnect(world: &mut World) {
                     room.handle_link_down(link, now);
                 }
                 if was_current && !socket.failure_reported {
-                    failures.push(result.err().unwrap_or_else(|| "socket closed".into()));
+                    failures.push(result.err().unwrap_or(SignalingError::Closed));
                 }
             });
         }
@@ -137,9 +140,9 @@ pub(crate) fn reconnect(world: &mut World) {
                 if !current.failure_reported {
                     current.failure_reported = true;
                     lost = Some(if current.ever_up {
-                        "connection to the signaling server lost"
+                        SignalingError::Lost
                     } else {
-                        "could not reach the signaling server"
+                        SignalingError::Unreachable
                     });
                 }
                 need = true;
@@ -156,7 +159,7 @@ pub(crate) fn reconnect(world: &mut World) {
             }
         }
         if let Some(reason) = lost {
-            socket_failed(world, net, reason.into());
+            socket_failed(world, net, reason);
         }
         apply_events(world, net, engine);
         if net.phase != Phase::Offline && need && now >= net.reconnect.next_attempt {

@@ -23,7 +23,7 @@ mod rtt;
 mod send;
 
 use crate::core::{
-    error::{PeerErrorKind, SendError},
+    error::{PeerErrorKind, SendError, Violation},
     peer::PeerId,
     wire::{self, Channel, Delivery, Record},
 };
@@ -348,9 +348,7 @@ impl Session {
         self.last_heard = now;
         match record {
             Record::Hello(_) | Record::Bye(_) => {
-                return Err(PeerErrorKind::Violation(
-                    "handshake record inside a session",
-                ));
+                return Err(PeerErrorKind::Violation(Violation::HandshakeInSession));
             }
             Record::Ack(next) => self.stats.resent += self.sender.handle_ack(next, now)?,
             Record::Ping(nonce) => self.pong_due = Some(nonce),
@@ -358,9 +356,7 @@ impl Session {
             Record::Reliable { seq, kind, payload } => {
                 if self.accept(seq, wire::RELIABLE_HEADER + payload.len(), now)? {
                     if self.reassembler.in_progress() {
-                        return Err(PeerErrorKind::Violation(
-                            "whole message inside a fragmented one",
-                        ));
+                        return Err(PeerErrorKind::Violation(Violation::WholeInsideFragmented));
                     }
                     self.hand_up(kind, payload, deliver);
                 }

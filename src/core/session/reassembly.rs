@@ -1,6 +1,6 @@
 //! Putting a fragmented reliable message back together.
 
-use crate::core::error::PeerErrorKind;
+use crate::core::error::{PeerErrorKind, Violation};
 use bytes::Bytes;
 
 /// The message being reassembled. Fragments arrive in order (the reliable stream sees to
@@ -36,9 +36,7 @@ impl Reassembler {
         let partial = match &mut self.current {
             Some(p) => {
                 if p.kind != kind || p.total != total {
-                    return Err(PeerErrorKind::Violation(
-                        "fragment does not continue the message in progress",
-                    ));
+                    return Err(PeerErrorKind::Violation(Violation::FragmentMismatch));
                 }
                 p
             }
@@ -58,9 +56,7 @@ impl Reassembler {
             }
         };
         if partial.buf.len() + chunk.len() > partial.total {
-            return Err(PeerErrorKind::Violation(
-                "fragments overrun the message length",
-            ));
+            return Err(PeerErrorKind::Violation(Violation::FragmentOverrun));
         }
         partial.buf.extend_from_slice(chunk);
         if partial.buf.len() < partial.total {

@@ -2,7 +2,7 @@
 //! in-flight window, resume on a new link, and go-back-N after a timeout.
 
 use crate::core::{
-    error::{PeerErrorKind, SendError},
+    error::{PeerErrorKind, SendError, Violation},
     peer::PeerId,
     wire,
 };
@@ -132,17 +132,13 @@ impl ReliableSender {
     /// means the peer broke the protocol.
     pub(crate) fn handle_ack(&mut self, next: u64, now: Duration) -> Result<u64, PeerErrorKind> {
         if next > self.next_seq {
-            return Err(PeerErrorKind::Violation(
-                "ack for a sequence number never sent",
-            ));
+            return Err(PeerErrorKind::Violation(Violation::AckBeyondSent));
         }
         let oldest = self.oldest();
         if next < oldest {
             if !self.resumed {
                 // The peer lost records we already freed: the stream cannot be repaired.
-                return Err(PeerErrorKind::Violation(
-                    "resume point before acknowledged data",
-                ));
+                return Err(PeerErrorKind::Violation(Violation::ResumeBeforeAcked));
             }
             return Ok(0); // A stale ack.
         }
