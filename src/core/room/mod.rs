@@ -8,13 +8,18 @@
 //! room, garbage) ends that link with a [`RoomEvent::Error`] naming the peer, a `Bye` telling the
 //! other side why, and nothing else is disturbed.
 
+mod admit;
+mod link;
+
 use crate::{
     core::error::{PeerErrorKind, SendError, Violation},
     core::peer::{PeerId, Role},
     core::session::{Inbound, Session, SessionConfig},
     core::wire::{self, ByeReason, Channel, Delivery, Hello, PROTOCOL_VERSION, Record, Records},
 };
+use admit::{Admission, RoomFacts, admit};
 use bytes::{Bytes, BytesMut};
+use link::{Link, LinkState};
 use std::{
     collections::{HashMap, VecDeque},
     hash::Hash,
@@ -105,44 +110,6 @@ pub struct LocalIdentity {
 }
 
 #[derive(Debug)]
-enum LinkState {
-    /// Waiting for the peer's `Hello`.
-    AwaitingHello,
-    /// Bound to a peer.
-    Bound(PeerId),
-    /// Ended by us: everything from it is ignored.
-    Closed,
-}
-
-#[derive(Debug)]
-struct Link {
-    state: LinkState,
-    /// Records to send on this link before any session data (Hello, Bye).
-    pending: BytesMut,
-    /// The transport said the link is up, so packets can go out on it. A link we only heard
-    /// from (its data overtook the transport's notice) is not writable yet: matchbox drops
-    /// what is sent to a peer whose handshake it has not finished.
-    writable: bool,
-    /// When [`Room::handle_timeout`] first saw it writable and still waiting for a Hello.
-    waiting_since: Option<Duration>,
-    /// The peer has bound us on this link: it sent something other than a `Hello` (only a
-    /// peer that has our `Hello` does).
-    peer_has_our_hello: bool,
-    /// Our `Hello` is to go out again: webrtc-rs can lose the first messages on a fresh
-    /// connection (they can reach the answering side before its data channels are ready), so
-    /// a side that sees its peer bound without having the peer's `Hello` sends its own again,
-    /// and a side that receives such a repeat while it has not heard from the peer otherwise
-    /// answers with its own. Only the first `Hello` is sent unprompted, so nothing else goes
-    /// out before both sides are up.
-    hello_wanted: bool,
-    /// No repeated `Hello` before this (one per `HELLO_REPEAT_GAP` at most).
-    next_hello: Duration,
-}
-
-/// Smallest gap between two repeated `Hello`s on a link.
-const HELLO_REPEAT_GAP: Duration = Duration::from_millis(200);
-
-#[derive(Debug)]
 struct Remote<L> {
     role: Role,
     incarnation: u64,
@@ -201,6 +168,8 @@ pub struct Room<L> {
     kinds: HashMap<u32, Delivery>,
     /// Links ended because their handshake stalled, since the last `take_stalled_handshakes`.
     stalled_handshakes: usize,
+    /// Our `Hello` record, encoded once.
+    hello: Bytes,
 }
 
 impl<L: Copy + Eq + Hash> Room<L> {
@@ -216,6 +185,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
         max_peers: usize,
         policy: ResumePolicy,
     ) -> Self {
+        let hello = hello_record(&local);
         Self {
             local,
             config,
@@ -226,6 +196,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
             events: VecDeque::new(),
             kinds: HashMap::new(),
             stalled_handshakes: 0,
+            hello,
         }
     }
 
@@ -300,8 +271,8 @@ impl<L: Copy + Eq + Hash> Room<L> {
     pub fn link_in_use(&self, link: L) -> bool {
         self.link_bound(link)
             || matches!(
-                self.links.get(&link).map(|l| &l.state),
-                Some(LinkState::AwaitingHello)
+                self.links.get(&link).map(Link::state),
+                Some(LinkState::AwaitingHello { .. })
             )
     }
 
@@ -313,18 +284,22 @@ impl<L: Copy + Eq + Hash> Room<L> {
         self.links
             .iter()
             .map(|(id, l)| {
-                let writable = if l.writable { "" } else { ", not writable yet" };
-                format!("{id:?}: {:?}{writable}", l.state)
+                let writable = if l.writable() {
+                    ""
+                } else {
+                    ", not writable yet"
+                };
+                format!("{id:?}: {:?}{writable}", l.state())
             })
             .collect()
     }
 
     /// Whether a link is the one a peer currently uses (handshake done).
     pub fn link_bound(&self, link: L) -> bool {
-        matches!(
-            self.links.get(&link).map(|l| &l.state),
-            Some(LinkState::Bound(p)) if self.peers.get(p).is_some_and(|r| r.link == Some(link))
-        )
+        self.links
+            .get(&link)
+            .and_then(Link::peer)
+            .is_some_and(|p| self.peers.get(&p).is_some_and(|r| r.link == Some(link)))
     }
 
     /// Marks peers silent for `liveness_timeout` as away, gives up on peers away for
@@ -334,14 +309,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
         let policy = self.policy;
         let mut stalled = 0;
         for link in self.links.values_mut() {
-            if !link.writable || !matches!(link.state, LinkState::AwaitingHello) {
-                continue;
-            }
-            let since = *link.waiting_since.get_or_insert(now);
-            if now.saturating_sub(since) >= policy.handshake_timeout {
-                // Tombstoned, no Bye: whatever we send may be what does not get through.
-                link.state = LinkState::Closed;
-                link.pending.clear();
+            if link.handshake_expired(now, policy.handshake_timeout) {
                 stalled += 1;
             }
         }
@@ -361,7 +329,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
             let waiting = remote
                 .link
                 .and_then(|l| self.links.get(&l))
-                .is_some_and(|l| !l.writable);
+                .is_some_and(|l| !l.writable());
             if waiting {
                 remote.session.heard_from(now);
             }
@@ -400,23 +368,8 @@ impl<L: Copy + Eq + Hash> Room<L> {
         let mut next: Option<Duration> = None;
         let mut at = |t: Duration| next = Some(next.map_or(t, |n: Duration| n.min(t)));
         for link in self.links.values() {
-            if !link.writable {
-                continue;
-            }
-            if !link.pending.is_empty() {
-                at(now);
-            }
-            match link.state {
-                LinkState::Closed => {}
-                LinkState::AwaitingHello => {
-                    at(link
-                        .waiting_since
-                        .map_or(now, |since| since + policy.handshake_timeout));
-                }
-                LinkState::Bound(_) => {}
-            }
-            if link.hello_wanted && !matches!(link.state, LinkState::Closed) {
-                at(link.next_hello);
+            if let Some(t) = link.poll_timeout(now, policy.handshake_timeout) {
+                at(t);
             }
         }
         for remote in self.peers.values() {
@@ -424,11 +377,9 @@ impl<L: Copy + Eq + Hash> Room<L> {
                 Some(since) => at(since + policy.resume_timeout),
                 None => at(remote.session.last_heard() + policy.liveness_timeout),
             }
-            let ready = remote.link.is_some_and(|l| {
-                self.links
-                    .get(&l)
-                    .is_some_and(|l| l.writable && matches!(l.state, LinkState::Bound(_)))
-            });
+            let ready = remote
+                .link
+                .is_some_and(|l| self.links.get(&l).is_some_and(Link::ready));
             if let Some(t) = remote.session.poll_timeout(now, ready) {
                 at(t);
             }
@@ -466,7 +417,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
         if let Some(link) = remote.link.take()
             && let Some(l) = self.links.get_mut(&link)
         {
-            l.state = LinkState::Closed;
+            l.close(None);
         }
         self.events.push_back(RoomEvent::Reconnecting { peer });
     }
@@ -488,43 +439,13 @@ impl<L: Copy + Eq + Hash> Room<L> {
     /// overtook the transport's notice keeps its state and becomes writable.
     pub fn handle_link_up(&mut self, link: L) {
         match self.links.get_mut(&link) {
-            Some(l) => l.writable = true,
+            Some(l) => l.set_writable(),
             None => self.add_link(link, true),
         }
     }
 
     fn add_link(&mut self, link: L, writable: bool) {
-        let mut pending = BytesMut::with_capacity(wire::HELLO_LEN);
-        self.encode_hello(&mut pending);
-        self.links.insert(
-            link,
-            Link {
-                state: LinkState::AwaitingHello,
-                pending,
-                writable,
-                waiting_since: None,
-                peer_has_our_hello: false,
-                hello_wanted: false,
-                next_hello: Duration::ZERO,
-            },
-        );
-    }
-
-    fn encode_hello(&self, out: &mut BytesMut) {
-        Self::hello_record(&self.local, out);
-    }
-
-    fn hello_record(local: &LocalIdentity, out: &mut BytesMut) {
-        wire::encode_hello(
-            out,
-            &Hello {
-                version: PROTOCOL_VERSION,
-                protocol_hash: local.protocol_hash,
-                peer_id: local.id.0,
-                incarnation: local.incarnation,
-                role: local.role.to_wire(),
-            },
-        );
+        self.links.insert(link, Link::new(&self.hello, writable));
     }
 
     /// A transport link is gone.
@@ -532,7 +453,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
         let Some(old) = self.links.remove(&link) else {
             return;
         };
-        if let LinkState::Bound(peer) = old.state
+        if let Some(peer) = old.peer()
             && self.peers.get(&peer).is_some_and(|r| r.link == Some(link))
         {
             self.peer_lost(peer, now);
@@ -541,7 +462,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
 
     /// One packet from a link.
     pub fn handle_packet(&mut self, link: L, packet: Bytes, now: Duration) {
-        match self.links.get(&link).map(|l| &l.state) {
+        match self.links.get(&link).map(Link::state) {
             Some(LinkState::Closed) => return,
             Some(_) => {}
             // Data can overtake the transport's "connected" notice: the link exists, but we
@@ -559,14 +480,15 @@ impl<L: Copy + Eq + Hash> Room<L> {
                 Ok(r) => r,
                 Err(e) => return self.fail_link(link, e.into()),
             };
-            let state = match self.links.get(&link) {
-                Some(l) => &l.state,
-                None => return,
+            let Some(state) = self.links.get(&link).map(Link::state) else {
+                return;
             };
             match (state, record) {
                 (LinkState::Closed, _) => return,
-                (LinkState::AwaitingHello, Record::Hello(hello)) => self.on_hello(link, hello, now),
-                (LinkState::AwaitingHello, Record::Bye(reason)) => {
+                (LinkState::AwaitingHello { .. }, Record::Hello(hello)) => {
+                    self.on_hello(link, hello, now)
+                }
+                (LinkState::AwaitingHello { .. }, Record::Bye(reason)) => {
                     self.events.push_back(RoomEvent::Error {
                         peer: None,
                         error: bye_error(reason),
@@ -577,14 +499,12 @@ impl<L: Copy + Eq + Hash> Room<L> {
                 // The peer has bound us but its Hello was lost (the first messages on a fresh
                 // connection can be): ignore until its next Hello. Nothing reliable comes
                 // before our first Ack, and `handshake_timeout` bounds how long this lasts.
-                (LinkState::AwaitingHello, _) => {
+                (LinkState::AwaitingHello { .. }, _) => {
                     if let Some(l) = self.links.get_mut(&link) {
-                        l.peer_has_our_hello = true;
-                        l.hello_wanted = true;
+                        l.data_before_hello();
                     }
                 }
                 (LinkState::Bound(peer), Record::Hello(hello)) => {
-                    let peer = *peer;
                     let same = hello.peer_id == peer.0
                         && self
                             .peers
@@ -599,14 +519,11 @@ impl<L: Copy + Eq + Hash> Room<L> {
                     if let Some(remote) = self.peers.get_mut(&peer) {
                         remote.session.heard_from(now);
                     }
-                    if let Some(l) = self.links.get_mut(&link)
-                        && !l.peer_has_our_hello
-                    {
-                        l.hello_wanted = true;
+                    if let Some(l) = self.links.get_mut(&link) {
+                        l.hello_repeated();
                     }
                 }
                 (LinkState::Bound(peer), Record::Bye(reason)) => {
-                    let peer = *peer;
                     self.close_link(link, None);
                     if reason != ByeReason::Left {
                         self.events.push_back(RoomEvent::Error {
@@ -623,9 +540,8 @@ impl<L: Copy + Eq + Hash> Room<L> {
                     return;
                 }
                 (LinkState::Bound(peer), record) => {
-                    let peer = *peer;
                     if let Some(l) = self.links.get_mut(&link) {
-                        l.peer_has_our_hello = true;
+                        l.session_data();
                     }
                     if let Err(e) = self.check_kind(&record) {
                         return self.fail_link(link, e);
@@ -658,71 +574,40 @@ impl<L: Copy + Eq + Hash> Room<L> {
     fn on_hello(&mut self, link: L, hello: Hello, now: Duration) {
         let peer = PeerId(hello.peer_id);
         let role = Role::from_wire(hello.role);
-        let refuse = if hello.version != PROTOCOL_VERSION {
-            Some((
-                PeerErrorKind::VersionMismatch {
-                    ours: PROTOCOL_VERSION,
-                    theirs: hello.version,
-                },
-                ByeReason::Incompatible,
-            ))
-        } else if hello.protocol_hash != self.local.protocol_hash {
-            Some((
-                PeerErrorKind::ProtocolMismatch {
-                    ours: self.local.protocol_hash,
-                    theirs: hello.protocol_hash,
-                },
-                ByeReason::Incompatible,
-            ))
-        } else if peer == self.local.id && hello.incarnation == self.local.incarnation {
-            // Our own other socket (an old one still draining while a new one registers):
-            // nothing to report, just not a link to use.
-            self.close_link(link, None);
-            return;
-        } else if peer == self.local.id {
-            Some((PeerErrorKind::SelfConnection, ByeReason::Refused))
-        } else if role == Role::Host && self.local.role == Role::Host {
-            Some((PeerErrorKind::DuplicateHost, ByeReason::Refused))
-        } else if role == Role::Host
-            && let Some(host) = self.host().filter(|h| *h != peer)
-        {
-            if self.away_since(host).is_some() {
-                // Our host is away and a host presents itself in the room: the old one
-                // restarted (under a new id), or gave the room up. The room is the new host's
-                // now; we end the old session and take the new one. (Until peers prove who
-                // they are, any peer could claim this while the host is away.)
-                self.remove_peer(host, DisconnectReason::Replaced);
-                None
-            } else {
-                Some((PeerErrorKind::DuplicateHost, ByeReason::Refused))
-            }
-        } else if self.local.role == Role::Host
-            && !self.peers.contains_key(&peer)
-            && self.peers.len() >= self.max_peers
-        {
-            Some((PeerErrorKind::RoomFull, ByeReason::RoomFull))
-        } else {
-            None
+        let facts = RoomFacts {
+            host: self.host().map(|h| (h, self.away_since(h).is_some())),
+            known_incarnation: self.peers.get(&peer).map(|r| r.incarnation),
+            peers: self.peers.len(),
+            max_peers: self.max_peers,
         };
-        if let Some((error, bye)) = refuse {
-            self.events.push_back(RoomEvent::Error {
-                peer: Some(peer),
-                error,
-            });
-            self.close_link(link, Some(bye));
-            return;
-        }
-
-        let resumed = match self.peers.get(&peer) {
-            Some(r) if r.incarnation == hello.incarnation => true,
-            Some(_) => {
-                self.remove_peer(peer, DisconnectReason::Replaced);
-                false
+        let resumed = match admit(&self.local, &hello, facts) {
+            Admission::OwnSocket => {
+                self.close_link(link, None);
+                return;
             }
-            None => false,
+            Admission::Refuse { error, bye } => {
+                self.events.push_back(RoomEvent::Error {
+                    peer: Some(peer),
+                    error,
+                });
+                self.close_link(link, Some(bye));
+                return;
+            }
+            Admission::Accept {
+                replaces_host,
+                resumes,
+            } => {
+                if let Some(host) = replaces_host {
+                    self.remove_peer(host, DisconnectReason::Replaced);
+                }
+                if !resumes && self.peers.contains_key(&peer) {
+                    self.remove_peer(peer, DisconnectReason::Replaced);
+                }
+                resumes
+            }
         };
         if let Some(l) = self.links.get_mut(&link) {
-            l.state = LinkState::Bound(peer);
+            l.bind(peer);
         }
         if resumed {
             let old_link = self.peers.get(&peer).and_then(|r| r.link);
@@ -730,7 +615,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
                 && old != link
                 && let Some(l) = self.links.get_mut(&old)
             {
-                l.state = LinkState::Closed;
+                l.close(None);
             }
             let mut downtime = Duration::ZERO;
             if let Some(remote) = self.peers.get_mut(&peer) {
@@ -762,10 +647,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
 
     /// Ends a link because of `error` (from the peer on it, known or not).
     fn fail_link(&mut self, link: L, error: PeerErrorKind) {
-        let peer = match self.links.get(&link).map(|l| &l.state) {
-            Some(LinkState::Bound(p)) => Some(*p),
-            _ => None,
-        };
+        let peer = self.links.get(&link).and_then(Link::peer);
         self.events.push_back(RoomEvent::Error { peer, error });
         self.close_link(link, Some(ByeReason::ProtocolViolation));
         if let Some(peer) = peer {
@@ -775,12 +657,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
 
     fn close_link(&mut self, link: L, bye: Option<ByeReason>) {
         if let Some(l) = self.links.get_mut(&link) {
-            l.state = LinkState::Closed;
-            // Whatever is pending (our Hello, if it has not left yet) still goes out first, so
-            // the other side can see a mismatch for itself.
-            if let Some(reason) = bye {
-                wire::encode_bye(&mut l.pending, reason);
-            }
+            l.close(bye);
         }
     }
 
@@ -788,9 +665,9 @@ impl<L: Copy + Eq + Hash> Room<L> {
         if let Some(remote) = self.peers.remove(&peer) {
             if let Some(link) = remote.link
                 && let Some(l) = self.links.get_mut(&link)
-                && matches!(l.state, LinkState::Bound(p) if p == peer)
+                && l.peer() == Some(peer)
             {
-                l.state = LinkState::Closed;
+                l.close(None);
             }
             self.events
                 .push_back(RoomEvent::Disconnected { peer, reason });
@@ -855,39 +732,15 @@ impl<L: Copy + Eq + Hash> Room<L> {
 
     /// Builds every packet due now; `out(link, channel, packet)` sends one.
     pub fn poll_transmit(&mut self, now: Duration, out: &mut impl FnMut(L, Channel, Bytes)) {
-        let mut hello = BytesMut::new();
         for (id, link) in self.links.iter_mut() {
-            if !link.writable {
-                continue;
-            }
-            if link.pending.is_empty() {
-                let repeat = link.hello_wanted
-                    && !matches!(link.state, LinkState::Closed)
-                    && now >= link.next_hello;
-                if repeat {
-                    if hello.is_empty() {
-                        Self::hello_record(&self.local, &mut hello);
-                    }
-                    link.pending.extend_from_slice(&hello);
-                    link.hello_wanted = false;
-                    link.next_hello = now + HELLO_REPEAT_GAP;
-                }
-            } else {
-                // The first Hello (or a Bye) leaves now; a repeat waits the gap after it.
-                link.next_hello = now + HELLO_REPEAT_GAP;
-            }
-            if !link.pending.is_empty() {
-                out(*id, Channel::Reliable, link.pending.split().freeze());
+            if let Some(packet) = link.poll_transmit(now, &self.hello) {
+                out(*id, Channel::Reliable, packet);
             }
         }
-        // Closed links stay as tombstones (a few bytes) until the transport reports them gone,
-        // so that whatever else arrives on them is ignored rather than taken for a new link.
         for remote in self.peers.values_mut() {
-            let link = remote.link.filter(|l| {
-                self.links
-                    .get(l)
-                    .is_some_and(|l| l.writable && matches!(l.state, LinkState::Bound(_)))
-            });
+            let link = remote
+                .link
+                .filter(|l| self.links.get(l).is_some_and(Link::ready));
             match link {
                 Some(link) => remote
                     .session
@@ -896,6 +749,22 @@ impl<L: Copy + Eq + Hash> Room<L> {
             }
         }
     }
+}
+
+/// Our `Hello`, encoded.
+fn hello_record(local: &LocalIdentity) -> Bytes {
+    let mut out = BytesMut::with_capacity(wire::HELLO_LEN);
+    wire::encode_hello(
+        &mut out,
+        &Hello {
+            version: PROTOCOL_VERSION,
+            protocol_hash: local.protocol_hash,
+            peer_id: local.id.0,
+            incarnation: local.incarnation,
+            role: local.role.to_wire(),
+        },
+    );
+    out.freeze()
 }
 
 fn bye_error(reason: ByeReason) -> PeerErrorKind {
