@@ -12,6 +12,8 @@
 //! Needs root (namespaces and a veth pair); Cargo's runner (`tests/netns-run`) puts it in a
 //! private namespace of its own first.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[allow(dead_code)]
 #[path = "../tests/webrtc/harness.rs"]
 mod harness;

@@ -12,8 +12,11 @@
 //! test first calls `getUserMedia({audio: true})`. On native targets this file is empty.
 #![cfg(target_arch = "wasm32")]
 
-use bevy::{ecs::system::SystemState, prelude::*};
+mod common;
+
+use bevy::prelude::*;
 use bevy_peer_message::prelude::*;
+use common::net;
 use serde::{Deserialize, Serialize};
 use std::{sync::Arc, time::Duration};
 use wasm_bindgen::prelude::*;
@@ -96,15 +99,6 @@ fn app(signaling: Signaling) -> App {
         .init_resource::<Lifecycle>()
         .add_systems(Update, (collect, collect_lifecycle));
     app
-}
-
-fn net<R>(app: &mut App, f: impl FnOnce(&mut PeerMessage) -> R) -> R {
-    let world = app.world_mut();
-    let mut state = SystemState::<PeerMessage>::new(world);
-    let mut param = state.get_mut(world).expect("PeerMessage is available");
-    let r = f(&mut param);
-    state.apply(world);
-    r
 }
 
 fn inbox(app: &App) -> &Inbox {

@@ -4,34 +4,17 @@
 //! WebRTC is tested in `tests/webrtc/`; here is the plugin's own logic: connecting, states,
 //! peer entities, delivery, liveness, resume and the reconnect policy.
 
+mod common;
+
 use bevy::{prelude::*, time::TimeUpdateStrategy};
 use bevy_peer_message::prelude::*;
+use common::*;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Bevy time per `update`.
 const STEP: Duration = Duration::from_millis(10);
 const SECOND: Duration = Duration::from_secs(1);
-
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
-struct Numbered(u32);
-
-/// Every message of type `M` the app has seen.
-#[derive(Resource)]
-struct Inbox<M>(Vec<M>);
-
-fn record<M: Message + Clone>(app: &mut App) {
-    app.insert_resource(Inbox::<M>(Vec::new())).add_systems(
-        Update,
-        |mut reader: MessageReader<M>, mut inbox: ResMut<Inbox<M>>| {
-            inbox.0.extend(reader.read().cloned());
-        },
-    );
-}
-
-fn inbox<M: Send + Sync + Clone + 'static>(app: &App) -> Vec<M> {
-    app.world().resource::<Inbox<M>>().0.clone()
-}
 
 /// An app on `network` whose peer id is `id`, with a manual clock and recorders.
 fn app(network: &MemoryNetwork, id: u128, plugin: PeerMessagePlugin) -> App {
@@ -40,27 +23,9 @@ fn app(network: &MemoryNetwork, id: u128, plugin: PeerMessagePlugin) -> App {
         .insert_resource(TimeUpdateStrategy::ManualDuration(STEP))
         .add_plugins(plugin.in_memory(network).peer_id(PeerId(id)))
         .add_peer_message::<Numbered>(Delivery::Reliable);
-    record::<PeerConnected>(&mut app);
-    record::<PeerDisconnected>(&mut app);
-    record::<PeerReconnecting>(&mut app);
-    record::<PeerReconnected>(&mut app);
-    record::<PeerError>(&mut app);
+    record_lifecycle(&mut app);
     record::<Received<Numbered>>(&mut app);
     app
-}
-
-/// Runs a closure with the app's [`PeerMessage`] parameter.
-fn net<R>(app: &mut App, f: impl FnOnce(&mut PeerMessage) -> R) -> R {
-    let world = app.world_mut();
-    let mut state = bevy::ecs::system::SystemState::<PeerMessage>::new(world);
-    let mut param = state.get_mut(world).expect("PeerMessage is available");
-    let r = f(&mut param);
-    state.apply(world);
-    r
-}
-
-fn state(app: &App) -> ConnectionState {
-    *app.world().resource::<State<ConnectionState>>().get()
 }
 
 /// For `duration`, step by step: the network's time (every app's protocol runs, updated or
@@ -97,24 +62,18 @@ fn run_until(
 fn pair(network: &MemoryNetwork, plugin: impl Fn() -> PeerMessagePlugin) -> (App, App) {
     let mut host = app(network, 1, plugin());
     let mut joiner = app(network, 2, plugin());
-    net(&mut host, |n| n.host("room"));
-    host.update();
-    net(&mut joiner, |n| n.join("room"));
-    run_until(
-        network,
-        &mut [&mut host, &mut joiner],
-        SECOND,
-        "connect",
-        |a| state(a[1]) == ConnectionState::Connected && !inbox::<PeerConnected>(a[0]).is_empty(),
-    );
+    connect(network, &mut host, &mut joiner);
     (host, joiner)
 }
 
-fn numbers(app: &App) -> Vec<u32> {
-    inbox::<Received<Numbered>>(app)
-        .iter()
-        .map(|r| r.message.0)
-        .collect()
+/// `host` hosts "room", `joiner` joins it; returns once both saw the other connect.
+fn connect(network: &MemoryNetwork, host: &mut App, joiner: &mut App) {
+    net(host, |n| n.host("room"));
+    host.update();
+    net(joiner, |n| n.join("room"));
+    run_until(network, &mut [host, joiner], SECOND, "connect", |a| {
+        state(a[1]) == ConnectionState::Connected && !inbox::<PeerConnected>(a[0]).is_empty()
+    });
 }
 
 #[test]
@@ -178,11 +137,7 @@ fn host_and_joiner_connect_with_states_entities_and_messages() {
         host.world().get_entity(joined[0].entity).is_err(),
         "entity despawned"
     );
-    assert!(
-        inbox::<PeerError>(&host).is_empty(),
-        "{:?}",
-        inbox::<PeerError>(&host)
-    );
+    assert_no_errors(&[&host]);
 }
 
 #[test]
@@ -278,11 +233,7 @@ fn stall(stalled_is_host: bool) {
     assert_eq!(numbers(&stalled).len(), 500);
     for app in [&stalled, &other] {
         assert!(inbox::<PeerReconnecting>(app).is_empty());
-        assert!(
-            inbox::<PeerError>(app).is_empty(),
-            "{:?}",
-            inbox::<PeerError>(app)
-        );
+        assert_no_errors(&[app]);
         assert_eq!(inbox::<PeerConnected>(app).len(), 1);
     }
 }
@@ -321,16 +272,7 @@ fn a_stalled_app_holds_a_bounded_backlog_and_its_sender_sees_backpressure() {
         a.add_peer_message::<Chunk>(Delivery::Reliable);
         record::<Received<Chunk>>(a);
     }
-    net(&mut host, |n| n.host("room"));
-    host.update();
-    net(&mut joiner, |n| n.join("room"));
-    run_until(
-        &network,
-        &mut [&mut host, &mut joiner],
-        SECOND,
-        "connect",
-        |a| state(a[1]) == ConnectionState::Connected,
-    );
+    connect(&network, &mut host, &mut joiner);
     // The joiner's frames stop for 3 s; the host sends 200-byte messages as fast as the
     // plugin takes them.
     let mut sent = 0u32;
@@ -373,11 +315,7 @@ fn a_stalled_app_holds_a_bounded_backlog_and_its_sender_sees_backpressure() {
         .collect();
     assert_eq!(got, (0..sent).collect::<Vec<_>>());
     for a in [&host, &joiner] {
-        assert!(
-            inbox::<PeerError>(a).is_empty(),
-            "{:?}",
-            inbox::<PeerError>(a)
-        );
+        assert_no_errors(&[a]);
         assert!(inbox::<PeerReconnecting>(a).is_empty());
     }
 }
@@ -634,11 +572,7 @@ fn a_restarted_host_gets_its_joiners_back() {
     net(&mut restarted, |n| n.send(PeerId(2), Numbered(3)));
     run(&network, &mut [&mut restarted, &mut joiner], 2 * STEP);
     assert_eq!(numbers(&joiner), vec![3]);
-    assert!(
-        inbox::<PeerError>(&restarted).is_empty(),
-        "{:?}",
-        inbox::<PeerError>(&restarted)
-    );
+    assert_no_errors(&[&restarted]);
 }
 
 #[test]

@@ -10,14 +10,6 @@ use std::time::{Duration, Instant};
 
 const SECOND: Duration = Duration::from_secs(1);
 
-/// The numbers of the `Numbered` messages an app received, in order.
-pub fn numbers(app: &App) -> Vec<u32> {
-    inbox::<Received<Numbered>>(app)
-        .iter()
-        .map(|r| r.message.0)
-        .collect()
-}
-
 fn peer_entities(app: &mut App) -> usize {
     let mut q = app.world_mut().query::<&Peer>();
     q.iter(app.world()).count()

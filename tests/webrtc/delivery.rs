@@ -5,13 +5,6 @@ use bevy::prelude::*;
 use bevy_peer_message::{EmbeddedServer, prelude::*};
 use std::{sync::Arc, time::Duration};
 
-fn numbers(app: &App) -> Vec<u32> {
-    inbox::<Received<Numbered>>(app)
-        .iter()
-        .map(|r| r.message.0)
-        .collect()
-}
-
 /// Reliable, unreliable and sequenced messages, host to joiner and back, over the embedded
 /// signaling server; `from` names the sender; peers are entities with stats.
 #[test]
@@ -99,16 +92,8 @@ fn every_delivery_works_both_ways() {
     assert_eq!(peer.id, joiner_id);
     assert!(stats.rtt.is_some(), "round-trip time measured");
     assert!(stats.bytes_in > 0 && stats.bytes_out > 0);
-    assert!(
-        inbox::<PeerError>(&host).is_empty(),
-        "{:?}",
-        inbox::<PeerError>(&host)
-    );
-    assert!(
-        inbox::<PeerError>(&joiner).is_empty(),
-        "{:?}",
-        inbox::<PeerError>(&joiner)
-    );
+    assert_no_errors(&[&host]);
+    assert_no_errors(&[&joiner]);
 }
 
 /// The seed's "relay the signal yourself": two apps connected through a custom in-process

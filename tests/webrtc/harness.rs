@@ -5,6 +5,7 @@
 //! to run anywhere but inside such a namespace; as an ordinary user it runs on the machine's own
 //! interfaces and says so.
 
+pub use crate::common::*;
 use bevy::prelude::*;
 use bevy_peer_message::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -16,10 +17,6 @@ use std::{
 /// A reliable chat line.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Chat(pub String);
-
-/// A numbered reliable message.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
-pub struct Numbered(pub u32);
 
 /// An unreliable effect.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
@@ -80,29 +77,6 @@ pub fn require_isolated_network() {
     });
 }
 
-/// Every message of type `M` an app received, in order.
-#[derive(Resource)]
-pub struct Inbox<M: Send + Sync + 'static>(pub Vec<M>);
-
-impl<M: Send + Sync + 'static> Default for Inbox<M> {
-    fn default() -> Self {
-        Self(Vec::new())
-    }
-}
-
-fn collect<M: Message + Clone>(mut reader: MessageReader<M>, mut inbox: ResMut<Inbox<M>>) {
-    inbox.0.extend(reader.read().cloned());
-}
-
-/// Records every `M` message the app sees into `Inbox<M>` (if `M` is registered at all).
-pub fn record<M: Message + Clone>(app: &mut App) {
-    if !app.world().contains_resource::<Messages<M>>() {
-        return;
-    }
-    app.init_resource::<Inbox<M>>()
-        .add_systems(Update, collect::<M>);
-}
-
 /// What a test app registers (the same on every peer unless a test says otherwise).
 pub fn register(app: &mut App) {
     app.add_peer_message::<Chat>(Delivery::Reliable)
@@ -120,11 +94,7 @@ pub fn app_with(plugin: PeerMessagePlugin, register_messages: impl FnOnce(&mut A
     app.add_plugins((bevy::app::TaskPoolPlugin::default(), bevy::time::TimePlugin))
         .add_plugins(plugin.ice_servers(IceServers::none()));
     register_messages(&mut app);
-    record::<PeerConnected>(&mut app);
-    record::<PeerDisconnected>(&mut app);
-    record::<PeerReconnecting>(&mut app);
-    record::<PeerReconnected>(&mut app);
-    record::<PeerError>(&mut app);
+    record_lifecycle(&mut app);
     record::<Received<Chat>>(&mut app);
     record::<Received<Numbered>>(&mut app);
     record::<Received<Blob>>(&mut app);
@@ -137,26 +107,6 @@ pub fn app_with(plugin: PeerMessagePlugin, register_messages: impl FnOnce(&mut A
 /// [`app_with`] the standard registrations.
 pub fn app(plugin: PeerMessagePlugin) -> App {
     app_with(plugin, register)
-}
-
-/// Runs a closure with the app's [`PeerMessage`] parameter.
-pub fn net<R>(app: &mut App, f: impl FnOnce(&mut PeerMessage) -> R) -> R {
-    let world = app.world_mut();
-    let mut state = bevy::ecs::system::SystemState::<PeerMessage>::new(world);
-    let mut param = state.get_mut(world).expect("PeerMessage is available");
-    let r = f(&mut param);
-    state.apply(world);
-    r
-}
-
-/// The messages of type `M` an app has recorded.
-pub fn inbox<M: Send + Sync + Clone + 'static>(app: &App) -> Vec<M> {
-    app.world().resource::<Inbox<M>>().0.clone()
-}
-
-/// The app's connection state.
-pub fn state(app: &App) -> ConnectionState {
-    *app.world().resource::<State<ConnectionState>>().get()
 }
 
 /// Updates every app in turn until `done` holds, or panics after `timeout`.

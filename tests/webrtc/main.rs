@@ -3,6 +3,8 @@
 //! only: the browser's counterpart is `tests/browser.rs`.
 #![cfg(not(target_arch = "wasm32"))]
 
+#[path = "../common/mod.rs"]
+mod common;
 mod harness;
 mod netns;
 

@@ -343,11 +343,7 @@ fn stall_for_5_s(stalled_is_host: bool) {
         assert!(inbox::<PeerReconnecting>(app).is_empty());
         assert!(inbox::<PeerReconnected>(app).is_empty());
         assert!(inbox::<PeerDisconnected>(app).is_empty());
-        assert!(
-            inbox::<PeerError>(app).is_empty(),
-            "{:?}",
-            inbox::<PeerError>(app)
-        );
+        assert_no_errors(&[app]);
     }
 }
 

@@ -1,6 +1,6 @@
 //! Room semantics: broadcast in a mesh of three, leave, join with no host.
 
-use crate::{cuts::numbers, harness::*};
+use crate::harness::*;
 use bevy::prelude::*;
 use bevy_peer_message::{EmbeddedServer, prelude::*};
 use std::time::{Duration, Instant};
