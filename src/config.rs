@@ -152,7 +152,9 @@ pub struct PeerMessageSettings {
     /// Re-open attempts use less once a connection succeeded: four times what it took, at
     /// least 1 s.
     pub signaling_connect_timeout: Duration,
-    /// How often the reconnect system runs (default 100 ms).
+    /// The reconnect policy runs when something changed (a socket's signaling, a link, a
+    /// peer) or a re-open is due; this is the longest it goes without a look otherwise, a
+    /// safety net (default 1 s).
     pub reconnect_interval: Duration,
     /// Opt-in rehearsal of a bad network (see [`LinkConditionerConfig`](crate::LinkConditionerConfig)).
     pub conditioner: Option<LinkConditionerConfig>,
@@ -178,7 +180,7 @@ impl Default for PeerMessageSettings {
             resume: ResumePolicy::default(),
             backoff: Backoff::default(),
             signaling_connect_timeout: Duration::from_secs(3),
-            reconnect_interval: Duration::from_millis(100),
+            reconnect_interval: Duration::from_secs(1),
             conditioner: None,
         }
     }

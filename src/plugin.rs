@@ -42,9 +42,10 @@ pub enum PeerMessageSet {
 /// - the [`ConnectionState`] state (and Bevy's `StatesPlugin` if missing);
 /// - messages [`PeerConnected`], [`PeerDisconnected`], [`PeerReconnected`], [`PeerError`];
 /// - in [`PeerMessageSet::Receive`] ([`PreUpdate`]): an exclusive system that receives, and
-///   after it the reconnect system, which runs on a timer (`reconnect_interval`, 100 ms) rather
-///   than every frame: re-opening the socket with backoff when a host is away or signaling
-///   fails (liveness itself runs beside the socket, whatever the frames do);
+///   after it the reconnect system, which runs only when something changed (a socket's
+///   signaling, a link, a peer) or a re-open has waited out its backoff: re-opening the socket
+///   when a host is away or signaling fails (liveness itself runs beside the socket, whatever
+///   the frames do);
 /// - in [`PeerMessageSet::Send`] ([`PostUpdate`]): an exclusive system that applies
 ///   `host`/`join`/`leave` and sends.
 ///

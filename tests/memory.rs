@@ -369,7 +369,7 @@ fn one_outage_is_one_error_however_many_attempts_it_takes() {
 fn reopen_attempts_follow_the_backoff() {
     let network = MemoryNetwork::default();
     let backoff = Backoff {
-        base: Duration::from_millis(200),
+        base: Duration::from_millis(150),
         factor: 2.0,
         cap: Duration::from_millis(800),
         spread: 0.0,
@@ -377,17 +377,25 @@ fn reopen_attempts_follow_the_backoff() {
     let plugin = || PeerMessagePlugin::default().backoff(backoff.clone());
     let (mut host, mut joiner) = pair(&network, plugin);
     network.set_signaling(false);
-    let opened = network.sockets_opened();
-    // Attempts at 0, 0.2, 0.6, 1.4, 2.2, 3.0 s (within the 100 ms reconnect tick): six in 3.05 s.
-    run(
-        &network,
-        &mut [&mut host, &mut joiner],
-        Duration::from_millis(3050),
-    );
-    let attempts = network.sockets_opened() - opened;
-    assert!(
-        (10..=12).contains(&attempts),
-        "host and joiner each re-open 5-6 times in 3 s; {attempts} sockets"
+    // The policy runs when a socket's signaling changes and when a backoff runs out (not on a
+    // tick): attempts 150, 450, 1050, 1850 and 2650 ms after the first (waits of 150, 300,
+    // 600, then the 800 ms cap), to the step.
+    let mut opened = network.sockets_opened();
+    let mut at = vec![];
+    for step in 0..320u64 {
+        run(&network, &mut [&mut host, &mut joiner], STEP);
+        let now = network.sockets_opened();
+        if now > opened {
+            at.push((step * 10, now - opened));
+            opened = now;
+        }
+    }
+    let first = at[0].0;
+    let since_first: Vec<(u64, u64)> = at.iter().map(|&(t, n)| (t - first, n)).collect();
+    assert_eq!(
+        since_first,
+        vec![(0, 2), (150, 2), (450, 2), (1050, 2), (1850, 2), (2650, 2)],
+        "(ms after the first attempt, sockets opened by host and joiner)"
     );
     // Links made before the server went down keep working.
     net(&mut host, |n| n.send(PeerId(2), Numbered(1)));

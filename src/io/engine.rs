@@ -44,6 +44,8 @@ pub(crate) struct Engine {
     waker: Waker,
     /// Times pumped (diagnostics).
     pumps: u64,
+    /// A link came up or went down since the last `take_links_changed`.
+    links_changed: bool,
 }
 
 impl Default for Engine {
@@ -55,6 +57,7 @@ impl Default for Engine {
             lingering: Vec::new(),
             waker: Waker::noop().clone(),
             pumps: 0,
+            links_changed: false,
         }
     }
 }
@@ -66,9 +69,16 @@ impl Engine {
         self.pumps += 1;
         if let Some(room) = self.room.as_mut() {
             let conditioner = &mut self.conditioner;
+            let links_changed = &mut self.links_changed;
             self.sockets.poll(&self.waker, |incoming| match incoming {
-                Incoming::Link(LinkChange::Up(link)) => room.handle_link_up(link),
-                Incoming::Link(LinkChange::Down(link)) => room.handle_link_down(link, now),
+                Incoming::Link(LinkChange::Up(link)) => {
+                    *links_changed = true;
+                    room.handle_link_up(link)
+                }
+                Incoming::Link(LinkChange::Down(link)) => {
+                    *links_changed = true;
+                    room.handle_link_down(link, now)
+                }
                 Incoming::Packet(link, packet) => match conditioner {
                     // The handshake is exempt, so that reconnects can complete.
                     Some(c) if room.link_bound(link) => c.admit(now, (link, packet)),
@@ -123,6 +133,11 @@ impl Engine {
     /// register with, a new deadline).
     pub(crate) fn wake(&self) {
         self.waker.wake_by_ref();
+    }
+
+    /// Whether a link came up or went down since the last call.
+    pub(crate) fn take_links_changed(&mut self) -> bool {
+        std::mem::take(&mut self.links_changed)
     }
 
     /// How many times the engine was pumped (diagnostics).

@@ -55,6 +55,8 @@ pub(crate) struct OpenSocket {
     pub ever_up: bool,
     /// Its signaling failure has been reported already.
     pub failure_reported: bool,
+    /// Its signaling phase and whether it had ended, when last looked at by `take_changes`.
+    seen: Option<(SignalingPhase, bool)>,
     /// Packets in and out per link (debug builds only: diagnostics).
     #[cfg(debug_assertions)]
     traffic: std::collections::HashMap<RemoteId, (u64, u64)>,
@@ -119,6 +121,7 @@ impl SocketSet {
             links: HashSet::new(),
             ever_up: false,
             failure_reported: false,
+            seen: None,
             #[cfg(debug_assertions)]
             traffic: Default::default(),
         });
@@ -132,6 +135,20 @@ impl SocketSet {
     /// Every socket, oldest first (diagnostics).
     pub(crate) fn describe(&mut self) -> Vec<String> {
         self.sockets.iter_mut().map(OpenSocket::describe).collect()
+    }
+
+    /// Whether any socket's signaling phase changed, or a socket ended, since the last call
+    /// (a new socket counts as a change).
+    pub(crate) fn take_changes(&mut self) -> bool {
+        let mut changed = false;
+        for socket in &mut self.sockets {
+            let now = (socket.socket.signaling(), socket.socket.ended().is_some());
+            if socket.seen != Some(now) {
+                socket.seen = Some(now);
+                changed = true;
+            }
+        }
+        changed
     }
 
     /// Whether there is no socket at all.

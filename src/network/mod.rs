@@ -392,6 +392,10 @@ fn apply_events(world: &mut World, net: &mut PeerNetwork, engine: &mut Engine) {
 }
 
 fn apply_event(world: &mut World, net: &mut PeerNetwork, engine: &mut Engine, event: RoomEvent) {
+    if !matches!(event, RoomEvent::Message { .. }) {
+        // A peer came, went away, came back or failed: the reconnect policy looks.
+        net.reconnect.notice();
+    }
     match event {
         RoomEvent::Message {
             from,
@@ -499,6 +503,11 @@ fn with_engine(world: &mut World, f: impl FnOnce(&mut World, &mut PeerNetwork, &
 pub(crate) fn receive(world: &mut World) {
     with_engine(world, |world, net, engine| {
         engine.pump(net.now());
+        // Links that came or went, or a socket whose signaling changed: the reconnect policy
+        // looks in this frame.
+        if engine.take_links_changed() | engine.sockets.take_changes() {
+            net.reconnect.notice();
+        }
         apply_events(world, net, engine);
         update_state(world, net, engine);
         update_stats(world, net, engine);

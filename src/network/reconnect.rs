@@ -1,6 +1,8 @@
 //! The reconnect policy: when to re-open the room's socket, how often to try, and what the
 //! game is told. Liveness itself (who is away, who timed out) is the room's, run beside the
-//! sockets; this acts on it, on the Bevy side, on a timer.
+//! sockets; this acts on it, on the Bevy side: in the frame after something changed (a socket's
+//! signaling, a link, a room event), when a re-open has waited out its backoff, and otherwise
+//! at most every `reconnect_interval` as a safety net.
 //!
 //! Who re-opens when:
 //! - a joiner whose host is away (silent for `liveness_timeout`, or its link dropped) opens a
@@ -44,7 +46,10 @@ pub(super) struct Reconnect {
     /// `PeerError`; further failures of the same outage only go to the log.
     outage_reported: bool,
     next_attempt: Duration,
-    next_tick: Duration,
+    /// Something changed that the policy must look at.
+    attention: bool,
+    /// The policy's next deadline, when nothing changes before.
+    next_check: Duration,
     random: Rng,
 }
 
@@ -55,7 +60,8 @@ impl Default for Reconnect {
             attempts: 0,
             outage_reported: false,
             next_attempt: Duration::ZERO,
-            next_tick: Duration::ZERO,
+            attention: true,
+            next_check: Duration::ZERO,
             random: Rng::new(crate::core::peer::random_u128() as u64),
         }
     }
@@ -67,6 +73,12 @@ impl Reconnect {
         self.attempts = 0;
         self.next_attempt = now;
         self.connect_time = None;
+        self.attention = true;
+    }
+
+    /// Something changed that the policy must look at in this frame.
+    pub(super) fn notice(&mut self) {
+        self.attention = true;
     }
 }
 
@@ -84,19 +96,21 @@ fn socket_failed(world: &mut World, net: &mut PeerNetwork, reason: SignalingErro
     }
 }
 
-/// Run condition of [`reconnect`]: its timer has run out.
+/// Run condition of [`reconnect`]: something changed, or its deadline has come.
 pub(crate) fn reconnect_due(net: Res<PeerNetwork>) -> bool {
-    net.phase != Phase::Offline && net.now() >= net.reconnect.next_tick
+    net.phase != Phase::Offline
+        && (net.reconnect.attention || net.now() >= net.reconnect.next_check)
 }
 
-/// The reconnect system, on a timer (`reconnect_interval`, in `PreUpdate` after `receive`):
-/// sockets whose loop or signaling died, stalled handshakes, a host that is away, and
-/// re-opening the socket with backoff when the room needs it (see the module's docs).
+/// The reconnect system, in `PreUpdate` after `receive`, when something changed or at its
+/// deadline: sockets whose loop or signaling died, stalled handshakes, a host that is away,
+/// and re-opening the socket with backoff when the room needs it (see the module's docs).
 pub(crate) fn reconnect(world: &mut World) {
     with_engine(world, |world, net, engine| {
         let settings = world.resource::<PeerMessageSettings>().clone();
         let now = net.now();
-        net.reconnect.next_tick = now + settings.reconnect_interval;
+        net.reconnect.attention = false;
+        net.reconnect.next_check = now + settings.reconnect_interval;
 
         let stalled = engine
             .room
@@ -162,8 +176,13 @@ pub(crate) fn reconnect(world: &mut World) {
             socket_failed(world, net, reason);
         }
         apply_events(world, net, engine);
-        if net.phase != Phase::Offline && need && now >= net.reconnect.next_attempt {
-            reopen(net, engine, &settings, now);
+        if net.phase != Phase::Offline && need {
+            if now >= net.reconnect.next_attempt {
+                reopen(net, engine, &settings, now);
+            }
+            // Still needed until the new socket's signaling is up: look again when the backoff
+            // allows the next attempt.
+            net.reconnect.next_check = net.reconnect.next_check.min(net.reconnect.next_attempt);
         }
         if let Some(room) = engine.room.as_ref() {
             engine.sockets.retire_unused(|link| room.link_in_use(link));
