@@ -14,7 +14,7 @@
 use bevy_peer_message::{
     Delivery, PeerId, Role, SessionConfig,
     internals::{
-        LocalIdentity, Room, RoomEvent, codec,
+        Room, RoomEvent, codec, testing,
         wire::{self, Record, Records},
     },
 };
@@ -269,32 +269,11 @@ fn sizes() {
 // ---------------------------------------------------------------------------------------------
 // Allocations per message through the core.
 
-fn identity(id: u128, role: Role) -> LocalIdentity {
-    LocalIdentity {
-        id: PeerId(id),
-        role,
-        incarnation: id as u64,
-        protocol_hash: 1,
-    }
-}
-
 /// Two connected rooms (link 10 on the host, 20 on the joiner), handshake done.
 fn pair() -> (Room<u32>, Room<u32>) {
-    let mut host = Room::new(identity(1, Role::Host), SessionConfig::default(), 8);
-    let mut joiner = Room::new(identity(2, Role::Joiner), SessionConfig::default(), 8);
-    host.handle_link_up(10);
-    joiner.handle_link_up(20);
-    for _ in 0..3 {
-        let mut out = vec![];
-        host.poll_transmit(Duration::ZERO, &mut |_, _, p| out.push(p));
-        for p in out.drain(..) {
-            joiner.handle_packet(20, p, Duration::ZERO);
-        }
-        joiner.poll_transmit(Duration::ZERO, &mut |_, _, p| out.push(p));
-        for p in out.drain(..) {
-            host.handle_packet(10, p, Duration::ZERO);
-        }
-    }
+    let room = |id, role| Room::new(testing::identity(id, role, 1), SessionConfig::default(), 8);
+    let (mut host, mut joiner) = (room(1, Role::Host), room(2, Role::Joiner));
+    testing::connect(&mut host, &mut joiner, 10, 20);
     while host.poll_event().is_some() {}
     while joiner.poll_event().is_some() {}
     (host, joiner)

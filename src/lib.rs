@@ -107,7 +107,7 @@ pub mod prelude {
 /// hostile-peer tests drive directly. No stability promise; may change in any release.
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::core::room::{LocalIdentity, Room, RoomEvent};
+    pub use crate::core::room::{LocalIdentity, Room, RoomEvent, testing};
     pub use crate::core::{codec, wire};
     pub use crate::registry::MessageRegistry;
 

@@ -10,6 +10,7 @@
 
 mod admit;
 mod link;
+pub mod testing;
 
 use crate::{
     core::error::{PeerErrorKind, SendError, Violation},
@@ -776,6 +777,7 @@ fn bye_error(reason: ByeReason) -> PeerErrorKind {
 
 #[cfg(test)]
 mod tests {
+    use super::testing::{connect, identity, pump};
     use super::*;
 
     const HASH: u64 = 0xabcd;
@@ -804,39 +806,7 @@ mod tests {
     }
 
     fn room(id: u128, role: Role) -> Room<u32> {
-        Room::new(
-            LocalIdentity {
-                id: PeerId(id),
-                role,
-                incarnation: id as u64 * 7,
-                protocol_hash: HASH,
-            },
-            SessionConfig::default(),
-            2,
-        )
-    }
-
-    /// Moves everything `from` sends on `link_from` to `to`'s `link_to`.
-    fn pump(from: &mut Room<u32>, link_from: u32, to: &mut Room<u32>, link_to: u32, now: Duration) {
-        let mut packets = vec![];
-        from.poll_transmit(now, &mut |l, _, p| {
-            if l == link_from {
-                packets.push(p)
-            }
-        });
-        for p in packets {
-            to.handle_packet(link_to, p, now);
-        }
-    }
-
-    fn connect(a: &mut Room<u32>, b: &mut Room<u32>, la: u32, lb: u32) {
-        // `la` is a's id for its link to b; `lb` is b's id for its link to a.
-        a.handle_link_up(la);
-        b.handle_link_up(lb);
-        for _ in 0..3 {
-            pump(a, la, b, lb, Duration::ZERO);
-            pump(b, lb, a, la, Duration::ZERO);
-        }
+        Room::new(identity(id, role, HASH), SessionConfig::default(), 2)
     }
 
     fn events(r: &mut Room<u32>) -> Vec<RoomEvent> {
