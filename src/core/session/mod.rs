@@ -37,6 +37,9 @@ use std::time::Duration;
 /// The shortest adaptive retransmit timeout.
 const MIN_RTO: Duration = Duration::from_millis(100);
 
+/// Round-trip samples on a link that is busy anyway come this often (at the least).
+const RTT_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Limits and timings of a session. All of them bound what a peer can make us hold.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionConfig {
@@ -81,7 +84,10 @@ pub struct SessionConfig {
     /// still resends from the oldest unacked record (a safety net that costs nothing while
     /// acks flow).
     pub retransmit: bool,
-    /// Send a ping (round-trip sample and heartbeat) this often.
+    /// The longest the session stays silent toward the peer: when nothing else has gone to it
+    /// for this long, a ping does (a heartbeat; the peer's liveness of us rests on it). Pings
+    /// also sample the round trip, at least once per `max(ping_interval, 1 s)` whatever else
+    /// flows. Default 250 ms.
     pub ping_interval: Duration,
 }
 
@@ -187,7 +193,10 @@ pub struct Session {
     control: BytesMut,
     /// The newest ping to answer: one pong per transmit, however many pings a peer sends.
     pong_due: Option<u64>,
-    next_ping: Duration,
+    /// When the next round-trip sample is due (a ping whatever else flows).
+    next_sample: Duration,
+    /// When a packet last went to the peer: a heartbeat is due `ping_interval` after.
+    last_sent: Duration,
     receiver: ReliableReceiver,
     reassembler: Reassembler,
     sequence_in: SequencedFilter,
@@ -210,7 +219,8 @@ impl Session {
             unreliable: Vec::new(),
             control: BytesMut::new(),
             pong_due: None,
-            next_ping: now,
+            next_sample: now,
+            last_sent: now,
             receiver: ReliableReceiver::default(),
             reassembler: Reassembler::default(),
             sequence_in: SequencedFilter::default(),
@@ -254,7 +264,7 @@ impl Session {
         self.sender.link_up(now);
         self.receiver.force_ack(now);
         self.last_heard = now;
-        self.next_ping = now;
+        self.next_sample = now;
         // Unreliable records queued for the old link are not replayed.
         self.unreliable.clear();
         self.control.clear();
@@ -477,10 +487,10 @@ impl Session {
             .ack_deadline(self.config.ack_delay)
             .filter(|_| self.may_ack());
         let resend = self.sender.timeout_at(self.retransmit_timeout());
-        [Some(self.next_ping), ack, resend]
-            .into_iter()
-            .flatten()
-            .min()
+        let ping = self
+            .next_sample
+            .min(self.last_sent + self.config.ping_interval);
+        [Some(ping), ack, resend].into_iter().flatten().min()
     }
 
     /// Builds the packets to send now and hands them to `out`. `link_ready`: a link to the
@@ -500,16 +510,20 @@ impl Session {
         // fixed `retransmit_timeout` still applies, as a safety net: over SCTP acks progress
         // every round trip, and a stall that long means records were lost above it.
         self.stats.resent += self.sender.check_timeout(now, self.retransmit_timeout());
-        if now >= self.next_ping {
+        let window = self.config.max_in_flight;
+        // A heartbeat only when nothing else goes out now; a sample whatever flows.
+        let silent = self.unreliable.is_empty() && !self.sender.ready(window);
+        if now >= self.next_sample || (silent && now >= self.last_sent + self.config.ping_interval)
+        {
             let nonce = now.saturating_sub(self.epoch).as_micros() as u64;
             wire::encode_ping(&mut self.control, nonce);
-            self.next_ping = now + self.config.ping_interval;
+            self.next_sample = now + self.config.ping_interval.max(RTT_SAMPLE_INTERVAL);
         }
         if let Some(nonce) = self.pong_due.take() {
             wire::encode_pong(&mut self.control, nonce);
         }
         let budget = self.config.packet_budget();
-        let window = self.config.max_in_flight;
+        let sent_before = self.stats.packets_out;
         let mut packet = std::mem::take(&mut self.control);
         // Acks ride along with every control packet (pings included, so at least every
         // `ping_interval`): an ack lost above the transport (the conditioner) is repaired by
@@ -541,6 +555,9 @@ impl Session {
         }
         for packet in self.unreliable.drain(..) {
             emit(&mut self.stats, Channel::Unreliable, packet.freeze(), out);
+        }
+        if self.stats.packets_out != sent_before {
+            self.last_sent = now;
         }
     }
 
@@ -994,6 +1011,36 @@ mod tests {
         assert_eq!(p.b.poll_timeout(now, true), Some(now + config().ack_delay));
         assert!(Pair::packets(&mut p.b, now).is_empty());
         assert_eq!(Pair::packets(&mut p.b, now + config().ack_delay).len(), 1);
+    }
+
+    #[test]
+    fn an_idle_link_pings_every_interval_a_busy_one_once_a_second() {
+        let pings = |s: &mut Session, now| {
+            Pair::packets(s, now)
+                .iter()
+                .flat_map(|(_, p)| Records::new(p.clone()).map(Result::unwrap))
+                .filter(|r| matches!(r, Record::Ping(_)))
+                .count()
+        };
+        let mut s = Session::new(PeerId(1), config(), Duration::ZERO);
+        s.handle_link_up(Duration::ZERO);
+        // Idle for 5 s: a heartbeat every 250 ms.
+        let idle: usize = (0..500).map(|i| pings(&mut s, i * 10 * MS)).sum();
+        assert!((20..=21).contains(&idle), "{idle} pings while idle");
+        // Busy for 5 s (an unreliable message every 10 ms): only the round-trip samples.
+        let busy: usize = (500..1000)
+            .map(|i| {
+                s.send_unreliable(1, b"x", false).unwrap();
+                pings(&mut s, i * 10 * MS)
+            })
+            .sum();
+        assert!((5..=6).contains(&busy), "{busy} pings while busy");
+        // Idle again: the heartbeat is back within an interval.
+        let now = 1000 * 10 * MS;
+        assert_eq!(
+            s.poll_timeout(now, true),
+            Some(now + config().ping_interval - 10 * MS)
+        );
     }
 
     #[test]
