@@ -805,6 +805,14 @@ mod tests {
         );
     }
 
+    /// The events of one peer connecting.
+    fn connected(id: u128, role: Role) -> Vec<RoomEvent> {
+        vec![RoomEvent::Connected {
+            peer: PeerId(id),
+            role,
+        }]
+    }
+
     fn room(id: u128, role: Role) -> Room<u32> {
         Room::new(identity(id, role, HASH), SessionConfig::default(), 2)
     }
@@ -922,13 +930,7 @@ mod tests {
         // host's Hello has already arrived (matchbox's peer-state and data channels race).
         host.handle_link_up(10);
         pump(&mut host, 10, &mut joiner, 20, Duration::ZERO);
-        assert_eq!(
-            events(&mut joiner),
-            vec![RoomEvent::Connected {
-                peer: PeerId(1),
-                role: Role::Host
-            }]
-        );
+        assert_eq!(events(&mut joiner), connected(1, Role::Host));
         // Until its notice, matchbox would drop what the joiner sends on the link: the Hello
         // (and anything the joiner queues for the host) waits.
         joiner.send(PeerId(1), 1, &[8], Delivery::Reliable).unwrap();
@@ -1139,20 +1141,8 @@ mod tests {
         let mut host = room(1, Role::Host);
         let mut joiner = room(2, Role::Joiner);
         connect(&mut host, &mut joiner, 10, 20);
-        assert_eq!(
-            events(&mut host),
-            vec![RoomEvent::Connected {
-                peer: PeerId(2),
-                role: Role::Joiner
-            }]
-        );
-        assert_eq!(
-            events(&mut joiner),
-            vec![RoomEvent::Connected {
-                peer: PeerId(1),
-                role: Role::Host
-            }]
-        );
+        assert_eq!(events(&mut host), connected(2, Role::Joiner));
+        assert_eq!(events(&mut joiner), connected(1, Role::Host));
         assert_eq!(joiner.host(), Some(PeerId(1)));
         host.send(PeerId(2), 5, b"hi", Delivery::Reliable).unwrap();
         pump(&mut host, 10, &mut joiner, 20, Duration::ZERO);
@@ -1252,13 +1242,7 @@ mod tests {
         // The host's Hello arrives: the joiner binds the host and starts its session (pings,
         // acks), which the host, still without the joiner's Hello, ignores without complaint.
         pump(&mut host, 10, &mut joiner, 20, Duration::ZERO);
-        assert_eq!(
-            events(&mut joiner),
-            vec![RoomEvent::Connected {
-                peer: PeerId(1),
-                role: Role::Host
-            }]
-        );
+        assert_eq!(events(&mut joiner), connected(1, Role::Host));
         pump(&mut joiner, 20, &mut host, 10, 10 * ms);
         assert_eq!(events(&mut host), vec![]);
         // The host sees the joiner bound without its Hello: it sends its own again (no sooner
@@ -1268,13 +1252,7 @@ mod tests {
         assert_eq!(events(&mut joiner), vec![], "not before the gap");
         pump(&mut host, 10, &mut joiner, 20, 250 * ms);
         pump(&mut joiner, 20, &mut host, 10, 250 * ms);
-        assert_eq!(
-            events(&mut host),
-            vec![RoomEvent::Connected {
-                peer: PeerId(2),
-                role: Role::Joiner
-            }]
-        );
+        assert_eq!(events(&mut host), connected(2, Role::Joiner));
         host.send(PeerId(2), 1, &[5], Delivery::Reliable).unwrap();
         joiner.send(PeerId(1), 1, &[6], Delivery::Reliable).unwrap();
         let hellos = std::cell::Cell::new(0);
