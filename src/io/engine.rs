@@ -18,6 +18,11 @@ use crate::{
 use bytes::Bytes;
 use std::{task::Waker, time::Duration};
 
+/// The longest the engine goes without draining its sockets while it has a room. Unreliable
+/// packets do not wake it (see `Socket`), so while the game's frames stall this bounds how
+/// long they queue in the transport before the session takes (or sheds) them.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(250);
+
 /// Sockets (and a server) kept open briefly after `leave()` so the goodbyes get out.
 #[derive(Debug)]
 pub(crate) struct Lingering {
@@ -46,6 +51,8 @@ pub(crate) struct Engine {
     pumps: u64,
     /// A link came up or went down since the last `take_links_changed`.
     links_changed: bool,
+    /// When it was last pumped.
+    last_pump: Duration,
 }
 
 impl Default for Engine {
@@ -58,6 +65,7 @@ impl Default for Engine {
             waker: Waker::noop().clone(),
             pumps: 0,
             links_changed: false,
+            last_pump: Duration::ZERO,
         }
     }
 }
@@ -67,6 +75,7 @@ impl Engine {
     /// runs the room's timers and sends what is due. Returns the next deadline.
     pub(crate) fn pump(&mut self, now: Duration) -> Option<Duration> {
         self.pumps += 1;
+        self.last_pump = now;
         if let Some(room) = self.room.as_mut() {
             let conditioner = &mut self.conditioner;
             let links_changed = &mut self.links_changed;
@@ -120,7 +129,9 @@ impl Engine {
         let room = self.room.as_ref().and_then(|r| r.poll_timeout(now));
         let held = self.conditioner.as_ref().and_then(|c| c.poll_timeout());
         let linger = self.lingering.iter().map(|l| l.until).min();
-        [room, held, linger].into_iter().flatten().min()
+        let drain = (self.room.is_some() && !self.sockets.is_empty())
+            .then_some(self.last_pump + DRAIN_INTERVAL);
+        [room, held, linger, drain].into_iter().flatten().min()
     }
 
     /// Keeps sockets (and a server) open until `linger.until` so the goodbyes get out.

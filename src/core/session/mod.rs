@@ -512,7 +512,8 @@ impl Session {
         self.stats.resent += self.sender.check_timeout(now, self.retransmit_timeout());
         let window = self.config.max_in_flight;
         // A heartbeat only when nothing else goes out now; a sample whatever flows.
-        let silent = self.unreliable.is_empty() && !self.sender.ready(window);
+        let riding = self.sender.ready(window);
+        let silent = self.unreliable.is_empty() && !riding;
         if now >= self.next_sample || (silent && now >= self.last_sent + self.config.ping_interval)
         {
             let nonce = now.saturating_sub(self.epoch).as_micros() as u64;
@@ -528,7 +529,6 @@ impl Session {
         // Acks ride along with every control packet (pings included, so at least every
         // `ping_interval`): an ack lost above the transport (the conditioner) is repaired by
         // the next one, and a peer waiting for our resume point on a new link gets it.
-        let riding = self.sender.ready(window);
         if self.may_ack()
             && (!packet.is_empty() || self.receiver.ack_wanted(now, self.config.ack_delay, riding))
         {
