@@ -12,7 +12,7 @@
 //! one when run as root).
 
 use bevy_peer_message::{
-    Delivery, PeerId, Role, SessionConfig,
+    Delivery, Role, SessionConfig,
     internals::{
         Room, RoomEvent, codec, testing,
         wire::{self, Record, Records},
@@ -307,7 +307,7 @@ fn count_allocs<T: Msg + Clone>(
         for _ in 0..per_frame {
             scratch.clear();
             codec::encode_into(value, &mut scratch).expect("encode");
-            host.send(PeerId(2), 0x1234_5678, &scratch, delivery)
+            host.send(testing::peer(2), 0x1234_5678, &scratch, delivery)
                 .expect("queued");
         }
         host.poll_transmit(now, &mut |_, _, p| packets.push(p));

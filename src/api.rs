@@ -47,7 +47,38 @@ impl PeerMessage<'_> {
 
     /// Joins `room`, whose host must appear within `join_timeout`.
     pub fn join(&mut self, room: impl Into<String>) {
-        self.net.queue_join(room.into());
+        self.net.queue_join(room.into(), Vec::new());
+    }
+
+    /// Joins `room` with `payload` for the host's admission review (a player name, a ticket;
+    /// see [`JoinRequest`](crate::JoinRequest)). A payload over 1 KiB is refused with a
+    /// [`PeerError`].
+    pub fn join_with(&mut self, room: impl Into<String>, payload: impl Into<Vec<u8>>) {
+        let payload = payload.into();
+        if payload.len() > crate::core::wire::MAX_JOIN_PAYLOAD {
+            self.errors.write(PeerError {
+                peer: None,
+                error: PeerErrorKind::Send(SendError::TooLarge {
+                    size: payload.len(),
+                    limit: crate::core::wire::MAX_JOIN_PAYLOAD,
+                    delivery: Delivery::Reliable,
+                }),
+            });
+            return;
+        }
+        self.net.queue_join(room.into(), payload);
+    }
+
+    /// Host reviewing joiners: admits the joiner of a [`JoinRequest`](crate::JoinRequest).
+    /// Takes effect in this frame's [`PostUpdate`].
+    pub fn admit(&mut self, peer: PeerId) {
+        self.net.queue_decision(peer, true);
+    }
+
+    /// Host reviewing joiners: refuses the joiner of a [`JoinRequest`](crate::JoinRequest);
+    /// it gets [`PeerErrorKind::NotAdmitted`]. Takes effect in this frame's [`PostUpdate`].
+    pub fn refuse(&mut self, peer: PeerId) {
+        self.net.queue_decision(peer, false);
     }
 
     /// Leaves the room: every peer is told at once (they see
@@ -64,9 +95,9 @@ impl PeerMessage<'_> {
         self.net.queue_blackout(duration);
     }
 
-    /// Our stable id.
+    /// Our id (derived from our [`Identity`](crate::Identity)).
     pub fn id(&self) -> PeerId {
-        self.settings.peer_id
+        self.settings.identity.peer_id()
     }
 
     /// Our role while in a room.
@@ -82,7 +113,7 @@ impl PeerMessage<'_> {
     /// The host, once a joiner is connected to it (our own id on a host).
     pub fn host_id(&self) -> Option<PeerId> {
         match self.net.role() {
-            Some(Role::Host) => Some(self.settings.peer_id),
+            Some(Role::Host) => Some(self.settings.identity.peer_id()),
             _ => self.net.host(),
         }
     }

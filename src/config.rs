@@ -3,8 +3,13 @@
 //! [`PeerMessageSettings`] resource.
 
 use crate::{
-    core::backoff::Backoff, core::conditioner::LinkConditionerConfig, core::peer::PeerId,
-    core::room::ResumePolicy, core::session::SessionConfig, io::ice::IceServers,
+    core::auth::{Identity, RoomSecret},
+    core::backoff::Backoff,
+    core::budget::Budgets,
+    core::conditioner::LinkConditionerConfig,
+    core::room::ResumePolicy,
+    core::session::SessionConfig,
+    io::ice::IceServers,
 };
 use bevy::prelude::*;
 use matchbox_socket::SignallerBuilder;
@@ -128,8 +133,17 @@ pub struct SignalingServerInfo {
 /// `host()`/`join()` to affect the next room.
 #[derive(Resource, Debug, Clone)]
 pub struct PeerMessageSettings {
-    /// Our stable id (random unless the game supplies one).
-    pub peer_id: PeerId,
+    /// Our key pair; our [`PeerId`] derives from it (random unless the game supplies one:
+    /// see [`Identity`]).
+    pub identity: Identity,
+    /// The room secret, if the room is private: every peer must know it (see
+    /// [`RoomSecret`]).
+    pub room_secret: Option<RoomSecret>,
+    /// Host: new joiners wait for the game's decision (see
+    /// [`PeerMessagePlugin::review_joiners`](crate::PeerMessagePlugin::review_joiners)).
+    pub review_joiners: bool,
+    /// What each peer may send us per second (see [`Budgets`]).
+    pub budgets: Budgets,
     /// How peers find each other.
     pub signaling: Signaling,
     /// STUN/TURN servers.
@@ -169,7 +183,10 @@ pub struct PeerMessageSettings {
 impl Default for PeerMessageSettings {
     fn default() -> Self {
         Self {
-            peer_id: PeerId::random(),
+            identity: Identity::generate(),
+            room_secret: None,
+            review_joiners: false,
+            budgets: Budgets::default(),
             signaling: Signaling::default(),
             rejoin: true,
             ice_servers: IceServers::default(),

@@ -49,6 +49,22 @@ pub struct PeerReconnected {
     pub downtime: Duration,
 }
 
+/// Host reviewing joiners (see
+/// [`PeerMessagePlugin::review_joiners`](crate::PeerMessagePlugin::review_joiners)): a new
+/// joiner proved who it is and asks to join. Answer with
+/// [`PeerMessage::admit`](crate::PeerMessage::admit) or
+/// [`PeerMessage::refuse`](crate::PeerMessage::refuse), in this frame or a later one.
+///
+/// Written in [`PreUpdate`], readable in the same frame's [`Update`].
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct JoinRequest {
+    /// The joiner (its id is proven: it holds the key it derives from).
+    pub peer: PeerId,
+    /// What it sent with [`PeerMessage::join_with`](crate::PeerMessage::join_with): a player
+    /// name, a ticket (at most 1 KiB; not verified by anyone but the game).
+    pub payload: Vec<u8>,
+}
+
 /// Something went wrong: a peer broke the protocol (and was dropped), a handshake was refused,
 /// signaling failed, a send was refused. The room and every other peer carry on.
 #[derive(Message, Debug, Clone, PartialEq, Eq)]

@@ -56,22 +56,33 @@
 //! dropped, and everyone else carries on.
 #![warn(missing_docs, unreachable_pub)]
 
+#[cfg(feature = "plugin")]
 mod api;
+#[cfg(feature = "plugin")]
 mod config;
 mod core;
+#[cfg(feature = "plugin")]
 mod events;
+#[cfg(feature = "plugin")]
 mod io;
+#[cfg(feature = "plugin")]
 mod network;
+#[cfg(feature = "plugin")]
 mod plugin;
+#[cfg(feature = "plugin")]
 mod registry;
 
+#[cfg(feature = "plugin")]
 pub use crate::api::PeerMessage;
+#[cfg(feature = "plugin")]
 pub use crate::config::{
     DEFAULT_SIGNALING_PORT, PeerMessageSettings, Signaling, SignalingServerInfo,
 };
 pub use crate::core::wire::Delivery;
 pub use crate::core::{
+    auth::{Identity, RoomSecret},
     backoff::Backoff,
+    budget::{Budget, Budgets},
     codec::CodecError,
     conditioner::LinkConditionerConfig,
     error::{Fault, PeerErrorKind, SendError, ServerError, SignalingError, Violation},
@@ -80,26 +91,34 @@ pub use crate::core::{
     session::{SessionConfig, Stats},
     wire::{ByeReason, WireError},
 };
+#[cfg(feature = "plugin")]
 pub use crate::events::{
-    ConnectionState, Peer, PeerConnected, PeerDisconnected, PeerError, PeerReconnected,
-    PeerReconnecting, PeerStats,
+    ConnectionState, JoinRequest, Peer, PeerConnected, PeerDisconnected, PeerError,
+    PeerReconnected, PeerReconnecting, PeerStats,
 };
+#[cfg(feature = "plugin")]
 pub use crate::io::ice::IceServers;
+#[cfg(feature = "plugin")]
 pub use crate::io::memory::MemoryNetwork;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 pub use crate::io::server::EmbeddedServer;
+#[cfg(feature = "plugin")]
 pub use crate::io::signaling::LocalSignalingHub;
+#[cfg(feature = "plugin")]
 pub use crate::plugin::{PeerMessagePlugin, PeerMessageSet};
+#[cfg(feature = "plugin")]
 pub use crate::registry::{PeerMessageAppExt, PeerMessageType, Received};
 
 /// Everything a game needs: `use bevy_peer_message::prelude::*;`.
+#[cfg(feature = "plugin")]
 pub mod prelude {
     pub use crate::{
-        Backoff, ConnectionState, Delivery, DisconnectReason, Fault, IceServers,
-        LinkConditionerConfig, LocalSignalingHub, MemoryNetwork, Peer, PeerConnected,
+        Backoff, Budgets, ConnectionState, Delivery, DisconnectReason, Fault, IceServers, Identity,
+        JoinRequest, LinkConditionerConfig, LocalSignalingHub, MemoryNetwork, Peer, PeerConnected,
         PeerDisconnected, PeerError, PeerErrorKind, PeerId, PeerMessage, PeerMessageAppExt,
         PeerMessagePlugin, PeerMessageSet, PeerMessageSettings, PeerReconnected, PeerReconnecting,
-        PeerStats, Received, Role, SendError, SessionConfig, Signaling, SignalingServerInfo,
+        PeerStats, Received, Role, RoomSecret, SendError, SessionConfig, Signaling,
+        SignalingServerInfo,
     };
 }
 
@@ -107,11 +126,14 @@ pub mod prelude {
 /// hostile-peer tests drive directly. No stability promise; may change in any release.
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::core::room::{LocalIdentity, Room, RoomEvent, testing};
+    pub use crate::core::auth::{LinkBinding, make_auth};
+    pub use crate::core::room::{Access, LinkEnds, LocalIdentity, Room, RoomEvent, testing};
     pub use crate::core::{codec, wire};
+    #[cfg(feature = "plugin")]
     pub use crate::registry::MessageRegistry;
 
     /// The plugin's view of its sockets, links and peers, for test failure messages.
+    #[cfg(feature = "plugin")]
     pub fn describe(world: &mut bevy::prelude::World) -> String {
         world
             .resource_mut::<crate::network::PeerNetwork>()
@@ -121,5 +143,5 @@ pub mod internals {
 
 /// The README's code samples, compiled as doctests.
 #[doc = include_str!("../README.md")]
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "plugin"))]
 pub struct ReadmeDoctests;

@@ -2,12 +2,13 @@
 
 use crate::{
     config::{PeerMessageSettings, Signaling},
+    core::auth::{Identity, RoomSecret},
     core::backoff::Backoff,
+    core::budget::Budgets,
     core::conditioner::LinkConditionerConfig,
-    core::peer::PeerId,
     core::session::SessionConfig,
     events::{
-        ConnectionState, PeerConnected, PeerDisconnected, PeerError, PeerReconnected,
+        ConnectionState, JoinRequest, PeerConnected, PeerDisconnected, PeerError, PeerReconnected,
         PeerReconnecting,
     },
     io::ice::IceServers,
@@ -40,7 +41,8 @@ pub enum PeerMessageSet {
 /// It adds:
 /// - resources [`PeerMessageSettings`] (what it was built with) and [`MessageRegistry`];
 /// - the [`ConnectionState`] state (and Bevy's `StatesPlugin` if missing);
-/// - messages [`PeerConnected`], [`PeerDisconnected`], [`PeerReconnected`], [`PeerError`];
+/// - messages [`PeerConnected`], [`PeerDisconnected`], [`PeerReconnecting`],
+///   [`PeerReconnected`], [`PeerError`] and, on a host reviewing joiners, [`JoinRequest`];
 /// - in [`PeerMessageSet::Receive`] ([`PreUpdate`]): an exclusive system that receives, and
 ///   after it the reconnect system, which runs only when something changed (a socket's
 ///   signaling, a link, a peer) or a re-open has waited out its backoff: re-opening the socket
@@ -85,9 +87,61 @@ impl PeerMessagePlugin {
         self
     }
 
-    /// Use this stable id instead of a random one.
-    pub fn peer_id(mut self, id: PeerId) -> Self {
-        self.settings.peer_id = id;
+    /// Be this identity (a key pair the game keeps, so that its [`PeerId`](crate::PeerId) stays the same
+    /// across runs) instead of a fresh random one. See [`Identity`].
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.settings.identity = identity;
+        self
+    }
+
+    /// Makes the room private: every peer must know `secret`, and proves it on every link
+    /// without sending it. A peer without it (or with another) is refused on both sides with
+    /// [`PeerErrorKind::RoomSecretMismatch`](crate::PeerErrorKind::RoomSecretMismatch).
+    pub fn room_secret(mut self, secret: RoomSecret) -> Self {
+        self.settings.room_secret = Some(secret);
+        self
+    }
+
+    /// Host: every new joiner waits for the game's decision. The game reads
+    /// [`JoinRequest`](crate::JoinRequest)s (the joiner's id and what it sent with
+    /// [`PeerMessage::join_with`](crate::PeerMessage::join_with)) and answers with
+    /// [`PeerMessage::admit`](crate::PeerMessage::admit) or
+    /// [`PeerMessage::refuse`](crate::PeerMessage::refuse), in that frame or a later one, within
+    /// `timeout` (then the joiner is refused and the host sees
+    /// [`PeerErrorKind::AdmissionTimeout`](crate::PeerErrorKind::AdmissionTimeout)). A
+    /// refused joiner gets [`PeerErrorKind::NotAdmitted`](crate::PeerErrorKind::NotAdmitted)
+    /// and talks to nobody in the room: joiners bind only peers the host admitted. A peer
+    /// resuming its session after a reconnect is not asked about again.
+    ///
+    /// ```
+    /// use bevy::prelude::*;
+    /// use bevy_peer_message::prelude::*;
+    /// use std::time::Duration;
+    ///
+    /// fn review(mut requests: MessageReader<JoinRequest>, mut net: PeerMessage) {
+    ///     for request in requests.read() {
+    ///         if request.payload == b"let me in" {
+    ///             net.admit(request.peer);
+    ///         } else {
+    ///             net.refuse(request.peer);
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// App::new()
+    ///     .add_plugins(MinimalPlugins)
+    ///     .add_plugins(PeerMessagePlugin::default().review_joiners(Duration::from_secs(10)))
+    ///     .add_systems(Update, review);
+    /// ```
+    pub fn review_joiners(mut self, timeout: Duration) -> Self {
+        self.settings.review_joiners = true;
+        self.settings.resume.admission_timeout = timeout;
+        self
+    }
+
+    /// What each peer may send per second before it is dropped (see [`Budgets`]).
+    pub fn budgets(mut self, budgets: Budgets) -> Self {
+        self.settings.budgets = budgets;
         self
     }
 
@@ -204,6 +258,7 @@ impl Plugin for PeerMessagePlugin {
             .add_message::<PeerReconnected>()
             .add_message::<PeerReconnecting>()
             .add_message::<PeerError>()
+            .add_message::<JoinRequest>()
             .configure_sets(PreUpdate, PeerMessageSet::Receive)
             .configure_sets(PostUpdate, PeerMessageSet::Send)
             .add_systems(

@@ -80,6 +80,12 @@ impl MessageRegistry {
                 self.by_kind.get(&existing).map(|e| &e.name)
             );
         }
+        if kind == crate::core::room::CONTROL_KIND {
+            panic!(
+                "bevy_peer_message: message name {name:?} hashes to the id reserved for the \
+                 room's own messages; register it with add_peer_message_named and another name"
+            );
+        }
         if let Some(other) = self.by_kind.get(&kind) {
             panic!(
                 "bevy_peer_message: message names {name:?} and {:?} hash to the same id; \

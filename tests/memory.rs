@@ -2,12 +2,13 @@
 //! (each step is 10 ms of network time, then a frame of each app), so every test is
 //! deterministic and fast. Real
 //! WebRTC is tested in `tests/webrtc/`; here is the plugin's own logic: connecting, states,
-//! peer entities, delivery, liveness, resume and the reconnect policy.
+//! peer entities, delivery, liveness, resume, the reconnect policy, identity, private rooms,
+//! admission and budgets.
 
 mod common;
 
 use bevy::{prelude::*, time::TimeUpdateStrategy};
-use bevy_peer_message::prelude::*;
+use bevy_peer_message::{Budget, prelude::*};
 use common::*;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -21,10 +22,11 @@ fn app(network: &MemoryNetwork, id: u128, plugin: PeerMessagePlugin) -> App {
     let mut app = App::new();
     app.add_plugins(MinimalPlugins)
         .insert_resource(TimeUpdateStrategy::ManualDuration(STEP))
-        .add_plugins(plugin.in_memory(network).peer_id(PeerId(id)))
+        .add_plugins(plugin.in_memory(network).identity(identity(id)))
         .add_peer_message::<Numbered>(Delivery::Reliable);
     record_lifecycle(&mut app);
     record::<Received<Numbered>>(&mut app);
+    record::<JoinRequest>(&mut app);
     app
 }
 
@@ -58,7 +60,7 @@ fn run_until(
     }
 }
 
-/// Host `PeerId(1)` and joiner `PeerId(2)`, connected.
+/// Host `pid(1)` and joiner `pid(2)`, connected.
 fn pair(network: &MemoryNetwork, plugin: impl Fn() -> PeerMessagePlugin) -> (App, App) {
     let mut host = app(network, 1, plugin());
     let mut joiner = app(network, 2, plugin());
@@ -105,27 +107,24 @@ fn host_and_joiner_connect_with_states_entities_and_messages() {
 
     let joined = inbox::<PeerConnected>(&host);
     assert_eq!(joined.len(), 1);
-    assert_eq!((joined[0].peer, joined[0].role), (PeerId(2), Role::Joiner));
+    assert_eq!((joined[0].peer, joined[0].role), (pid(2), Role::Joiner));
     let peer = host
         .world()
         .get::<Peer>(joined[0].entity)
         .expect("peer entity");
-    assert_eq!((peer.id, peer.role), (PeerId(2), Role::Joiner));
+    assert_eq!((peer.id, peer.role), (pid(2), Role::Joiner));
     let at_joiner = inbox::<PeerConnected>(&joiner);
-    assert_eq!(
-        (at_joiner[0].peer, at_joiner[0].role),
-        (PeerId(1), Role::Host)
-    );
+    assert_eq!((at_joiner[0].peer, at_joiner[0].role), (pid(1), Role::Host));
 
     for i in 0..100 {
-        net(&mut host, |n| n.send(PeerId(2), Numbered(i)));
+        net(&mut host, |n| n.send(pid(2), Numbered(i)));
     }
     net(&mut joiner, |n| n.send_to_host(Numbered(1000)));
     run(&network, &mut [&mut host, &mut joiner], 5 * STEP);
     assert_eq!(numbers(&joiner), (0..100).collect::<Vec<_>>());
     assert_eq!(numbers(&host), vec![1000]);
     let from = inbox::<Received<Numbered>>(&host)[0].from;
-    assert_eq!(from, PeerId(2));
+    assert_eq!(from, pid(2));
 
     net(&mut joiner, |n| n.leave());
     run(&network, &mut [&mut host, &mut joiner], 5 * STEP);
@@ -144,7 +143,7 @@ fn host_and_joiner_connect_with_states_entities_and_messages() {
 fn messages_leave_in_the_frame_they_are_sent_and_are_read_in_the_frame_they_arrive() {
     let network = MemoryNetwork::default();
     let (mut host, mut joiner) = pair(&network, PeerMessagePlugin::default);
-    net(&mut host, |n| n.send(PeerId(2), Numbered(7)));
+    net(&mut host, |n| n.send(pid(2), Numbered(7)));
     host.update(); // PostUpdate of this frame sends.
     joiner.update(); // PreUpdate receives, Update reads.
     assert_eq!(numbers(&joiner), vec![7], "zero added frames each way");
@@ -157,22 +156,22 @@ fn a_host_away_for_a_while_comes_back_and_nothing_is_lost_or_repeated() {
     let (mut host, mut joiner) = pair(&network, plugin);
     let mut sent = 0;
     for _ in 0..10 {
-        net(&mut host, |n| n.send(PeerId(2), Numbered(sent)));
+        net(&mut host, |n| n.send(pid(2), Numbered(sent)));
         sent += 1;
         run(&network, &mut [&mut host, &mut joiner], STEP);
     }
-    network.set_online(PeerId(1), false);
+    network.set_online(pid(1), false);
     // The host keeps sending through a 5 s outage.
     for _ in 0..500 {
         if sent < 200 {
-            net(&mut host, |n| n.send(PeerId(2), Numbered(sent)));
+            net(&mut host, |n| n.send(pid(2), Numbered(sent)));
             sent += 1;
         }
         run(&network, &mut [&mut host, &mut joiner], STEP);
     }
     assert_eq!(inbox::<PeerReconnecting>(&joiner).len(), 1);
     assert_eq!(state(&joiner), ConnectionState::Reconnecting);
-    network.set_online(PeerId(1), true);
+    network.set_online(pid(1), true);
     run_until(
         &network,
         &mut [&mut host, &mut joiner],
@@ -197,9 +196,9 @@ fn stall(stalled_is_host: bool) {
     let plugin = || PeerMessagePlugin::default().liveness_timeout(SECOND);
     let (host, joiner) = pair(&network, plugin);
     let (mut stalled, mut other, stalled_id, other_id) = if stalled_is_host {
-        (host, joiner, PeerId(1), PeerId(2))
+        (host, joiner, pid(1), pid(2))
     } else {
-        (joiner, host, PeerId(2), PeerId(1))
+        (joiner, host, pid(2), pid(1))
     };
     let opened = network.sockets_opened();
     // Sent in the stalled app's last frame: it leaves in that frame's PostUpdate.
@@ -280,7 +279,7 @@ fn a_stalled_app_holds_a_bounded_backlog_and_its_sender_sees_backpressure() {
     for _ in 0..300 {
         for _ in 0..50 {
             match net(&mut host, |n| {
-                n.try_send(PeerId(2), &Chunk(sent, vec![7; 200]))
+                n.try_send(pid(2), &Chunk(sent, vec![7; 200]))
             }) {
                 Ok(()) => sent += 1,
                 Err(SendError::Backpressure { .. }) => refused += 1,
@@ -345,7 +344,7 @@ fn one_outage_is_one_error_however_many_attempts_it_takes() {
     let plugin = || PeerMessagePlugin::default().liveness_timeout(SECOND);
     let (mut host, mut joiner) = pair(&network, plugin);
     let opened = network.sockets_opened();
-    network.set_online(PeerId(2), false);
+    network.set_online(pid(2), false);
     run(&network, &mut [&mut host, &mut joiner], 10 * SECOND);
     let attempts = network.sockets_opened() - opened;
     assert!(attempts >= 5, "the joiner kept trying ({attempts} sockets)");
@@ -355,7 +354,7 @@ fn one_outage_is_one_error_however_many_attempts_it_takes() {
         "{} errors for one outage: {errors:?}",
         errors.len()
     );
-    network.set_online(PeerId(2), true);
+    network.set_online(pid(2), true);
     run_until(
         &network,
         &mut [&mut host, &mut joiner],
@@ -398,7 +397,7 @@ fn reopen_attempts_follow_the_backoff() {
         "(ms after the first attempt, sockets opened by host and joiner)"
     );
     // Links made before the server went down keep working.
-    net(&mut host, |n| n.send(PeerId(2), Numbered(1)));
+    net(&mut host, |n| n.send(pid(2), Numbered(1)));
     run(&network, &mut [&mut host, &mut joiner], 2 * STEP);
     assert_eq!(numbers(&joiner), vec![1]);
     network.set_signaling(true);
@@ -421,7 +420,7 @@ fn after_the_resume_timeout_a_joiner_joins_again_as_a_new_session() {
             .resume_timeout(3 * SECOND)
     };
     let (mut host, mut joiner) = pair(&network, plugin);
-    network.set_online(PeerId(1), false);
+    network.set_online(pid(1), false);
     run(&network, &mut [&mut host, &mut joiner], 5 * SECOND);
     let gone = inbox::<PeerDisconnected>(&joiner);
     assert_eq!(gone.len(), 1);
@@ -434,7 +433,7 @@ fn after_the_resume_timeout_a_joiner_joins_again_as_a_new_session() {
     // No join timeout ends a rejoin (the default join timeout is 10 s).
     run(&network, &mut [&mut host, &mut joiner], 15 * SECOND);
     assert_eq!(state(&joiner), ConnectionState::Connecting);
-    network.set_online(PeerId(1), true);
+    network.set_online(pid(1), true);
     run_until(
         &network,
         &mut [&mut host, &mut joiner],
@@ -443,7 +442,7 @@ fn after_the_resume_timeout_a_joiner_joins_again_as_a_new_session() {
         |a| state(a[1]) == ConnectionState::Connected && inbox::<PeerConnected>(a[0]).len() == 2,
     );
     assert_eq!(inbox::<PeerConnected>(&joiner).len(), 2, "a fresh session");
-    net(&mut host, |n| n.send(PeerId(2), Numbered(8)));
+    net(&mut host, |n| n.send(pid(2), Numbered(8)));
     run(&network, &mut [&mut host, &mut joiner], 2 * STEP);
     assert_eq!(numbers(&joiner), vec![8]);
     let errors = inbox::<PeerError>(&joiner);
@@ -465,14 +464,14 @@ fn a_joiner_that_opted_out_of_rejoining_goes_offline_after_the_resume_timeout() 
             .rejoin(false)
     };
     let (mut host, mut joiner) = pair(&network, plugin);
-    network.set_online(PeerId(1), false);
+    network.set_online(pid(1), false);
     run(&network, &mut [&mut host, &mut joiner], 5 * SECOND);
     assert_eq!(
         inbox::<PeerDisconnected>(&joiner)[0].reason,
         DisconnectReason::Timeout
     );
     assert_eq!(state(&joiner), ConnectionState::Offline);
-    network.set_online(PeerId(1), true);
+    network.set_online(pid(1), true);
     run(&network, &mut [&mut host, &mut joiner], 2 * SECOND);
     assert_eq!(state(&joiner), ConnectionState::Offline);
     assert_eq!(inbox::<PeerConnected>(&joiner).len(), 1);
@@ -520,7 +519,7 @@ fn a_full_room_refuses_the_extra_joiner_and_the_others_carry_on() {
         "{:?}",
         inbox::<PeerError>(&extra)
     );
-    net(&mut host, |n| n.send(PeerId(2), Numbered(5)));
+    net(&mut host, |n| n.send(pid(2), Numbered(5)));
     run(&network, &mut [&mut host, &mut joiner], 2 * STEP);
     assert_eq!(numbers(&joiner), vec![5]);
     assert_eq!(state(&joiner), ConnectionState::Connected);
@@ -570,14 +569,14 @@ fn a_restarted_host_gets_its_joiners_back() {
     assert_eq!(gone.len(), 1);
     assert_eq!(
         (gone[0].peer, gone[0].reason),
-        (PeerId(1), DisconnectReason::Replaced)
+        (pid(1), DisconnectReason::Replaced)
     );
     let connected = inbox::<PeerConnected>(&joiner);
     assert_eq!(
         connected.last().map(|c| (c.peer, c.role)),
-        Some((PeerId(11), Role::Host))
+        Some((pid(11), Role::Host))
     );
-    net(&mut restarted, |n| n.send(PeerId(2), Numbered(3)));
+    net(&mut restarted, |n| n.send(pid(2), Numbered(3)));
     run(&network, &mut [&mut restarted, &mut joiner], 2 * STEP);
     assert_eq!(numbers(&joiner), vec![3]);
     assert_no_errors(&[&restarted]);
@@ -602,7 +601,212 @@ fn a_second_host_is_refused_while_the_first_is_there() {
         "{:?}",
         inbox::<PeerError>(&joiner)
     );
-    net(&mut host, |n| n.send(PeerId(2), Numbered(4)));
+    net(&mut host, |n| n.send(pid(2), Numbered(4)));
     run(&network, &mut [&mut host, &mut joiner], 2 * STEP);
     assert_eq!(numbers(&joiner), vec![4]);
+}
+
+#[test]
+fn the_id_follows_the_identity_the_game_gives() {
+    let network = MemoryNetwork::default();
+    let (mut host, mut joiner) = pair(&network, PeerMessagePlugin::default);
+    assert_eq!(net(&mut host, |n| n.id()), identity(1).peer_id());
+    assert_eq!(net(&mut joiner, |n| n.host_id()), Some(pid(1)));
+    assert_eq!(inbox::<PeerConnected>(&host)[0].peer, pid(2));
+}
+
+#[test]
+fn a_private_room_refuses_a_wrong_secret_on_both_sides_and_takes_the_right_one() {
+    let network = MemoryNetwork::default();
+    let secret = |s: &str| PeerMessagePlugin::default().room_secret(RoomSecret::new(s));
+    let mut host = app(&network, 1, secret("opensesame"));
+    let mut wrong = app(&network, 2, secret("open sesame"));
+    let mut none = app(&network, 3, PeerMessagePlugin::default());
+    net(&mut host, |n| n.host("room"));
+    host.update();
+    net(&mut wrong, |n| n.join("room"));
+    net(&mut none, |n| n.join("room"));
+    run(&network, &mut [&mut host, &mut wrong, &mut none], SECOND);
+    for (app, n) in [(&wrong, 2), (&none, 3)] {
+        assert_eq!(
+            state(app),
+            ConnectionState::Offline,
+            "app {n}: the join is over"
+        );
+        assert!(
+            inbox::<PeerError>(app)
+                .iter()
+                .any(|e| e.error == PeerErrorKind::RoomSecretMismatch && e.peer == Some(pid(1))),
+            "{:?}",
+            inbox::<PeerError>(app)
+        );
+        assert!(
+            inbox::<PeerError>(&host)
+                .iter()
+                .any(|e| e.error == PeerErrorKind::RoomSecretMismatch && e.peer == Some(pid(n))),
+            "{:?}",
+            inbox::<PeerError>(&host)
+        );
+    }
+    assert!(inbox::<PeerConnected>(&host).is_empty());
+    let mut right = app(&network, 4, secret("opensesame"));
+    net(&mut right, |n| n.join("room"));
+    run_until(
+        &network,
+        &mut [&mut host, &mut right],
+        SECOND,
+        "join",
+        |a| state(a[1]) == ConnectionState::Connected,
+    );
+}
+
+#[test]
+fn the_hosts_game_reviews_joiners_and_a_refused_one_talks_to_nobody() {
+    let network = MemoryNetwork::default();
+    let mut host = app(
+        &network,
+        1,
+        PeerMessagePlugin::default().review_joiners(Duration::from_secs(5)),
+    );
+    let mut alice = app(&network, 2, PeerMessagePlugin::default());
+    let mut mallory = app(&network, 3, PeerMessagePlugin::default());
+    net(&mut host, |n| n.host("room"));
+    host.update();
+    net(&mut alice, |n| n.join_with("room", b"alice".to_vec()));
+    run_until(
+        &network,
+        &mut [&mut host, &mut alice],
+        SECOND,
+        "request",
+        |a| !inbox::<JoinRequest>(a[0]).is_empty(),
+    );
+    assert_eq!(
+        inbox::<JoinRequest>(&host),
+        vec![JoinRequest {
+            peer: pid(2),
+            payload: b"alice".to_vec()
+        }]
+    );
+    // The decision can take frames; meanwhile the joiner waits, connecting.
+    run(&network, &mut [&mut host, &mut alice], 300 * STEP / 10);
+    assert_eq!(state(&alice), ConnectionState::Connecting);
+    net(&mut host, |n| n.admit(pid(2)));
+    run_until(
+        &network,
+        &mut [&mut host, &mut alice],
+        SECOND,
+        "admitted",
+        |a| state(a[1]) == ConnectionState::Connected,
+    );
+    net(&mut mallory, |n| n.join_with("room", b"mallory".to_vec()));
+    run_until(
+        &network,
+        &mut [&mut host, &mut alice, &mut mallory],
+        SECOND,
+        "mallory's request",
+        |a| inbox::<JoinRequest>(a[0]).len() == 2,
+    );
+    net(&mut host, |n| n.refuse(pid(3)));
+    run(
+        &network,
+        &mut [&mut host, &mut alice, &mut mallory],
+        8 * SECOND,
+    );
+    assert_eq!(state(&mallory), ConnectionState::Offline);
+    assert!(
+        inbox::<PeerError>(&mallory)
+            .iter()
+            .any(|e| e.error == PeerErrorKind::NotAdmitted),
+        "{:?}",
+        inbox::<PeerError>(&mallory)
+    );
+    assert!(inbox::<PeerConnected>(&mallory).is_empty());
+    assert!(
+        inbox::<PeerConnected>(&alice)
+            .iter()
+            .all(|c| c.peer != pid(3)),
+        "alice never binds a peer the host did not admit"
+    );
+    assert_no_errors(&[&host, &alice]);
+    net(&mut alice, |n| n.send_to_host(Numbered(1)));
+    run(&network, &mut [&mut host, &mut alice], 2 * STEP);
+    assert_eq!(numbers(&host), vec![1]);
+}
+
+/// Unreliable noise from a flooder.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+struct Noise(Vec<u8>);
+
+#[test]
+fn a_flooder_over_budget_is_dropped_and_an_honest_stream_is_untouched() {
+    let network = MemoryNetwork::default();
+    let plugin = || {
+        PeerMessagePlugin::default().budgets(Budgets {
+            messages_per_second: 1_000,
+            burst: SECOND,
+            ..Budgets::default()
+        })
+    };
+    let with_noise = |mut app: App| {
+        app.add_peer_message::<Noise>(Delivery::Unreliable);
+        app
+    };
+    let mut host = with_noise(app(&network, 1, plugin()));
+    let mut honest = with_noise(app(&network, 2, plugin()));
+    let mut flooder = with_noise(app(&network, 3, plugin()));
+    connect(&network, &mut host, &mut honest);
+    net(&mut flooder, |n| n.join("room"));
+    run_until(
+        &network,
+        &mut [&mut host, &mut honest, &mut flooder],
+        SECOND,
+        "mesh",
+        |a| inbox::<PeerConnected>(a[0]).len() == 2,
+    );
+    // 2 s: the honest joiner sends 2 numbered messages a frame, the flooder 100 noise
+    // messages a frame (10 000 a second, ten times the budget).
+    let mut sent = 0;
+    for _ in 0..200 {
+        for _ in 0..2 {
+            net(&mut honest, |n| n.send_to_host(Numbered(sent)));
+            sent += 1;
+        }
+        for _ in 0..100 {
+            net(&mut flooder, |n| {
+                if n.host_id().is_some() {
+                    n.send_to_host(Noise(vec![0; 64]))
+                }
+            });
+        }
+        run(&network, &mut [&mut host, &mut honest, &mut flooder], STEP);
+    }
+    run(
+        &network,
+        &mut [&mut host, &mut honest, &mut flooder],
+        SECOND,
+    );
+    assert_eq!(
+        numbers(&host),
+        (0..sent).collect::<Vec<_>>(),
+        "exactly once, in order"
+    );
+    let errors = inbox::<PeerError>(&host);
+    assert_eq!(
+        errors,
+        vec![PeerError {
+            peer: Some(pid(3)),
+            error: PeerErrorKind::OverBudget {
+                budget: Budget::MessagesPerSecond,
+                limit: 1_000
+            }
+        }]
+    );
+    assert!(
+        inbox::<PeerDisconnected>(&honest)
+            .iter()
+            .any(|d| d.peer == pid(3) && d.reason == DisconnectReason::Evicted),
+        "the host removes the flooder from the room"
+    );
+    assert!(inbox::<PeerError>(&honest).is_empty());
+    assert_eq!(state(&honest), ConnectionState::Connected);
 }

@@ -2,6 +2,7 @@
 //! [`PeerError`](crate::PeerError) messages.
 
 use crate::core::{
+    budget::Budget,
     codec::CodecError,
     peer::PeerId,
     wire::{ByeReason, Delivery, WireError},
@@ -91,6 +92,9 @@ pub enum Violation {
     /// A message type sent with another delivery than both sides registered.
     #[error("message sent with another delivery than registered")]
     WrongDelivery,
+    /// A room control message (the host's list of admitted peers) that does not decode.
+    #[error("malformed room control message")]
+    BadControl,
 }
 
 /// Why the connection to the signaling server, or a socket, failed.
@@ -139,8 +143,10 @@ pub enum PeerErrorKind {
     /// The peer broke the protocol (out-of-place record, impossible sequence number, ...).
     #[error("protocol violation: {0}")]
     Violation(Violation),
-    /// A new link was up for this long without the peer's `Hello`; it was dropped (a joiner
-    /// then re-opens its socket for fresh connections).
+    /// A new link was up for this long without the peer's handshake; it was dropped (a
+    /// joiner then re-opens its socket for fresh connections). Reported only for links that
+    /// matter: a joiner's before it has its host, and links to peers the host admitted; a
+    /// stranger that says nothing costs one quiet link.
     #[error("no hello on a new link within {after:?}")]
     HandshakeTimeout {
         /// `handshake_timeout`.
@@ -200,6 +206,37 @@ pub enum PeerErrorKind {
     /// The host refused us because the room is full (or, on the host, refused a joiner).
     #[error("the room is full")]
     RoomFull,
+    /// The peer's proof of identity failed: its signature does not hold for this link (a
+    /// replayed or relayed handshake), or its id does not belong to its key.
+    #[error("the peer's identity proof failed")]
+    BadProof,
+    /// A peer with the same identity (key) is already in the room under a live session (the
+    /// same app running twice with one persisted key, or a copied key). The newcomer is
+    /// refused; once the first is away, a new incarnation replaces it.
+    #[error("a peer with the same identity is already in the room")]
+    DuplicatePeer,
+    /// The room secret does not match: one side has another secret, or none (reported on
+    /// both sides).
+    #[error("the room secret does not match")]
+    RoomSecretMismatch,
+    /// The host's game did not admit us (see `PeerMessagePlugin::review_joiners`).
+    #[error("the host did not admit us")]
+    NotAdmitted,
+    /// The game did not answer a [`JoinRequest`](crate::JoinRequest) within the
+    /// admission timeout: the joiner was refused.
+    #[error("no admission decision within {after:?}; the joiner was refused")]
+    AdmissionTimeout {
+        /// The configured timeout.
+        after: Duration,
+    },
+    /// The peer went over one of its [`Budgets`](crate::Budgets) and was dropped.
+    #[error("the peer went over its budget of {limit} {budget}")]
+    OverBudget {
+        /// Which budget.
+        budget: Budget,
+        /// Its limit (per second, or per minute for links).
+        limit: u64,
+    },
     /// The peer refused or dropped us, and said why.
     #[error("the peer closed the link: {0}")]
     RefusedByPeer(ByeReason),
@@ -261,17 +298,25 @@ impl PeerErrorKind {
             | Self::Decode { .. }
             | Self::MessageTooLarge { .. }
             | Self::Overrun { .. }
+            | Self::BadProof
+            | Self::OverBudget { .. }
             | Self::SelfConnection => Fault::Peer,
             Self::VersionMismatch { .. }
             | Self::ProtocolMismatch { .. }
             | Self::DuplicateHost
+            | Self::DuplicatePeer
             | Self::RoomFull
+            | Self::RoomSecretMismatch
+            | Self::NotAdmitted
             | Self::RefusedByPeer(_) => Fault::Incompatible,
             Self::HandshakeTimeout { .. }
             | Self::JoinTimeout { .. }
             | Self::Signaling(_)
             | Self::Server(_) => Fault::Network,
-            Self::Send(_) | Self::AlreadyInRoom | Self::InvalidRoomName { .. } => Fault::Local,
+            Self::Send(_)
+            | Self::AlreadyInRoom
+            | Self::InvalidRoomName { .. }
+            | Self::AdmissionTimeout { .. } => Fault::Local,
         }
     }
 }
@@ -293,6 +338,15 @@ mod tests {
                 Fault::Incompatible,
             ),
             (PeerErrorKind::RoomFull, Fault::Incompatible),
+            (PeerErrorKind::BadProof, Fault::Peer),
+            (
+                PeerErrorKind::OverBudget {
+                    budget: Budget::MessagesPerSecond,
+                    limit: 1,
+                },
+                Fault::Peer,
+            ),
+            (PeerErrorKind::RoomSecretMismatch, Fault::Incompatible),
             (
                 PeerErrorKind::Signaling(SignalingError::Lost),
                 Fault::Network,

@@ -2,7 +2,9 @@
 //! current time; outputs are packets to send, events and the next deadline. Deterministic, so it
 //! is unit-tested with a simulated clock and fuzzed.
 
+pub(crate) mod auth;
 pub(crate) mod backoff;
+pub(crate) mod budget;
 pub mod codec;
 pub(crate) mod conditioner;
 pub(crate) mod error;

@@ -6,15 +6,20 @@
 //!
 //! | tag    | record      | body                                                                   |
 //! |--------|-------------|------------------------------------------------------------------------|
-//! | `0x01` | `Hello`     | version `u16`, protocol hash `u64`, peer id `u128`, incarnation `u64`, role `u8` |
+//! | `0x01` | `Hello`     | version `u16`, protocol hash `u64`, public key `[32]`, nonce `[16]`, incarnation `u64`, role `u8` |
 //! | `0x02` | `Bye`       | reason `u8`                                                            |
 //! | `0x03` | `Ack`       | next expected reliable sequence number `u64`                           |
 //! | `0x04` | `Ping`      | nonce `u64`                                                            |
 //! | `0x05` | `Pong`      | nonce `u64`                                                            |
+//! | `0x06` | `Auth`      | signature `[64]`, flags `u8` (bit 0: a secret proof follows), proof `[32]`, length `u16`, join payload |
+//! | `0x07` | `Welcome`   | (empty): the host admitted us                                          |
 //! | `0x10` | `Reliable`  | seq `u64`, message type `u32`, length `u16`, payload                    |
 //! | `0x11` | `Fragment`  | seq `u64`, message type `u32`, total length `u32`, length `u16`, chunk  |
 //! | `0x20` | `Unreliable`| message type `u32`, length `u16`, payload                               |
 //! | `0x21` | `Sequenced` | message type `u32`, seq `u32`, length `u16`, payload                    |
+//!
+//! A `Hello` of another protocol version is decoded only as far as its version
+//! ([`Record::ForeignHello`]), so that the peer can be told it is incompatible.
 //!
 //! Decoding never panics and never allocates: payloads are zero-copy slices of the packet.
 //! Anything malformed is a [`WireError`].
@@ -23,7 +28,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
 /// Version of the wire protocol; a peer speaking another version is refused at `Hello`.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The largest packet matchbox can carry: it silently drops bigger data-channel messages.
 pub const MAX_TRANSPORT_PACKET: usize = 65_536;
@@ -33,13 +38,26 @@ const TAG_BYE: u8 = 0x02;
 const TAG_ACK: u8 = 0x03;
 const TAG_PING: u8 = 0x04;
 const TAG_PONG: u8 = 0x05;
+const TAG_AUTH: u8 = 0x06;
+const TAG_WELCOME: u8 = 0x07;
 const TAG_RELIABLE: u8 = 0x10;
 const TAG_FRAGMENT: u8 = 0x11;
 const TAG_UNRELIABLE: u8 = 0x20;
 const TAG_SEQUENCED: u8 = 0x21;
 
+/// Size of a public key (ed25519).
+pub(crate) const PUBLIC_KEY_LEN: usize = 32;
+/// Size of a link nonce.
+pub(crate) const NONCE_LEN: usize = 16;
+/// Size of a signature (ed25519).
+pub(crate) const SIGNATURE_LEN: usize = 64;
+/// Size of a room-secret proof (HMAC-SHA256).
+pub(crate) const SECRET_PROOF_LEN: usize = 32;
+
 /// Size of an encoded `Hello` record.
-pub const HELLO_LEN: usize = 1 + 2 + 8 + 16 + 8 + 1;
+pub const HELLO_LEN: usize = 1 + 2 + 8 + PUBLIC_KEY_LEN + NONCE_LEN + 8 + 1;
+/// The largest join payload (player name, ticket) an `Auth` may carry.
+pub const MAX_JOIN_PAYLOAD: usize = 1024;
 /// Header bytes in front of the payload of a `Reliable` record.
 pub const RELIABLE_HEADER: usize = 1 + 8 + 4 + 2;
 /// Header bytes in front of the chunk of a `Fragment` record.
@@ -109,6 +127,15 @@ pub enum ByeReason {
     ProtocolViolation = 3,
     /// The host refused us: it already is a host, or we are not one it accepts.
     Refused = 4,
+    /// The peer's handshake proof failed: a bad signature, or a peer id that is already
+    /// in the room under a live session.
+    BadProof = 5,
+    /// The room secret did not match (or one side has none).
+    RoomSecret = 6,
+    /// The host's game did not admit us (its admission hook said no, or did not answer).
+    NotAdmitted = 7,
+    /// We went over one of the peer's budgets (messages or bytes per second, handshakes).
+    OverBudget = 8,
 }
 
 impl std::fmt::Display for ByeReason {
@@ -119,6 +146,10 @@ impl std::fmt::Display for ByeReason {
             Self::RoomFull => "the room is full",
             Self::ProtocolViolation => "it says we broke the protocol",
             Self::Refused => "refused",
+            Self::BadProof => "our identity proof was refused",
+            Self::RoomSecret => "the room secret does not match",
+            Self::NotAdmitted => "the host did not admit us",
+            Self::OverBudget => "we went over its budget",
         })
     }
 }
@@ -131,6 +162,10 @@ impl ByeReason {
             2 => Self::RoomFull,
             3 => Self::ProtocolViolation,
             4 => Self::Refused,
+            5 => Self::BadProof,
+            6 => Self::RoomSecret,
+            7 => Self::NotAdmitted,
+            8 => Self::OverBudget,
             other => return Err(WireError::BadValue("bye reason", other as u64)),
         })
     }
@@ -143,12 +178,27 @@ pub struct Hello {
     pub version: u16,
     /// Hash of the sender's registered message names and deliveries.
     pub protocol_hash: u64,
-    /// The sender's stable peer id.
-    pub peer_id: u128,
+    /// The sender's public key (its peer id is derived from it).
+    pub public_key: [u8; PUBLIC_KEY_LEN],
+    /// Drawn by the sender for this link alone: the other side's proof must cover it.
+    pub nonce: [u8; NONCE_LEN],
     /// Random per `host()`/`join()`: tells a resumed session from a restarted peer.
     pub incarnation: u64,
     /// 0 = joiner, 1 = host.
     pub role: u8,
+}
+
+/// The contents of an `Auth` record: the sender's proof for this link, sent once it has the
+/// other side's `Hello`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Auth {
+    /// ed25519 signature over the link's transcript.
+    pub signature: [u8; SIGNATURE_LEN],
+    /// HMAC of the transcript with the room secret, if the sender has one.
+    pub secret_proof: Option<[u8; SECRET_PROOF_LEN]>,
+    /// What a joiner tells the host's admission hook (a player name, a ticket); at most
+    /// [`MAX_JOIN_PAYLOAD`] bytes.
+    pub payload: Bytes,
 }
 
 /// One decoded record. Payloads are slices of the packet they came in.
@@ -156,6 +206,12 @@ pub struct Hello {
 pub enum Record {
     /// First record on every link.
     Hello(Hello),
+    /// A `Hello` of another protocol version (only its version is read).
+    ForeignHello(u16),
+    /// The sender's proof of identity (and of the room secret) for this link.
+    Auth(Auth),
+    /// The host admitted the receiver.
+    Welcome,
     /// The sender is going away (or sending us away).
     Bye(ByeReason),
     /// Cumulative acknowledgement: every reliable seq below this arrived.
@@ -288,10 +344,10 @@ impl Records {
         a.copy_from_slice(self.take(8, what)?);
         Ok(u64::from_le_bytes(a))
     }
-    fn u128(&mut self, what: &'static str) -> Result<u128, WireError> {
-        let mut a = [0u8; 16];
-        a.copy_from_slice(self.take(16, what)?);
-        Ok(u128::from_le_bytes(a))
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], WireError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N, what)?);
+        Ok(a)
     }
     fn payload(&mut self, what: &'static str) -> Result<Bytes, WireError> {
         let len = self.u16(what)? as usize;
@@ -303,16 +359,46 @@ impl Records {
     fn record(&mut self) -> Result<Record, WireError> {
         let tag = self.u8("record")?;
         Ok(match tag {
-            TAG_HELLO => Record::Hello(Hello {
-                version: self.u16("hello")?,
-                protocol_hash: self.u64("hello")?,
-                peer_id: self.u128("hello")?,
-                incarnation: self.u64("hello")?,
-                role: match self.u8("hello")? {
-                    r @ (0 | 1) => r,
-                    other => return Err(WireError::BadValue("role", other as u64)),
-                },
-            }),
+            TAG_HELLO => {
+                let version = self.u16("hello")?;
+                if version != PROTOCOL_VERSION {
+                    // Another layout may follow: the rest of the packet is not ours to read.
+                    self.pos = self.packet.len();
+                    return Ok(Record::ForeignHello(version));
+                }
+                Record::Hello(Hello {
+                    version,
+                    protocol_hash: self.u64("hello")?,
+                    public_key: self.array("hello")?,
+                    nonce: self.array("hello")?,
+                    incarnation: self.u64("hello")?,
+                    role: match self.u8("hello")? {
+                        r @ (0 | 1) => r,
+                        other => return Err(WireError::BadValue("role", other as u64)),
+                    },
+                })
+            }
+            TAG_AUTH => {
+                let signature = self.array("auth")?;
+                let secret_proof = match self.u8("auth")? {
+                    0 => None,
+                    1 => Some(self.array("auth")?),
+                    other => return Err(WireError::BadValue("auth flags", other as u64)),
+                };
+                let payload = self.payload("auth")?;
+                if payload.len() > MAX_JOIN_PAYLOAD {
+                    return Err(WireError::BadValue(
+                        "join payload length",
+                        payload.len() as u64,
+                    ));
+                }
+                Record::Auth(Auth {
+                    signature,
+                    secret_proof,
+                    payload,
+                })
+            }
+            TAG_WELCOME => Record::Welcome,
             TAG_BYE => Record::Bye(ByeReason::from_u8(self.u8("bye")?)?),
             TAG_ACK => Record::Ack(self.u64("ack")?),
             TAG_PING => Record::Ping(self.u64("ping")?),
@@ -372,9 +458,30 @@ pub fn encode_hello(out: &mut BytesMut, hello: &Hello) {
     out.put_u8(TAG_HELLO);
     out.put_u16_le(hello.version);
     out.put_u64_le(hello.protocol_hash);
-    out.put_u128_le(hello.peer_id);
+    out.put_slice(&hello.public_key);
+    out.put_slice(&hello.nonce);
     out.put_u64_le(hello.incarnation);
     out.put_u8(hello.role);
+}
+
+/// Appends an `Auth` record. `auth.payload` must be at most [`MAX_JOIN_PAYLOAD`] bytes.
+pub fn encode_auth(out: &mut BytesMut, auth: &Auth) {
+    out.put_u8(TAG_AUTH);
+    out.put_slice(&auth.signature);
+    match &auth.secret_proof {
+        Some(proof) => {
+            out.put_u8(1);
+            out.put_slice(proof);
+        }
+        None => out.put_u8(0),
+    }
+    put_len(out, auth.payload.len());
+    out.put_slice(&auth.payload);
+}
+
+/// Appends a `Welcome` record.
+pub fn encode_welcome(out: &mut BytesMut) {
+    out.put_u8(TAG_WELCOME);
 }
 
 /// Appends a `Bye` record.
@@ -461,9 +568,18 @@ mod tests {
         Hello {
             version: PROTOCOL_VERSION,
             protocol_hash: 0xdead_beef_0123_4567,
-            peer_id: 0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10,
+            public_key: [7; 32],
+            nonce: [9; 16],
             incarnation: 42,
             role: 1,
+        }
+    }
+
+    fn auth(secret: bool) -> Auth {
+        Auth {
+            signature: [3; 64],
+            secret_proof: secret.then_some([4; 32]),
+            payload: Bytes::from_static(b"player one"),
         }
     }
 
@@ -471,6 +587,9 @@ mod tests {
     fn every_record_round_trips_in_one_packet() {
         let mut p = BytesMut::new();
         encode_hello(&mut p, &hello());
+        encode_auth(&mut p, &auth(true));
+        encode_auth(&mut p, &auth(false));
+        encode_welcome(&mut p);
         encode_bye(&mut p, ByeReason::RoomFull);
         encode_ack(&mut p, 99);
         encode_ping(&mut p, 1);
@@ -484,6 +603,9 @@ mod tests {
             records,
             vec![
                 Record::Hello(hello()),
+                Record::Auth(auth(true)),
+                Record::Auth(auth(false)),
+                Record::Welcome,
                 Record::Bye(ByeReason::RoomFull),
                 Record::Ack(99),
                 Record::Ping(1),
@@ -553,6 +675,8 @@ mod tests {
             records.push(b);
         };
         push(&|b| encode_hello(b, &hello()));
+        push(&|b| encode_auth(b, &auth(true)));
+        push(&|b| encode_auth(b, &auth(false)));
         push(&|b| encode_bye(b, ByeReason::Left));
         push(&|b| encode_ack(b, 1));
         push(&|b| encode_ping(b, 1));
@@ -593,6 +717,32 @@ mod tests {
         let mut p = BytesMut::new();
         encode_fragment(&mut p, 1, 2, 3, b"");
         assert_eq!(decode(&p), Err(WireError::BadValue("fragment length", 0)));
+        // An Auth with unknown flags, and one with a payload over the limit.
+        let mut p = BytesMut::new();
+        encode_auth(&mut p, &auth(false));
+        p[1 + 64] = 2;
+        assert_eq!(decode(&p), Err(WireError::BadValue("auth flags", 2)));
+        let mut p = BytesMut::new();
+        let mut big = auth(false);
+        big.payload = Bytes::from(vec![0; MAX_JOIN_PAYLOAD + 1]);
+        encode_auth(&mut p, &big);
+        assert_eq!(
+            decode(&p),
+            Err(WireError::BadValue(
+                "join payload length",
+                MAX_JOIN_PAYLOAD as u64 + 1
+            ))
+        );
+    }
+
+    #[test]
+    fn a_hello_of_another_version_is_read_only_as_far_as_its_version() {
+        // A version 1 Hello had another layout; whatever follows is not read.
+        let mut p = BytesMut::new();
+        p.put_u8(TAG_HELLO);
+        p.put_u16_le(1);
+        p.put_slice(&[0xee; 20]);
+        assert_eq!(decode(&p), Ok(vec![Record::ForeignHello(1)]));
     }
 
     #[test]

@@ -17,6 +17,14 @@ pub(crate) struct LinkId {
     pub socket: u32,
     /// The other end's id.
     pub remote: RemoteId,
+    /// Our socket's id, as the signaling server named it (the other end knows us by it).
+    pub local: RemoteId,
+}
+
+impl crate::core::room::LinkEnds for LinkId {
+    fn ends(&self) -> (u128, u128) {
+        (self.local.0, self.remote.0)
+    }
 }
 
 impl std::fmt::Debug for LinkId {
@@ -50,6 +58,8 @@ pub(crate) struct OpenSocket {
     /// When it was opened (plugin clock).
     pub opened_at: Duration,
     serial: u32,
+    /// Our id on it, once the signaling server gave it.
+    local: Option<RemoteId>,
     links: HashSet<RemoteId>,
     /// Its signaling was up at some point.
     pub ever_up: bool,
@@ -94,9 +104,12 @@ impl OpenSocket {
     /// The links that are up on this socket.
     pub(crate) fn links(&self) -> impl Iterator<Item = LinkId> + '_ {
         let socket = self.serial;
-        self.links
-            .iter()
-            .map(move |&remote| LinkId { socket, remote })
+        let local = self.local.unwrap_or(RemoteId(0));
+        self.links.iter().map(move |&remote| LinkId {
+            socket,
+            remote,
+            local,
+        })
     }
 }
 
@@ -118,6 +131,7 @@ impl SocketSet {
             socket,
             opened_at: now,
             serial,
+            local: None,
             links: HashSet::new(),
             ever_up: false,
             failure_reported: false,
@@ -161,11 +175,17 @@ impl SocketSet {
     pub(crate) fn poll(&mut self, waker: &Waker, mut f: impl FnMut(Incoming)) {
         for socket in &mut self.sockets {
             let serial = socket.serial;
+            if socket.local.is_none() {
+                socket.local = socket.socket.local_id();
+            }
+            // Known before any link: the signaling server names us first.
+            let local = socket.local.unwrap_or(RemoteId(0));
             let links = &mut socket.links;
             socket.socket.poll_links(waker, &mut |remote, up| {
                 let link = LinkId {
                     socket: serial,
                     remote,
+                    local,
                 };
                 if up {
                     links.insert(remote);
@@ -188,6 +208,7 @@ impl SocketSet {
                 let link = LinkId {
                     socket: serial,
                     remote,
+                    local,
                 };
                 f(Incoming::Packet(link, packet))
             });

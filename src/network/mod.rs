@@ -16,12 +16,12 @@ use crate::{
     core::conditioner::LinkConditioner,
     core::error::{PeerErrorKind, SendError},
     core::peer::{PeerId, Role},
-    core::room::{DisconnectReason, LocalIdentity, Room, RoomEvent},
+    core::room::{Access, DisconnectReason, LocalIdentity, Room, RoomEvent},
     core::session::Stats,
     core::wire::Delivery,
     events::{
-        ConnectionState, Peer, PeerConnected, PeerDisconnected, PeerError, PeerReconnected,
-        PeerReconnecting, PeerStats,
+        ConnectionState, JoinRequest, Peer, PeerConnected, PeerDisconnected, PeerError,
+        PeerReconnected, PeerReconnecting, PeerStats,
     },
     io::engine::{Engine, Lingering},
     io::signaling::{SignalingPhase, WebSocketSignallerBuilder},
@@ -52,7 +52,8 @@ enum Phase {
 #[derive(Debug, Clone)]
 enum Command {
     Host(String),
-    Join(String),
+    Join(String, Vec<u8>),
+    Decide(PeerId, bool),
     Leave,
     Blackout(Duration),
 }
@@ -82,6 +83,8 @@ pub struct PeerNetwork {
     entities: HashMap<PeerId, Entity>,
     scratch: Vec<u8>,
     events: Vec<RoomEvent>,
+    /// What the last `join_with` sent, for a rejoin.
+    join_payload: Vec<u8>,
 }
 
 impl Default for PeerNetwork {
@@ -109,6 +112,7 @@ impl PeerNetwork {
             entities: HashMap::default(),
             scratch: Vec::with_capacity(256),
             events: Vec::new(),
+            join_payload: Vec::new(),
         }
     }
 
@@ -147,8 +151,11 @@ impl PeerNetwork {
     pub(crate) fn queue_host(&mut self, room: String) {
         self.commands.push(Command::Host(room));
     }
-    pub(crate) fn queue_join(&mut self, room: String) {
-        self.commands.push(Command::Join(room));
+    pub(crate) fn queue_join(&mut self, room: String, payload: Vec<u8>) {
+        self.commands.push(Command::Join(room, payload));
+    }
+    pub(crate) fn queue_decision(&mut self, peer: PeerId, admit: bool) {
+        self.commands.push(Command::Decide(peer, admit));
     }
     pub(crate) fn queue_leave(&mut self) {
         self.commands.push(Command::Leave);
@@ -245,6 +252,7 @@ impl PeerNetwork {
         world: &mut World,
         role: Role,
         room_name: String,
+        join_payload: Vec<u8>,
     ) -> Result<(), PeerErrorKind> {
         if self.phase != Phase::Offline {
             return Err(PeerErrorKind::AlreadyInRoom);
@@ -279,13 +287,14 @@ impl PeerNetwork {
             Signaling::Server { url } => (format!("{url}/{room_name}"), websocket),
             Signaling::Custom { builder, url } => (format!("{url}/{room_name}"), builder.clone()),
         };
-        info!("{role} {room_name:?} via {url} as {}", settings.peer_id);
-        let local = LocalIdentity {
-            id: settings.peer_id,
+        let id = settings.identity.peer_id();
+        info!("{role} {room_name:?} via {url} as {id}");
+        let local = LocalIdentity::new(
+            settings.identity.clone(),
             role,
-            incarnation: crate::core::peer::random_u128() as u64,
+            crate::core::peer::random_u128() as u64,
             protocol_hash,
-        };
+        );
         let mut session = settings.session.clone();
         // Only something above the transport loses packets within a link (see
         // `SessionConfig::retransmit`).
@@ -293,6 +302,12 @@ impl PeerNetwork {
         session.ping_interval = settings.resume.heartbeat_interval(session.ping_interval);
         let mut room = Room::with_policy(local, session, settings.max_peers, settings.resume);
         room.set_kinds(kinds);
+        room.set_access(Access {
+            secret: settings.room_secret.clone(),
+            join_payload: join_payload.into(),
+            review: settings.review_joiners && role == Role::Host,
+            budgets: settings.budgets,
+        });
         engine.room = Some(room);
         let now = self.now();
         let target = SocketTarget {
@@ -300,7 +315,7 @@ impl PeerNetwork {
             signaller,
             ice: settings.ice_servers.clone(),
             connect_timeout: settings.signaling_connect_timeout,
-            local: settings.peer_id,
+            local: id,
         };
         engine.sockets.open(&*self.transport, &target, now);
         engine.conditioner = settings
@@ -464,7 +479,8 @@ fn apply_event(world: &mut World, net: &mut PeerNetwork, engine: &mut Engine, ev
                     && let Some(room) = room
                 {
                     info!("the host of {room:?} timed out; joining again as a new session");
-                    match net.open(engine, world, Role::Joiner, room) {
+                    let payload = net.join_payload.clone();
+                    match net.open(engine, world, Role::Joiner, room, payload) {
                         Ok(()) => {
                             if let Phase::Joining { rejoin, .. } = &mut net.phase {
                                 *rejoin = true;
@@ -475,11 +491,25 @@ fn apply_event(world: &mut World, net: &mut PeerNetwork, engine: &mut Engine, ev
                 }
             }
         }
+        RoomEvent::JoinRequest { peer, payload } => {
+            info!(
+                "peer {peer} asks to join ({} bytes of payload)",
+                payload.len()
+            );
+            world.write_message(JoinRequest {
+                peer,
+                payload: payload.to_vec(),
+            });
+        }
         RoomEvent::Error { peer, error: e } => {
-            // Only the host sends RoomFull: a join it refuses is over.
-            let refused =
-                e == PeerErrorKind::RoomFull && matches!(net.phase, Phase::Joining { .. });
             error(world, peer, e);
+            // The host refused us (room full, secret, its game said no, our identity): the
+            // join is over.
+            let refused = matches!(net.phase, Phase::Joining { .. })
+                && engine
+                    .room
+                    .as_mut()
+                    .is_some_and(|r| r.take_refused_by_host());
             if refused {
                 net.close(engine, linger(world));
             }
@@ -547,8 +577,25 @@ pub(crate) fn transmit(world: &mut World) {
     with_engine(world, |world, net, engine| {
         for command in std::mem::take(&mut net.commands) {
             let result = match command {
-                Command::Host(room) => net.open(engine, world, Role::Host, room),
-                Command::Join(room) => net.open(engine, world, Role::Joiner, room),
+                Command::Host(room) => net.open(engine, world, Role::Host, room, Vec::new()),
+                Command::Join(room, payload) => {
+                    net.join_payload = payload.clone();
+                    net.open(engine, world, Role::Joiner, room, payload)
+                }
+                Command::Decide(peer, admit) => {
+                    let now = net.now();
+                    if let Some(room) = engine.room.as_mut() {
+                        let waiting = if admit {
+                            room.admit_joiner(peer, now)
+                        } else {
+                            room.refuse_joiner(peer)
+                        };
+                        if !waiting {
+                            warn!("no join request from {peer} is waiting (it timed out or left)");
+                        }
+                    }
+                    Ok(())
+                }
                 Command::Leave => {
                     net.close(engine, linger(world));
                     #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
@@ -616,7 +663,13 @@ mod tests {
         let mut engine = Engine::default();
         for bad in ["", "a b", "x/y", "ü"] {
             assert!(matches!(
-                net.open(&mut engine, app.world_mut(), Role::Joiner, bad.into()),
+                net.open(
+                    &mut engine,
+                    app.world_mut(),
+                    Role::Joiner,
+                    bad.into(),
+                    vec![]
+                ),
                 Err(PeerErrorKind::InvalidRoomName { .. })
             ));
         }

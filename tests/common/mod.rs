@@ -78,3 +78,16 @@ pub fn net<R>(app: &mut App, f: impl FnOnce(&mut PeerMessage) -> R) -> R {
 pub fn state(app: &App) -> ConnectionState {
     *app.world().resource::<State<ConnectionState>>().get()
 }
+
+/// The identity of test app number `n` (the same in every run, so tests can name peers).
+pub fn identity(n: u128) -> Identity {
+    let mut seed = [0u8; 32];
+    seed[..16].copy_from_slice(&n.to_le_bytes());
+    seed[31] = 0x7e;
+    Identity::from_secret_bytes(seed)
+}
+
+/// The peer id of test app number `n`.
+pub fn pid(n: u128) -> PeerId {
+    identity(n).peer_id()
+}

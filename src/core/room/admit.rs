@@ -2,23 +2,53 @@
 //! who we are, what the `Hello` says and what the room holds, so every rule is a unit test.
 
 use crate::core::{
+    auth::PublicKey,
+    budget::Budget,
     error::PeerErrorKind,
     peer::{PeerId, Role},
     room::LocalIdentity,
     wire::{ByeReason, Hello, PROTOCOL_VERSION},
 };
 
+/// What a verified `Auth` establishes about the peer.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Claim {
+    /// Its id, derived from its key.
+    pub peer: PeerId,
+    /// Its key (proven).
+    pub key: PublicKey,
+    /// What it says it is.
+    pub role: Role,
+    /// Its incarnation.
+    pub incarnation: u64,
+}
+
+/// What we know of a peer with the claim's id.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Known {
+    /// Its key.
+    pub key: PublicKey,
+    /// Its incarnation.
+    pub incarnation: u64,
+    /// Whether it is away (no usable link).
+    pub away: bool,
+    /// New links it bound within the last minute.
+    pub recent_links: u32,
+}
+
 /// What the room holds that the decision depends on.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct RoomFacts {
     /// Our host (a joiner's), and whether it is away.
     pub host: Option<(PeerId, bool)>,
-    /// The incarnation we know for the `Hello`'s peer id, if we know that peer.
-    pub known_incarnation: Option<u64>,
+    /// The peer with the claim's id, if we know it.
+    pub known: Option<Known>,
     /// Peers in the room now.
     pub peers: usize,
     /// Most peers the room takes.
     pub max_peers: usize,
+    /// Most new links one peer may bind per minute.
+    pub max_links_per_minute: u32,
 }
 
 /// The decision.
@@ -45,45 +75,69 @@ pub(super) enum Admission {
     },
 }
 
-/// Decides what a `Hello` from `peer` on a new link leads to.
-pub(super) fn admit(local: &LocalIdentity, hello: &Hello, room: RoomFacts) -> Admission {
-    let peer = PeerId(hello.peer_id);
-    let role = Role::from_wire(hello.role);
-    let refuse = |error, bye| Admission::Refuse { error, bye };
+/// Whether a peer's `Hello` speaks our message protocol (its version was checked when it was
+/// decoded: see `Record::ForeignHello`). Checked once the peer is proven.
+pub(super) fn compatible(local: &LocalIdentity, hello: &Hello) -> Result<(), Admission> {
+    let refuse = |error| {
+        Err(Admission::Refuse {
+            error,
+            bye: ByeReason::Incompatible,
+        })
+    };
     if hello.version != PROTOCOL_VERSION {
-        return refuse(
-            PeerErrorKind::VersionMismatch {
-                ours: PROTOCOL_VERSION,
-                theirs: hello.version,
-            },
-            ByeReason::Incompatible,
-        );
+        return refuse(PeerErrorKind::VersionMismatch {
+            ours: PROTOCOL_VERSION,
+            theirs: hello.version,
+        });
     }
     if hello.protocol_hash != local.protocol_hash {
-        return refuse(
-            PeerErrorKind::ProtocolMismatch {
-                ours: local.protocol_hash,
-                theirs: hello.protocol_hash,
-            },
-            ByeReason::Incompatible,
-        );
+        return refuse(PeerErrorKind::ProtocolMismatch {
+            ours: local.protocol_hash,
+            theirs: hello.protocol_hash,
+        });
     }
+    Ok(())
+}
+
+/// Decides what a proven claim on a new link leads to.
+pub(super) fn admit(local: &LocalIdentity, claim: &Claim, room: RoomFacts) -> Admission {
+    let peer = claim.peer;
+    let refuse = |error, bye| Admission::Refuse { error, bye };
     if peer == local.id {
-        return if hello.incarnation == local.incarnation {
+        return if claim.incarnation == local.incarnation {
             Admission::OwnSocket
         } else {
             refuse(PeerErrorKind::SelfConnection, ByeReason::Refused)
         };
     }
+    if let Some(known) = room.known {
+        // Ids derive from keys, so another key under a known id means a forged id.
+        if known.key != claim.key {
+            return refuse(PeerErrorKind::BadProof, ByeReason::BadProof);
+        }
+        // One live session per identity: a second app with the same key while the first is
+        // still here is refused (once the first is away, a new incarnation replaces it).
+        if !known.away && known.incarnation != claim.incarnation {
+            return refuse(PeerErrorKind::DuplicatePeer, ByeReason::Refused);
+        }
+        if known.recent_links >= room.max_links_per_minute {
+            return refuse(
+                PeerErrorKind::OverBudget {
+                    budget: Budget::LinksPerMinute,
+                    limit: room.max_links_per_minute as u64,
+                },
+                ByeReason::OverBudget,
+            );
+        }
+    }
     let mut replaces_host = None;
-    if role == Role::Host {
+    if claim.role == Role::Host {
         if local.role == Role::Host {
             return refuse(PeerErrorKind::DuplicateHost, ByeReason::Refused);
         }
         match room.host {
             // Our host is away and a host presents itself in the room: the old one restarted
-            // (under a new id), or gave the room up. The room is the new host's now. (Until
-            // peers prove who they are, any peer could claim this while the host is away.)
+            // (under a new id), or gave the room up. The room is the new host's now.
             Some((host, true)) if host != peer => replaces_host = Some(host),
             Some((host, false)) if host != peer => {
                 return refuse(PeerErrorKind::DuplicateHost, ByeReason::Refused);
@@ -91,48 +145,65 @@ pub(super) fn admit(local: &LocalIdentity, hello: &Hello, room: RoomFacts) -> Ad
             _ => {}
         }
     }
-    if local.role == Role::Host && room.known_incarnation.is_none() && room.peers >= room.max_peers
-    {
+    let known_incarnation = room.known.map(|k| k.incarnation);
+    if local.role == Role::Host && room.known.is_none() && room.peers >= room.max_peers {
         return refuse(PeerErrorKind::RoomFull, ByeReason::RoomFull);
     }
     Admission::Accept {
         replaces_host,
-        resumes: room.known_incarnation == Some(hello.incarnation),
+        resumes: known_incarnation == Some(claim.incarnation),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::room::testing::identity;
 
     const HASH: u64 = 7;
 
     fn local(role: Role) -> LocalIdentity {
-        LocalIdentity {
-            id: PeerId(1),
+        identity(1, role, HASH)
+    }
+
+    fn claim(peer: u128, role: Role, incarnation: u64) -> Claim {
+        let key = identity(peer, role, HASH).key.public_key();
+        Claim {
+            peer: key.peer_id(),
+            key,
             role,
-            incarnation: 10,
-            protocol_hash: HASH,
+            incarnation,
         }
     }
 
-    fn hello(peer: u128, role: Role, incarnation: u64) -> Hello {
+    fn hello(version: u16, protocol_hash: u64) -> Hello {
         Hello {
-            version: PROTOCOL_VERSION,
-            protocol_hash: HASH,
-            peer_id: peer,
-            incarnation,
-            role: role.to_wire(),
+            version,
+            protocol_hash,
+            public_key: [0; 32],
+            nonce: [0; 16],
+            incarnation: 1,
+            role: 0,
         }
     }
 
     fn empty() -> RoomFacts {
         RoomFacts {
             host: None,
-            known_incarnation: None,
+            known: None,
             peers: 0,
             max_peers: 4,
+            max_links_per_minute: 20,
         }
+    }
+
+    fn known(c: &Claim, incarnation: u64, away: bool) -> Option<Known> {
+        Some(Known {
+            key: c.key,
+            incarnation,
+            away,
+            recent_links: 0,
+        })
     }
 
     fn refused(a: Admission) -> Option<(PeerErrorKind, ByeReason)> {
@@ -144,19 +215,21 @@ mod tests {
 
     #[test]
     fn incompatible_peers_are_refused_before_anything_else() {
-        let mut h = hello(2, Role::Joiner, 1);
-        h.version += 1;
+        let me = local(Role::Host);
+        assert!(compatible(&me, &hello(PROTOCOL_VERSION, HASH)).is_ok());
         assert!(matches!(
-            refused(admit(&local(Role::Host), &h, empty())),
+            compatible(&me, &hello(PROTOCOL_VERSION + 1, HASH))
+                .err()
+                .and_then(refused),
             Some((
                 PeerErrorKind::VersionMismatch { .. },
                 ByeReason::Incompatible
             ))
         ));
-        let mut h = hello(2, Role::Joiner, 1);
-        h.protocol_hash += 1;
         assert!(matches!(
-            refused(admit(&local(Role::Host), &h, empty())),
+            compatible(&me, &hello(PROTOCOL_VERSION, HASH + 1))
+                .err()
+                .and_then(refused),
             Some((
                 PeerErrorKind::ProtocolMismatch { .. },
                 ByeReason::Incompatible
@@ -167,12 +240,11 @@ mod tests {
     #[test]
     fn our_own_id_is_our_other_socket_or_an_impostor() {
         let me = local(Role::Joiner);
+        let mut own = claim(1, Role::Joiner, me.incarnation);
+        assert_eq!(admit(&me, &own, empty()), Admission::OwnSocket);
+        own.incarnation += 1;
         assert_eq!(
-            admit(&me, &hello(1, Role::Joiner, 10), empty()),
-            Admission::OwnSocket
-        );
-        assert_eq!(
-            refused(admit(&me, &hello(1, Role::Joiner, 11), empty())),
+            refused(admit(&me, &own, empty())),
             Some((PeerErrorKind::SelfConnection, ByeReason::Refused))
         );
     }
@@ -180,7 +252,7 @@ mod tests {
     #[test]
     fn one_host_per_room_unless_ours_is_away() {
         assert_eq!(
-            refused(admit(&local(Role::Host), &hello(2, Role::Host, 1), empty())),
+            refused(admit(&local(Role::Host), &claim(2, Role::Host, 1), empty())),
             Some((PeerErrorKind::DuplicateHost, ByeReason::Refused))
         );
         let joiner = local(Role::Joiner);
@@ -190,11 +262,11 @@ mod tests {
             ..empty()
         };
         assert_eq!(
-            refused(admit(&joiner, &hello(2, Role::Host, 1), with_host(false))),
+            refused(admit(&joiner, &claim(2, Role::Host, 1), with_host(false))),
             Some((PeerErrorKind::DuplicateHost, ByeReason::Refused))
         );
         assert_eq!(
-            admit(&joiner, &hello(2, Role::Host, 1), with_host(true)),
+            admit(&joiner, &claim(2, Role::Host, 1), with_host(true)),
             Admission::Accept {
                 replaces_host: Some(PeerId(5)),
                 resumes: false
@@ -209,28 +281,85 @@ mod tests {
             ..empty()
         };
         let host = local(Role::Host);
+        let c = claim(2, Role::Joiner, 1);
         assert_eq!(
-            refused(admit(&host, &hello(2, Role::Joiner, 1), full)),
+            refused(admit(&host, &c, full)),
             Some((PeerErrorKind::RoomFull, ByeReason::RoomFull))
         );
-        let known = |incarnation| RoomFacts {
-            known_incarnation: Some(incarnation),
+        let facts = |incarnation| RoomFacts {
+            known: known(&c, incarnation, true),
             ..full
         };
         assert_eq!(
-            admit(&host, &hello(2, Role::Joiner, 1), known(1)),
+            admit(&host, &c, facts(1)),
             Admission::Accept {
                 replaces_host: None,
                 resumes: true
             }
         );
         assert_eq!(
-            admit(&host, &hello(2, Role::Joiner, 1), known(0)),
+            admit(&host, &c, facts(0)),
             Admission::Accept {
                 replaces_host: None,
                 resumes: false
             },
-            "a new incarnation replaces the old session"
+            "a new incarnation replaces the old session once it is away"
         );
+    }
+
+    #[test]
+    fn one_live_session_per_key_and_the_key_must_match_the_id() {
+        let host = local(Role::Host);
+        let c = claim(2, Role::Joiner, 1);
+        let live = RoomFacts {
+            known: known(&c, 0, false),
+            peers: 1,
+            ..empty()
+        };
+        assert_eq!(
+            refused(admit(&host, &c, live)),
+            Some((PeerErrorKind::DuplicatePeer, ByeReason::Refused)),
+            "another incarnation while the first is live"
+        );
+        let same = RoomFacts {
+            known: known(&c, 1, false),
+            ..live
+        };
+        assert!(
+            matches!(
+                admit(&host, &c, same),
+                Admission::Accept { resumes: true, .. }
+            ),
+            "the same incarnation moves to a new link (its socket re-opened)"
+        );
+        let mut forged = c;
+        forged.key = claim(3, Role::Joiner, 1).key;
+        assert_eq!(
+            refused(admit(&host, &forged, same)),
+            Some((PeerErrorKind::BadProof, ByeReason::BadProof))
+        );
+    }
+
+    #[test]
+    fn a_peer_that_relinks_too_often_is_over_budget() {
+        let host = local(Role::Host);
+        let c = claim(2, Role::Joiner, 1);
+        let mut facts = RoomFacts {
+            known: known(&c, 1, true),
+            ..empty()
+        };
+        if let Some(k) = facts.known.as_mut() {
+            k.recent_links = 20;
+        }
+        assert!(matches!(
+            refused(admit(&host, &c, facts)),
+            Some((
+                PeerErrorKind::OverBudget {
+                    budget: Budget::LinksPerMinute,
+                    ..
+                },
+                ByeReason::OverBudget
+            ))
+        ));
     }
 }

@@ -1,26 +1,38 @@
 //! The room: links, the handshake, roles and the table of remote peers. Sans-IO and Bevy-free.
 //!
 //! A *link* is one matchbox connection (identified by matchbox's per-socket id `L`); a *peer* is
-//! one remote app (identified by its stable [`PeerId`]). Every new link starts with both sides
-//! sending `Hello`. A valid `Hello` binds the link to a peer: a new peer is
-//! [`RoomEvent::Connected`]; a known peer with the same incarnation resumes its session
-//! ([`RoomEvent::Reconnected`]). Anything wrong (version, protocol hash, a second host, a full
-//! room, garbage) ends that link with a [`RoomEvent::Error`] naming the peer, a `Bye` telling the
-//! other side why, and nothing else is disturbed.
+//! one remote app (identified by its [`PeerId`], derived from its key). Every new link starts
+//! with the handshake of [`link`]: both sides send `Hello`, then an `Auth` proving their key
+//! (and the room secret) for this link. A proven peer is admitted ([`admit`]) and bound: a new
+//! peer is [`RoomEvent::Connected`]; a known peer with the same key and incarnation resumes its
+//! session ([`RoomEvent::Reconnected`]). The host is the room's authority: it can have the game
+//! review each joiner ([`RoomEvent::JoinRequest`]), and it tells every joiner whom it admitted;
+//! joiners bind only those. Anything wrong (version, protocol hash, proof, secret, a second
+//! host, a full room, a budget, garbage) ends that link with a [`RoomEvent::Error`], a `Bye`
+//! telling the other side why, and nothing else is disturbed.
 
 mod admit;
+mod control;
 mod link;
 pub mod testing;
+#[cfg(test)]
+mod trust_tests;
 
 use crate::{
+    core::auth::{Identity, LinkBinding, PublicKey, RoomSecret, Transcript, make_auth},
+    core::budget::{Budgets, RateMeter},
     core::error::{PeerErrorKind, SendError, Violation},
     core::peer::{PeerId, Role},
     core::session::{Inbound, Session, SessionConfig},
-    core::wire::{self, ByeReason, Channel, Delivery, Hello, PROTOCOL_VERSION, Record, Records},
+    core::wire::{
+        self, Auth, ByeReason, Channel, Delivery, Hello, PROTOCOL_VERSION, Record, Records,
+    },
 };
-use admit::{Admission, RoomFacts, admit};
+use admit::{Admission, Claim, Known, RoomFacts, admit, compatible};
 use bytes::{Bytes, BytesMut};
-use link::{Link, LinkState};
+pub(crate) use control::CONTROL_KIND;
+use control::Control;
+use link::{Link, LinkState, Verified, Wait};
 use std::{
     collections::{HashMap, VecDeque},
     hash::Hash,
@@ -47,6 +59,8 @@ pub enum DisconnectReason {
     /// restarted), or, for a joiner's host, another host took the room while this one was
     /// away (a host that restarted under a new id).
     Replaced,
+    /// The host removed the peer from the room (it broke the protocol or a budget there).
+    Evicted,
 }
 
 /// What the room tells the shell.
@@ -88,6 +102,15 @@ pub enum RoomEvent {
         /// Encoded message.
         payload: Bytes,
     },
+    /// Host, reviewing joiners: a new joiner proved who it is and asks to join. Answer with
+    /// [`Room::admit_joiner`] or [`Room::refuse_joiner`] (now or later, within the admission
+    /// timeout).
+    JoinRequest {
+        /// The joiner.
+        peer: PeerId,
+        /// What it sent with its request (a player name, a ticket).
+        payload: Bytes,
+    },
     /// Something went wrong with a peer (or a link whose peer is not known yet).
     Error {
         /// The peer, when known.
@@ -97,10 +120,20 @@ pub enum RoomEvent {
     },
 }
 
+/// What a transport's link id tells of the link's two ends: our socket's id and the remote
+/// socket's, as the signaling server named them. Every proof on the link covers them, so a
+/// handshake made for one link is worthless on another.
+pub trait LinkEnds: Copy + Eq + Hash {
+    /// `(ours, theirs)`.
+    fn ends(&self) -> (u128, u128);
+}
+
 /// Who we are in the room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalIdentity {
-    /// Our stable id.
+    /// Our key pair.
+    pub key: Identity,
+    /// Our id (derived from the key).
     pub id: PeerId,
     /// Host or joiner.
     pub role: Role,
@@ -110,14 +143,59 @@ pub struct LocalIdentity {
     pub protocol_hash: u64,
 }
 
+impl LocalIdentity {
+    /// `key` in the room as `role`, this incarnation, speaking the message protocol
+    /// `protocol_hash`.
+    pub fn new(key: Identity, role: Role, incarnation: u64, protocol_hash: u64) -> Self {
+        Self {
+            id: key.peer_id(),
+            key,
+            role,
+            incarnation,
+            protocol_hash,
+        }
+    }
+}
+
+/// What the room asks of peers before it takes them, beyond a valid proof of identity.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// The room secret, if the room is private.
+    pub secret: Option<RoomSecret>,
+    /// What we send with our own `Auth` (a joiner's player name or ticket).
+    pub join_payload: Bytes,
+    /// Host: every new joiner waits for the game's decision ([`RoomEvent::JoinRequest`]).
+    pub review: bool,
+    /// Per-peer rate budgets.
+    pub budgets: Budgets,
+}
+
 #[derive(Debug)]
 struct Remote<L> {
     role: Role,
+    key: PublicKey,
     incarnation: u64,
     link: Option<L>,
     /// Since when the peer has been away (no usable link), if it is.
     away_since: Option<Duration>,
     session: Session,
+    /// Its message and byte rates.
+    meter: RateMeter,
+    /// When it bound its recent links (the last minute's).
+    linked_at: VecDeque<Duration>,
+}
+
+impl<L> Remote<L> {
+    fn recent_links(&mut self, now: Duration) -> u32 {
+        while self
+            .linked_at
+            .front()
+            .is_some_and(|t| now.saturating_sub(*t) >= Duration::from_secs(60))
+        {
+            self.linked_at.pop_front();
+        }
+        self.linked_at.len() as u32
+    }
 }
 
 /// What the room does when a peer's link is lost.
@@ -128,10 +206,12 @@ pub struct ResumePolicy {
     pub resume_timeout: Duration,
     /// A peer silent this long is away (heartbeats keep a healthy idle link talking).
     pub liveness_timeout: Duration,
-    /// A link up this long without the peer's `Hello` is dropped (and a joiner re-opens). Both
-    /// ends of a link are reported up at different times, seconds apart when many connections
-    /// form at once on a busy machine, so this is much longer than a round trip.
+    /// A link up this long without the peer's handshake is dropped (and a joiner re-opens).
+    /// Both ends of a link are reported up at different times, seconds apart when many
+    /// connections form at once on a busy machine, so this is much longer than a round trip.
     pub handshake_timeout: Duration,
+    /// Host, reviewing joiners: a joiner the game has not answered within this is refused.
+    pub admission_timeout: Duration,
 }
 
 impl Default for ResumePolicy {
@@ -140,11 +220,22 @@ impl Default for ResumePolicy {
             resume_timeout: Duration::from_secs(30),
             liveness_timeout: Duration::from_secs(1),
             handshake_timeout: Duration::from_secs(5),
+            admission_timeout: Duration::from_secs(10),
         }
     }
 }
 
 impl ResumePolicy {
+    /// The longest a proven peer's link may wait for `wait` before it is given up.
+    fn wait_limit(&self, wait: Wait) -> Duration {
+        match wait {
+            Wait::Decision => self.admission_timeout,
+            // The host's game may take up to its admission timeout (ours, as far as we know).
+            Wait::Welcome => self.admission_timeout + self.handshake_timeout,
+            Wait::Roster => self.handshake_timeout,
+        }
+    }
+
     /// How often a link sends a ping (round-trip sample and heartbeat): `configured`, but at
     /// least four per `liveness_timeout`, so one or two lost or late heartbeats never make a
     /// healthy peer look away; never more often than every 10 ms.
@@ -155,10 +246,12 @@ impl ResumePolicy {
     }
 }
 
-/// The room core. `L` is the transport's link id (matchbox's per-socket peer id).
+/// The room core. `L` is the transport's link id (matchbox's per-socket peer id, with our
+/// socket's).
 #[derive(Debug)]
 pub struct Room<L> {
     local: LocalIdentity,
+    access: Access,
     config: SessionConfig,
     policy: ResumePolicy,
     max_peers: usize,
@@ -169,11 +262,16 @@ pub struct Room<L> {
     kinds: HashMap<u32, Delivery>,
     /// Links ended because their handshake stalled, since the last `take_stalled_handshakes`.
     stalled_handshakes: usize,
-    /// Our `Hello` record, encoded once.
-    hello: Bytes,
+    /// Links made so far (each gets its own nonce).
+    links_made: u64,
+    /// Joiner: the peers our host admitted, with the socket it knows each on.
+    roster: HashMap<PeerId, u128>,
+    /// Joiner: a host refused us (or we found its proof of the room secret wrong) since the
+    /// last `take_refused_by_host`.
+    refused_by_host: bool,
 }
 
-impl<L: Copy + Eq + Hash> Room<L> {
+impl<L: LinkEnds> Room<L> {
     /// An empty room.
     pub fn new(local: LocalIdentity, config: SessionConfig, max_peers: usize) -> Self {
         Self::with_policy(local, config, max_peers, ResumePolicy::default())
@@ -186,9 +284,9 @@ impl<L: Copy + Eq + Hash> Room<L> {
         max_peers: usize,
         policy: ResumePolicy,
     ) -> Self {
-        let hello = hello_record(&local);
         Self {
             local,
+            access: Access::default(),
             config,
             policy,
             max_peers,
@@ -197,8 +295,16 @@ impl<L: Copy + Eq + Hash> Room<L> {
             events: VecDeque::new(),
             kinds: HashMap::new(),
             stalled_handshakes: 0,
-            hello,
+            links_made: 0,
+            roster: HashMap::new(),
+            refused_by_host: false,
         }
+    }
+
+    /// What the room asks of peers (secret, review, budgets) and what we send with our own
+    /// proof. Set before the first link.
+    pub fn set_access(&mut self, access: Access) {
+        self.access = access;
     }
 
     /// The registered message kinds: a record of any other kind, or of a kind sent with another
@@ -208,10 +314,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
         self.kinds = kinds;
     }
 
-    fn check_kind(&self, record: &Record) -> Result<(), PeerErrorKind> {
-        if self.kinds.is_empty() {
-            return Ok(());
-        }
+    fn check_kind(&self, record: &Record, from: PeerId) -> Result<(), PeerErrorKind> {
         let (kind, delivery) = match record {
             Record::Reliable { kind, .. } | Record::Fragment { kind, .. } => {
                 (*kind, Delivery::Reliable)
@@ -220,6 +323,19 @@ impl<L: Copy + Eq + Hash> Room<L> {
             Record::Sequenced { kind, .. } => (*kind, Delivery::UnreliableSequenced),
             _ => return Ok(()),
         };
+        if kind == CONTROL_KIND {
+            // The room's own messages: only from our host, only reliable.
+            let from_host = self.local.role == Role::Joiner
+                && self.peers.get(&from).is_some_and(|r| r.role == Role::Host);
+            return match (from_host, delivery) {
+                (true, Delivery::Reliable) => Ok(()),
+                (true, _) => Err(PeerErrorKind::Violation(Violation::WrongDelivery)),
+                (false, _) => Err(PeerErrorKind::UnknownMessage(kind)),
+            };
+        }
+        if self.kinds.is_empty() {
+            return Ok(());
+        }
         match self.kinds.get(&kind) {
             None => Err(PeerErrorKind::UnknownMessage(kind)),
             Some(d) if *d != delivery => Err(PeerErrorKind::Violation(Violation::WrongDelivery)),
@@ -268,13 +384,13 @@ impl<L: Copy + Eq + Hash> Room<L> {
         self.peers.get(&peer).and_then(|r| r.away_since)
     }
 
-    /// Whether a transport link is bound to a peer that uses it (not closed, not superseded).
+    /// Whether a transport link is bound to a peer that uses it, or still in its handshake.
     pub fn link_in_use(&self, link: L) -> bool {
         self.link_bound(link)
-            || matches!(
-                self.links.get(&link).map(Link::state),
-                Some(LinkState::AwaitingHello { .. })
-            )
+            || self
+                .links
+                .get(&link)
+                .is_some_and(|l| !matches!(l.state(), LinkState::Closed | LinkState::Bound(_)))
     }
 
     /// One line per link: its id and state (diagnostics).
@@ -290,7 +406,14 @@ impl<L: Copy + Eq + Hash> Room<L> {
                 } else {
                     ", not writable yet"
                 };
-                format!("{id:?}: {:?}{writable}", l.state())
+                let state = match l.state() {
+                    LinkState::AwaitingHello { .. } => "awaiting hello".to_string(),
+                    LinkState::AwaitingAuth { .. } => "awaiting auth".to_string(),
+                    LinkState::Verified(v) => format!("{} waits for {:?}", v.peer, v.wait),
+                    LinkState::Bound(p) => format!("bound to {p}"),
+                    LinkState::Closed => "closed".to_string(),
+                };
+                format!("{id:?}: {state}{writable}")
             })
             .collect()
     }
@@ -303,26 +426,69 @@ impl<L: Copy + Eq + Hash> Room<L> {
             .is_some_and(|p| self.peers.get(&p).is_some_and(|r| r.link == Some(link)))
     }
 
+    /// Whether a stalled handshake on `link` matters: a joiner's before it has a host (the
+    /// link may be the host's), or a link to a socket its host admitted. A stranger that says
+    /// nothing costs one quiet link and nothing else.
+    fn stall_matters(&self, link: &L) -> bool {
+        if self.local.role == Role::Host {
+            return false;
+        }
+        if self.host().is_none() {
+            return true;
+        }
+        let (_, theirs) = link.ends();
+        self.roster.values().any(|s| *s == theirs)
+    }
+
     /// Marks peers silent for `liveness_timeout` as away, gives up on peers away for
-    /// `resume_timeout`, and ends links still without a `Hello` after `handshake_timeout`
-    /// (see [`Room::take_stalled_handshakes`]). Call on a timer.
+    /// `resume_timeout`, ends links still without a handshake after `handshake_timeout` (see
+    /// [`Room::take_stalled_handshakes`]) and verified peers that waited too long to be bound.
+    /// Call on a timer.
     pub fn handle_timeout(&mut self, now: Duration) {
         let policy = self.policy;
-        let mut stalled = 0;
-        for link in self.links.values_mut() {
+        let mut stalled = Vec::new();
+        let mut undecided = Vec::new();
+        for (id, link) in self.links.iter_mut() {
             if link.handshake_expired(now, policy.handshake_timeout) {
-                stalled += 1;
+                stalled.push(*id);
+            }
+            if let Some(v) = link.verified()
+                && now.saturating_sub(v.since) >= policy.wait_limit(v.wait)
+            {
+                undecided.push((*id, v.wait, v.peer));
             }
         }
-        for _ in 0..stalled {
-            self.events.push_back(RoomEvent::Error {
-                peer: None,
-                error: PeerErrorKind::HandshakeTimeout {
-                    after: policy.handshake_timeout,
-                },
-            });
+        for link in stalled {
+            if self.stall_matters(&link) {
+                self.stalled_handshakes += 1;
+                self.events.push_back(RoomEvent::Error {
+                    peer: None,
+                    error: PeerErrorKind::HandshakeTimeout {
+                        after: policy.handshake_timeout,
+                    },
+                });
+            }
         }
-        self.stalled_handshakes += stalled;
+        for (link, wait, peer) in undecided {
+            match wait {
+                Wait::Decision => {
+                    self.events.push_back(RoomEvent::Error {
+                        peer: Some(peer),
+                        error: PeerErrorKind::AdmissionTimeout {
+                            after: policy.admission_timeout,
+                        },
+                    });
+                    self.close_link(link, Some(ByeReason::NotAdmitted));
+                }
+                Wait::Welcome | Wait::Roster => {
+                    let matters = wait == Wait::Welcome || self.stall_matters(&link);
+                    self.close_link(link, None);
+                    if matters {
+                        self.stalled_handshakes += 1;
+                    }
+                }
+            }
+        }
         // A peer bound on a link our transport has not reported up yet (its data overtook the
         // notice, sometimes by seconds on the answering side) cannot hear from us, so its
         // silence means nothing yet.
@@ -369,7 +535,9 @@ impl<L: Copy + Eq + Hash> Room<L> {
         let mut next: Option<Duration> = None;
         let mut at = |t: Duration| next = Some(next.map_or(t, |n: Duration| n.min(t)));
         for link in self.links.values() {
-            if let Some(t) = link.poll_timeout(now, policy.handshake_timeout) {
+            if let Some(t) =
+                link.poll_timeout(now, policy.handshake_timeout, |w| policy.wait_limit(w))
+            {
                 at(t);
             }
         }
@@ -389,7 +557,8 @@ impl<L: Copy + Eq + Hash> Room<L> {
     }
 
     /// How many links [`Room::handle_timeout`] ended since the last call because the peer's
-    /// `Hello` never came although the link was up for `handshake_timeout`.
+    /// handshake never completed although the link was up for `handshake_timeout`, counting
+    /// only links that matter (see [`PeerErrorKind::HandshakeTimeout`]).
     ///
     /// Seen with webrtc-rs under load: on a fresh connection, data from the offering side can
     /// be lost for good (the first packets race the answering side's pre-negotiated data
@@ -398,6 +567,12 @@ impl<L: Copy + Eq + Hash> Room<L> {
     /// other side sees us go quiet and waits for that).
     pub fn take_stalled_handshakes(&mut self) -> usize {
         std::mem::take(&mut self.stalled_handshakes)
+    }
+
+    /// Whether a host refused us since the last call (joiner): the room full, another
+    /// secret, its game said no, another live session under our identity. Joining is over.
+    pub fn take_refused_by_host(&mut self) -> bool {
+        std::mem::take(&mut self.refused_by_host)
     }
 
     /// The peer's link is gone or silent: it is away (or, without resume, disconnected).
@@ -446,7 +621,17 @@ impl<L: Copy + Eq + Hash> Room<L> {
     }
 
     fn add_link(&mut self, link: L, writable: bool) {
-        self.links.insert(link, Link::new(&self.hello, writable));
+        let nonce = self
+            .local
+            .key
+            .nonce(self.local.incarnation, self.links_made);
+        self.links_made += 1;
+        let (ours, theirs) = link.ends();
+        let hello = hello_record(&self.local, nonce);
+        self.links.insert(
+            link,
+            Link::new(hello, LinkBinding::new(ours, theirs), writable),
+        );
     }
 
     /// A transport link is gone.
@@ -476,20 +661,73 @@ impl<L: Copy + Eq + Hash> Room<L> {
             Err(e) => return self.fail_link(link, e.into()),
         };
         let mut counted = false;
+        let mut control = Vec::new();
         for record in records {
             let record = match record {
                 Ok(r) => r,
                 Err(e) => return self.fail_link(link, e.into()),
             };
-            let Some(state) = self.links.get(&link).map(Link::state) else {
+            let Some(l) = self.links.get_mut(&link) else {
                 return;
             };
-            match (state, record) {
-                (LinkState::Closed, _) => return,
-                (LinkState::AwaitingHello { .. }, Record::Hello(hello)) => {
-                    self.on_hello(link, hello, now)
+            if matches!(record, Record::Hello(_) | Record::Auth(_))
+                && !matches!(l.state(), LinkState::Bound(_))
+                && !l.count_handshake_record()
+            {
+                // A handshake flood: the link ends quietly (no proof, nobody to name).
+                self.close_link(link, None);
+                return;
+            }
+            let phase = match l.state() {
+                LinkState::AwaitingHello { .. } => Phase::Hello,
+                LinkState::AwaitingAuth { hello, .. } => Phase::Auth(*hello),
+                LinkState::Verified(v) => Phase::Verified(v.wait),
+                LinkState::Bound(peer) => Phase::Bound(*peer),
+                LinkState::Closed => return,
+            };
+            let (peer, record) = match (phase, record) {
+                (_, Record::ForeignHello(theirs)) => {
+                    self.events.push_back(RoomEvent::Error {
+                        peer: None,
+                        error: PeerErrorKind::VersionMismatch {
+                            ours: PROTOCOL_VERSION,
+                            theirs,
+                        },
+                    });
+                    self.close_link(link, Some(ByeReason::Incompatible));
+                    return;
                 }
-                (LinkState::AwaitingHello { .. }, Record::Bye(reason)) => {
+                (Phase::Hello, Record::Hello(hello)) => {
+                    self.on_hello(link, hello);
+                    continue;
+                }
+                (Phase::Auth(hello), Record::Hello(again)) => {
+                    if hello != again {
+                        return self
+                            .fail_link(link, PeerErrorKind::Violation(Violation::SecondHello));
+                    }
+                    if let Some(l) = self.links.get_mut(&link) {
+                        l.hello_repeated();
+                    }
+                    continue;
+                }
+                (Phase::Auth(_), Record::Auth(auth)) => {
+                    self.on_auth(link, auth, now);
+                    continue;
+                }
+                (Phase::Verified(Wait::Welcome), Record::Welcome) => {
+                    self.bind(link, now);
+                    continue;
+                }
+                (Phase::Hello | Phase::Auth(_) | Phase::Verified(_), Record::Bye(reason)) => {
+                    let from_host = match self.links.get(&link).map(Link::state) {
+                        Some(LinkState::AwaitingAuth { hello, .. }) => hello.role == 1,
+                        Some(LinkState::Verified(v)) => v.role == Role::Host,
+                        _ => false,
+                    };
+                    if from_host && self.local.role == Role::Joiner && self.host().is_none() {
+                        self.refused_by_host = true;
+                    }
                     self.events.push_back(RoomEvent::Error {
                         peer: None,
                         error: bye_error(reason),
@@ -497,26 +735,32 @@ impl<L: Copy + Eq + Hash> Room<L> {
                     self.close_link(link, None);
                     return;
                 }
-                // The peer has bound us but its Hello was lost (the first messages on a fresh
-                // connection can be): ignore until its next Hello. Nothing reliable comes
-                // before our first Ack, and `handshake_timeout` bounds how long this lasts.
-                (LinkState::AwaitingHello { .. }, _) => {
+                // A verified peer waiting to be bound: its repeats and any early data are
+                // ignored (reliable data is resent once we bind).
+                (Phase::Verified(_), _) => continue,
+                // The peer has bound us but part of its handshake was lost (the first messages
+                // on a fresh connection can be): ignore until it comes again. Nothing reliable
+                // comes before our first Ack, and `handshake_timeout` bounds how long this
+                // lasts.
+                (Phase::Hello | Phase::Auth(_), _) => {
                     if let Some(l) = self.links.get_mut(&link) {
                         l.data_before_hello();
                     }
+                    continue;
                 }
-                (LinkState::Bound(peer), Record::Hello(hello)) => {
-                    let same = hello.peer_id == peer.0
-                        && self
-                            .peers
-                            .get(&peer)
-                            .is_some_and(|r| r.incarnation == hello.incarnation);
+                (Phase::Bound(peer), record) => (peer, record),
+            };
+            match record {
+                Record::Hello(hello) => {
+                    let same = self.peers.get(&peer).is_some_and(|r| {
+                        r.key.0 == hello.public_key && r.incarnation == hello.incarnation
+                    });
                     if !same {
                         return self
                             .fail_link(link, PeerErrorKind::Violation(Violation::SecondHello));
                     }
-                    // A repeat: the peer has our Hello but not its own answer... that is, it
-                    // lacks ours. Answer with our Hello, unless we already know it has it.
+                    // A repeat: the peer lacks our handshake. Answer with ours, unless we
+                    // already know it has it.
                     if let Some(remote) = self.peers.get_mut(&peer) {
                         remote.session.heard_from(now);
                     }
@@ -524,7 +768,10 @@ impl<L: Copy + Eq + Hash> Room<L> {
                         l.hello_repeated();
                     }
                 }
-                (LinkState::Bound(peer), Record::Bye(reason)) => {
+                // Repeats of a handshake that is done.
+                Record::Auth(_) | Record::Welcome => {}
+                Record::ForeignHello(_) => {}
+                Record::Bye(reason) => {
                     self.close_link(link, None);
                     if reason != ByeReason::Left {
                         self.events.push_back(RoomEvent::Error {
@@ -540,11 +787,11 @@ impl<L: Copy + Eq + Hash> Room<L> {
                     self.remove_peer(peer, why);
                     return;
                 }
-                (LinkState::Bound(peer), record) => {
+                record => {
                     if let Some(l) = self.links.get_mut(&link) {
                         l.session_data();
                     }
-                    if let Err(e) = self.check_kind(&record) {
+                    if let Err(e) = self.check_kind(&record, peer) {
                         return self.fail_link(link, e);
                     }
                     let Some(remote) = self.peers.get_mut(&peer) else {
@@ -554,34 +801,151 @@ impl<L: Copy + Eq + Hash> Room<L> {
                         remote.session.count_in(len);
                         counted = true;
                     }
+                    let size = match &record {
+                        Record::Reliable { payload, .. }
+                        | Record::Unreliable { payload, .. }
+                        | Record::Sequenced { payload, .. } => Some(payload.len()),
+                        Record::Fragment { chunk, .. } => Some(chunk.len()),
+                        _ => None,
+                    };
+                    if let Some(size) = size
+                        && let Err((budget, limit)) = remote.meter.take(now, size)
+                    {
+                        return self.fail_link(link, PeerErrorKind::OverBudget { budget, limit });
+                    }
                     let events = &mut self.events;
                     let result = remote
                         .session
                         .handle_record(record, now, &mut |m: Inbound| {
-                            events.push_back(RoomEvent::Message {
-                                from: peer,
-                                kind: m.kind,
-                                payload: m.payload,
-                            })
+                            if m.kind == CONTROL_KIND {
+                                control.push(m.payload);
+                            } else {
+                                events.push_back(RoomEvent::Message {
+                                    from: peer,
+                                    kind: m.kind,
+                                    payload: m.payload,
+                                })
+                            }
                         });
                     if let Err(e) = result {
                         return self.fail_link(link, e);
+                    }
+                    for payload in control.drain(..) {
+                        if let Some(remote) = self.peers.get_mut(&peer) {
+                            remote.session.handle_taken(payload.len());
+                        }
+                        match Control::decode(&payload) {
+                            Some(c) => self.on_control(c, now),
+                            None => {
+                                return self.fail_link(
+                                    link,
+                                    PeerErrorKind::Violation(Violation::BadControl),
+                                );
+                            }
+                        }
                     }
                 }
             }
         }
     }
 
-    fn on_hello(&mut self, link: L, hello: Hello, now: Duration) {
-        let peer = PeerId(hello.peer_id);
+    /// The peer's `Hello` on a link still waiting for it.
+    fn on_hello(&mut self, link: L, hello: Hello) {
+        if hello.public_key == self.local.key.public_key().0
+            && hello.incarnation == self.local.incarnation
+        {
+            // Our own other socket (an old one draining while a new one registers), or our
+            // own Hello played back to us: either way not a link to use.
+            self.close_link(link, None);
+            return;
+        }
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        let mut their_hello = BytesMut::with_capacity(wire::HELLO_LEN);
+        wire::encode_hello(&mut their_hello, &hello);
+        let auth = make_auth(
+            &self.local.key,
+            l.binding(),
+            l.our_hello(),
+            &their_hello,
+            self.access.join_payload.clone(),
+            self.access.secret.as_ref(),
+        );
+        let mut record = BytesMut::new();
+        wire::encode_auth(&mut record, &auth);
+        l.got_hello(hello, &record);
+    }
+
+    /// The peer's `Auth` on a link that has its `Hello`: its proof, then admission.
+    fn on_auth(&mut self, link: L, auth: Auth, now: Duration) {
+        let Some(l) = self.links.get(&link) else {
+            return;
+        };
+        let LinkState::AwaitingAuth { hello, .. } = l.state() else {
+            return;
+        };
+        let hello = *hello;
+        let mut their_hello = BytesMut::with_capacity(wire::HELLO_LEN);
+        wire::encode_hello(&mut their_hello, &hello);
+        let transcript = Transcript::new(l.binding(), &their_hello, l.our_hello(), &auth.payload);
+        let key = PublicKey(hello.public_key);
+        if !key.verify(&transcript, &auth.signature) {
+            // Nobody to name: the id it claims is not proven.
+            self.events.push_back(RoomEvent::Error {
+                peer: None,
+                error: PeerErrorKind::BadProof,
+            });
+            self.close_link(link, Some(ByeReason::BadProof));
+            return;
+        }
+        let peer = key.peer_id();
+        let secret_ok = match (&self.access.secret, &auth.secret_proof) {
+            (None, None) => true,
+            (Some(secret), Some(proof)) => secret.check(&transcript, proof),
+            _ => false,
+        };
+        if !secret_ok {
+            if hello.role == Role::Host.to_wire() && self.local.role == Role::Joiner {
+                self.refused_by_host = self.host().is_none();
+            }
+            self.events.push_back(RoomEvent::Error {
+                peer: Some(peer),
+                error: PeerErrorKind::RoomSecretMismatch,
+            });
+            self.close_link(link, Some(ByeReason::RoomSecret));
+            return;
+        }
+        // Checked once the peer is proven, so that the error can name it.
+        if let Err(Admission::Refuse { error, bye }) = compatible(&self.local, &hello) {
+            self.events.push_back(RoomEvent::Error {
+                peer: Some(peer),
+                error,
+            });
+            self.close_link(link, Some(bye));
+            return;
+        }
         let role = Role::from_wire(hello.role);
+        let claim = Claim {
+            peer,
+            key,
+            role,
+            incarnation: hello.incarnation,
+        };
+        let known = self.peers.get_mut(&peer).map(|r| Known {
+            key: r.key,
+            incarnation: r.incarnation,
+            away: r.away_since.is_some(),
+            recent_links: r.recent_links(now),
+        });
         let facts = RoomFacts {
             host: self.host().map(|h| (h, self.away_since(h).is_some())),
-            known_incarnation: self.peers.get(&peer).map(|r| r.incarnation),
+            known,
             peers: self.peers.len(),
             max_peers: self.max_peers,
+            max_links_per_minute: self.access.budgets.links_per_minute,
         };
-        let resumed = match admit(&self.local, &hello, facts) {
+        let (replaces_host, resumes) = match admit(&self.local, &claim, facts) {
             Admission::OwnSocket => {
                 self.close_link(link, None);
                 return;
@@ -597,20 +961,94 @@ impl<L: Copy + Eq + Hash> Room<L> {
             Admission::Accept {
                 replaces_host,
                 resumes,
-            } => {
-                if let Some(host) = replaces_host {
-                    self.remove_peer(host, DisconnectReason::Replaced);
-                }
-                if !resumes && self.peers.contains_key(&peer) {
-                    self.remove_peer(peer, DisconnectReason::Replaced);
-                }
-                resumes
-            }
+            } => (replaces_host, resumes),
         };
+        let wait = match (self.local.role, role) {
+            (Role::Host, _) if self.access.review && !resumes => Some(Wait::Decision),
+            (Role::Host, _) => None,
+            (Role::Joiner, Role::Host) => Some(Wait::Welcome),
+            (Role::Joiner, Role::Joiner) if self.roster.contains_key(&peer) => None,
+            (Role::Joiner, Role::Joiner) => Some(Wait::Roster),
+        };
+        let payload = auth.payload;
         if let Some(l) = self.links.get_mut(&link) {
-            l.bind(peer);
+            l.verify(Verified {
+                peer,
+                key,
+                role,
+                incarnation: hello.incarnation,
+                resumes,
+                replaces_host,
+                wait: wait.unwrap_or(Wait::Roster),
+                since: now,
+            });
         }
-        if resumed {
+        match wait {
+            None => self.bind(link, now),
+            Some(Wait::Decision) => self
+                .events
+                .push_back(RoomEvent::JoinRequest { peer, payload }),
+            Some(_) => {}
+        }
+    }
+
+    /// Host, reviewing joiners: admits `peer`, which asked with a
+    /// [`RoomEvent::JoinRequest`]. `false` if no such request is waiting (it timed out, or the
+    /// joiner went away).
+    pub fn admit_joiner(&mut self, peer: PeerId, now: Duration) -> bool {
+        match self.waiting(peer) {
+            Some(link) => {
+                self.bind(link, now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Host, reviewing joiners: refuses `peer` (it is told it was not admitted). `false` if no
+    /// such request is waiting.
+    pub fn refuse_joiner(&mut self, peer: PeerId) -> bool {
+        match self.waiting(peer) {
+            Some(link) => {
+                self.close_link(link, Some(ByeReason::NotAdmitted));
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn waiting(&self, peer: PeerId) -> Option<L> {
+        self.links.iter().find_map(|(id, l)| {
+            l.verified()
+                .filter(|v| v.peer == peer && v.wait == Wait::Decision)
+                .map(|_| *id)
+        })
+    }
+
+    /// Binds the verified peer waiting on `link`.
+    fn bind(&mut self, link: L, now: Duration) {
+        let Some(v) = self.links.get(&link).and_then(Link::verified).cloned() else {
+            return;
+        };
+        let peer = v.peer;
+        if let Some(host) = v.replaces_host {
+            self.remove_peer(host, DisconnectReason::Replaced);
+            self.roster.clear();
+        }
+        // Facts may have changed while it waited: a session it does not resume is replaced.
+        let resumes = v.resumes
+            && self
+                .peers
+                .get(&peer)
+                .is_some_and(|r| r.incarnation == v.incarnation);
+        if !resumes && self.peers.contains_key(&peer) {
+            self.remove_peer(peer, DisconnectReason::Replaced);
+        }
+        let welcome = self.local.role == Role::Host;
+        if let Some(l) = self.links.get_mut(&link) {
+            l.bind(peer, welcome);
+        }
+        if resumes {
             let old_link = self.peers.get(&peer).and_then(|r| r.link);
             if let Some(old) = old_link
                 && old != link
@@ -625,6 +1063,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
                     .take()
                     .map_or(Duration::ZERO, |since| now.saturating_sub(since));
                 remote.link = Some(link);
+                remote.linked_at.push_back(now);
                 remote.session.handle_link_up(now);
             }
             self.events
@@ -635,24 +1074,105 @@ impl<L: Copy + Eq + Hash> Room<L> {
             self.peers.insert(
                 peer,
                 Remote {
-                    role,
-                    incarnation: hello.incarnation,
+                    role: v.role,
+                    key: v.key,
+                    incarnation: v.incarnation,
                     link: Some(link),
                     away_since: None,
                     session,
+                    meter: RateMeter::new(&self.access.budgets, now),
+                    linked_at: VecDeque::from([now]),
                 },
             );
-            self.events.push_back(RoomEvent::Connected { peer, role });
+            self.events
+                .push_back(RoomEvent::Connected { peer, role: v.role });
+        }
+        if self.local.role == Role::Host {
+            self.announce(peer, link);
+        }
+    }
+
+    /// Host: tells every joiner that `peer` (on `link`) is admitted, and `peer` whom else is.
+    fn announce(&mut self, peer: PeerId, link: L) {
+        let (_, socket) = link.ends();
+        let news = Control::Admit { peer, socket }.encode();
+        let others: Vec<(PeerId, Option<L>)> = self
+            .peers
+            .iter()
+            .filter(|(p, _)| **p != peer)
+            .map(|(p, r)| (*p, r.link))
+            .collect();
+        for (other, other_link) in others {
+            if let Some(r) = self.peers.get_mut(&other) {
+                let _ = r.session.send(CONTROL_KIND, &news, Delivery::Reliable);
+            }
+            let socket = other_link.map_or(0, |l| l.ends().1);
+            let old = Control::Admit {
+                peer: other,
+                socket,
+            }
+            .encode();
+            if let Some(r) = self.peers.get_mut(&peer) {
+                let _ = r.session.send(CONTROL_KIND, &old, Delivery::Reliable);
+            }
+        }
+    }
+
+    /// Joiner: a control message from our host.
+    fn on_control(&mut self, control: Control, now: Duration) {
+        match control {
+            Control::Admit { peer, socket } => {
+                self.roster.insert(peer, socket);
+                let waiting: Vec<L> = self
+                    .links
+                    .iter()
+                    .filter(|(_, l)| {
+                        l.verified()
+                            .is_some_and(|v| v.peer == peer && v.wait == Wait::Roster)
+                    })
+                    .map(|(id, _)| *id)
+                    .collect();
+                for link in waiting {
+                    self.bind(link, now);
+                }
+            }
+            Control::Evict { peer } => {
+                self.roster.remove(&peer);
+                if peer != self.local.id
+                    && self.peers.get(&peer).is_some_and(|r| r.role != Role::Host)
+                {
+                    if let Some(link) = self.peers.get(&peer).and_then(|r| r.link) {
+                        self.close_link(link, None);
+                    }
+                    self.remove_peer(peer, DisconnectReason::Evicted);
+                }
+            }
         }
     }
 
     /// Ends a link because of `error` (from the peer on it, known or not).
     fn fail_link(&mut self, link: L, error: PeerErrorKind) {
         let peer = self.links.get(&link).and_then(Link::peer);
+        let bye = match error {
+            PeerErrorKind::OverBudget { .. } => ByeReason::OverBudget,
+            _ => ByeReason::ProtocolViolation,
+        };
         self.events.push_back(RoomEvent::Error { peer, error });
-        self.close_link(link, Some(ByeReason::ProtocolViolation));
+        self.close_link(link, Some(bye));
         if let Some(peer) = peer {
             self.remove_peer(peer, DisconnectReason::ProtocolViolation);
+            self.evict(peer);
+        }
+    }
+
+    /// Host: tells every joiner that `peer` is out of the room.
+    fn evict(&mut self, peer: PeerId) {
+        if self.local.role != Role::Host {
+            return;
+        }
+        let news = Control::Evict { peer }.encode();
+        for remote in self.peers.values_mut() {
+            let _ = remote.session.send(CONTROL_KIND, &news, Delivery::Reliable);
         }
     }
 
@@ -686,6 +1206,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
                     error,
                 });
                 self.remove_peer(peer, DisconnectReason::ProtocolViolation);
+                self.evict(peer);
             }
         }
     }
@@ -734,7 +1255,7 @@ impl<L: Copy + Eq + Hash> Room<L> {
     /// Builds every packet due now; `out(link, channel, packet)` sends one.
     pub fn poll_transmit(&mut self, now: Duration, out: &mut impl FnMut(L, Channel, Bytes)) {
         for (id, link) in self.links.iter_mut() {
-            if let Some(packet) = link.poll_transmit(now, &self.hello) {
+            if let Some(packet) = link.poll_transmit(now) {
                 out(*id, Channel::Reliable, packet);
             }
         }
@@ -752,15 +1273,25 @@ impl<L: Copy + Eq + Hash> Room<L> {
     }
 }
 
-/// Our `Hello`, encoded.
-fn hello_record(local: &LocalIdentity) -> Bytes {
+/// Where a link's handshake stands, as far as one record's handling needs to know.
+#[derive(Clone, Copy)]
+enum Phase {
+    Hello,
+    Auth(Hello),
+    Verified(Wait),
+    Bound(PeerId),
+}
+
+/// Our `Hello` on a link with `nonce`, encoded.
+fn hello_record(local: &LocalIdentity, nonce: [u8; wire::NONCE_LEN]) -> Bytes {
     let mut out = BytesMut::with_capacity(wire::HELLO_LEN);
     wire::encode_hello(
         &mut out,
         &Hello {
             version: PROTOCOL_VERSION,
             protocol_hash: local.protocol_hash,
-            peer_id: local.id.0,
+            public_key: local.key.public_key().0,
+            nonce,
             incarnation: local.incarnation,
             role: local.role.to_wire(),
         },
@@ -771,13 +1302,15 @@ fn hello_record(local: &LocalIdentity) -> Bytes {
 fn bye_error(reason: ByeReason) -> PeerErrorKind {
     match reason {
         ByeReason::RoomFull => PeerErrorKind::RoomFull,
+        ByeReason::RoomSecret => PeerErrorKind::RoomSecretMismatch,
+        ByeReason::NotAdmitted => PeerErrorKind::NotAdmitted,
         other => PeerErrorKind::RefusedByPeer(other),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::testing::{connect, identity, pump};
+    use super::testing::{connect, identity, peer, pump};
     use super::*;
 
     const HASH: u64 = 0xabcd;
@@ -808,7 +1341,7 @@ mod tests {
     /// The events of one peer connecting.
     fn connected(id: u128, role: Role) -> Vec<RoomEvent> {
         vec![RoomEvent::Connected {
-            peer: PeerId(id),
+            peer: peer(id),
             role,
         }]
     }
@@ -895,14 +1428,12 @@ mod tests {
         assert!(rooms[1].host().is_some() && rooms[0].peers().count() == 1);
         // 200 KiB, far more than the in-flight window: acks turn it as they arrive.
         let big = vec![7u8; 200 * 1024];
-        rooms[0]
-            .send(PeerId(2), 1, &big, Delivery::Reliable)
-            .unwrap();
+        rooms[0].send(peer(2), 1, &big, Delivery::Reliable).unwrap();
         let wakeups = run_on_deadlines(&mut rooms, [10, 20], ms(101), ms(10_000), ms(5));
         let events = events(&mut rooms[1]);
         assert!(
             events.contains(&RoomEvent::Message {
-                from: PeerId(1),
+                from: peer(1),
                 kind: 1,
                 payload: Bytes::from(big)
             }),
@@ -930,44 +1461,30 @@ mod tests {
         // host's Hello has already arrived (matchbox's peer-state and data channels race).
         host.handle_link_up(10);
         pump(&mut host, 10, &mut joiner, 20, Duration::ZERO);
-        assert_eq!(events(&mut joiner), connected(1, Role::Host));
-        // Until its notice, matchbox would drop what the joiner sends on the link: the Hello
-        // (and anything the joiner queues for the host) waits.
-        joiner.send(PeerId(1), 1, &[8], Delivery::Reliable).unwrap();
+        // Until its notice, matchbox would drop what the joiner sends on the link: its Hello
+        // and Auth wait.
         let mut early = 0;
         joiner.poll_transmit(Duration::ZERO, &mut |_, _, _| early += 1);
         assert_eq!(early, 0, "nothing goes out on a link not reported up");
         joiner.handle_link_up(20);
         assert!(
-            joiner.link_bound(20),
+            joiner.link_in_use(20),
             "the late notice must not reset the link"
         );
-        for _ in 0..3 {
+        for _ in 0..4 {
             pump(&mut joiner, 20, &mut host, 10, Duration::ZERO);
             pump(&mut host, 10, &mut joiner, 20, Duration::ZERO);
         }
-        assert_eq!(
-            events(&mut host),
-            vec![
-                RoomEvent::Connected {
-                    peer: PeerId(2),
-                    role: Role::Joiner
-                },
-                // What waited for the notice arrives, once.
-                RoomEvent::Message {
-                    from: PeerId(2),
-                    kind: 1,
-                    payload: Bytes::from_static(&[8])
-                }
-            ]
-        );
-        let mut got = vec![];
-        assert_eq!(events(&mut joiner), vec![]);
-        host.send(PeerId(2), 1, &[9], Delivery::Reliable).unwrap();
+        assert_eq!(events(&mut host), connected(2, Role::Joiner));
+        assert_eq!(events(&mut joiner), connected(1, Role::Host));
+        joiner.send(peer(1), 1, &[8], Delivery::Reliable).unwrap();
+        host.send(peer(2), 1, &[9], Delivery::Reliable).unwrap();
+        pump(&mut joiner, 20, &mut host, 10, Duration::ZERO);
         pump(&mut host, 10, &mut joiner, 20, Duration::ZERO);
-        got.clear();
-        received(&mut joiner, &mut got);
-        assert_eq!(got, vec![9]);
+        let (mut got_host, mut got_joiner) = (vec![], vec![]);
+        received(&mut host, &mut got_host);
+        received(&mut joiner, &mut got_joiner);
+        assert_eq!((got_host, got_joiner), (vec![8], vec![9]));
     }
 
     #[test]
@@ -1018,29 +1535,29 @@ mod tests {
         events(&mut joiner);
         let mut got = vec![];
         for i in 0..5u8 {
-            host.send(PeerId(2), 1, &[i], Delivery::Reliable).unwrap();
+            host.send(peer(2), 1, &[i], Delivery::Reliable).unwrap();
         }
         pump(&mut host, 10, &mut joiner, 20, Duration::ZERO);
         received(&mut joiner, &mut got);
         // The link goes quiet: what is sent now is lost in transit.
         for i in 5..10u8 {
-            host.send(PeerId(2), 1, &[i], Delivery::Reliable).unwrap();
+            host.send(peer(2), 1, &[i], Delivery::Reliable).unwrap();
         }
         host.poll_transmit(s / 2, &mut |_, _, _| {});
         host.handle_timeout(s + s / 10);
         joiner.handle_timeout(s + s / 10);
         assert_eq!(
             events(&mut host),
-            vec![RoomEvent::Reconnecting { peer: PeerId(2) }]
+            vec![RoomEvent::Reconnecting { peer: peer(2) }]
         );
         assert_eq!(
             events(&mut joiner),
-            vec![RoomEvent::Reconnecting { peer: PeerId(1) }]
+            vec![RoomEvent::Reconnecting { peer: peer(1) }]
         );
-        assert_eq!(joiner.away_since(PeerId(1)), Some(s + s / 10));
+        assert_eq!(joiner.away_since(peer(1)), Some(s + s / 10));
         // Sends to an away peer keep queueing.
         for i in 10..15u8 {
-            host.send(PeerId(2), 1, &[i], Delivery::Reliable).unwrap();
+            host.send(peer(2), 1, &[i], Delivery::Reliable).unwrap();
         }
         // A new link, two seconds in: both resume, and the stream picks up where it stopped.
         connect_at(&mut host, &mut joiner, 11, 21, 2 * s);
@@ -1048,7 +1565,7 @@ mod tests {
         assert_eq!(
             ev,
             vec![RoomEvent::Reconnected {
-                peer: PeerId(2),
+                peer: peer(2),
                 downtime: 2 * s - (s + s / 10)
             }]
         );
@@ -1067,7 +1584,7 @@ mod tests {
         host.handle_link_down(11, 3 * s);
         assert_eq!(
             events(&mut host),
-            vec![RoomEvent::Reconnecting { peer: PeerId(2) }]
+            vec![RoomEvent::Reconnecting { peer: peer(2) }]
         );
         host.handle_timeout(3 * s + Duration::from_secs(29));
         assert!(events(&mut host).is_empty());
@@ -1075,11 +1592,11 @@ mod tests {
         assert_eq!(
             events(&mut host),
             vec![RoomEvent::Disconnected {
-                peer: PeerId(2),
+                peer: peer(2),
                 reason: DisconnectReason::Timeout
             }]
         );
-        assert!(host.session(PeerId(2)).is_none());
+        assert!(host.session(peer(2)).is_none());
     }
 
     #[test]
@@ -1119,18 +1636,18 @@ mod tests {
             assert_eq!(
                 ev[0],
                 RoomEvent::Error {
-                    peer: Some(PeerId(2)),
+                    peer: Some(peer(2)),
                     error: expected
                 }
             );
-            assert!(host.session(PeerId(2)).is_none());
+            assert!(host.session(peer(2)).is_none());
         }
     }
 
     #[test]
     fn our_own_other_socket_is_ignored_quietly() {
         let mut a = room(1, Role::Joiner);
-        let mut a_again = Room::new(*a.local(), SessionConfig::default(), 2);
+        let mut a_again = Room::new(a.local().clone(), SessionConfig::default(), 2);
         connect_at(&mut a, &mut a_again, 10, 20, Duration::ZERO);
         assert!(events(&mut a).is_empty());
         assert_eq!(a.peers().count(), 0);
@@ -1143,13 +1660,13 @@ mod tests {
         connect(&mut host, &mut joiner, 10, 20);
         assert_eq!(events(&mut host), connected(2, Role::Joiner));
         assert_eq!(events(&mut joiner), connected(1, Role::Host));
-        assert_eq!(joiner.host(), Some(PeerId(1)));
-        host.send(PeerId(2), 5, b"hi", Delivery::Reliable).unwrap();
+        assert_eq!(joiner.host(), Some(peer(1)));
+        host.send(peer(2), 5, b"hi", Delivery::Reliable).unwrap();
         pump(&mut host, 10, &mut joiner, 20, Duration::ZERO);
         assert_eq!(
             events(&mut joiner),
             vec![RoomEvent::Message {
-                from: PeerId(1),
+                from: peer(1),
                 kind: 5,
                 payload: Bytes::from_static(b"hi")
             }]
@@ -1162,7 +1679,7 @@ mod tests {
         let mut joiner = Room::new(
             LocalIdentity {
                 protocol_hash: HASH + 1,
-                ..*room(2, Role::Joiner).local()
+                ..room(2, Role::Joiner).local().clone()
             },
             SessionConfig::default(),
             2,
@@ -1198,21 +1715,18 @@ mod tests {
         assert!(matches!(
             ev[0],
             RoomEvent::Error {
-                peer: Some(PeerId(2)),
+                peer: Some(p),
                 error: PeerErrorKind::Malformed(_)
-            }
+            } if p == peer(2)
         ));
         assert_eq!(
             ev[1],
             RoomEvent::Disconnected {
-                peer: PeerId(2),
+                peer: peer(2),
                 reason: DisconnectReason::ProtocolViolation
             }
         );
-        assert_eq!(
-            host.peers().map(|p| p.0).collect::<Vec<_>>(),
-            vec![PeerId(3)]
-        );
+        assert_eq!(host.peers().map(|p| p.0).collect::<Vec<_>>(), vec![peer(3)]);
         // The dropped peer hears why, and later packets from its link are ignored.
         pump(&mut host, 10, &mut a, 20, Duration::ZERO);
         assert!(events(&mut a).iter().any(|e| matches!(
@@ -1226,7 +1740,7 @@ mod tests {
         let ev = events(&mut host);
         assert!(ev.is_empty(), "{ev:?}");
         // The other peer still works.
-        host.send(PeerId(3), 1, b"ok", Delivery::Reliable).unwrap();
+        host.send(peer(3), 1, b"ok", Delivery::Reliable).unwrap();
     }
 
     #[test]
@@ -1239,22 +1753,25 @@ mod tests {
         // The joiner's first packet (its Hello) is lost: webrtc-rs can drop the first messages
         // on a fresh connection.
         joiner.poll_transmit(Duration::ZERO, &mut |_, _, _| {});
-        // The host's Hello arrives: the joiner binds the host and starts its session (pings,
-        // acks), which the host, still without the joiner's Hello, ignores without complaint.
+        // The host's Hello arrives: the joiner answers with its Auth, which the host, still
+        // without the joiner's Hello, ignores without complaint.
         pump(&mut host, 10, &mut joiner, 20, Duration::ZERO);
-        assert_eq!(events(&mut joiner), connected(1, Role::Host));
         pump(&mut joiner, 20, &mut host, 10, 10 * ms);
         assert_eq!(events(&mut host), vec![]);
-        // The host sees the joiner bound without its Hello: it sends its own again (no sooner
-        // than 200 ms after the first); the joiner, which has heard nothing but Hellos from
-        // the host, answers with its Hello again.
+        // The host sees data before a Hello: it sends its own again (no sooner than 200 ms
+        // after the first); the joiner, which has heard nothing but the host's Hello, answers
+        // with its whole handshake again, and the rest follows.
         pump(&mut host, 10, &mut joiner, 20, 100 * ms);
-        assert_eq!(events(&mut joiner), vec![], "not before the gap");
-        pump(&mut host, 10, &mut joiner, 20, 250 * ms);
-        pump(&mut joiner, 20, &mut host, 10, 250 * ms);
+        pump(&mut joiner, 20, &mut host, 10, 100 * ms);
+        assert_eq!(events(&mut host), vec![], "not before the gap");
+        for t in [250, 251, 252, 253] {
+            pump(&mut host, 10, &mut joiner, 20, t * ms);
+            pump(&mut joiner, 20, &mut host, 10, t * ms);
+        }
         assert_eq!(events(&mut host), connected(2, Role::Joiner));
-        host.send(PeerId(2), 1, &[5], Delivery::Reliable).unwrap();
-        joiner.send(PeerId(1), 1, &[6], Delivery::Reliable).unwrap();
+        assert_eq!(events(&mut joiner), connected(1, Role::Host));
+        host.send(peer(2), 1, &[5], Delivery::Reliable).unwrap();
+        joiner.send(peer(1), 1, &[6], Delivery::Reliable).unwrap();
         let hellos = std::cell::Cell::new(0);
         let count_hellos = |p: &Bytes| {
             for r in Records::checked(p.clone()).unwrap().flatten() {
@@ -1339,7 +1856,7 @@ mod tests {
         assert_eq!(
             events(&mut joiner),
             vec![RoomEvent::Disconnected {
-                peer: PeerId(1),
+                peer: peer(1),
                 reason: DisconnectReason::LocalLeave
             }]
         );
@@ -1347,7 +1864,7 @@ mod tests {
         assert_eq!(
             events(&mut host),
             vec![RoomEvent::Disconnected {
-                peer: PeerId(2),
+                peer: peer(2),
                 reason: DisconnectReason::Left
             }]
         );
@@ -1362,7 +1879,7 @@ mod tests {
         host.handle_link_down(10, Duration::ZERO);
         assert_eq!(
             events(&mut host),
-            vec![RoomEvent::Reconnecting { peer: PeerId(2) }]
+            vec![RoomEvent::Reconnecting { peer: peer(2) }]
         );
         // Same id, same incarnation, while still known: a resume.
         let mut host = room(1, Role::Host);
@@ -1373,15 +1890,22 @@ mod tests {
         assert_eq!(
             events(&mut host),
             vec![RoomEvent::Reconnected {
-                peer: PeerId(2),
+                peer: peer(2),
                 downtime: Duration::ZERO
             }]
         );
-        // Same id, new incarnation: the old session ends.
+        // Same id, new incarnation, once the old one is away (the app restarted): the old
+        // session ends. (While the old one is live, the newcomer is refused: see
+        // `trust_tests::a_second_live_app_under_one_identity_is_refused`.)
+        host.handle_link_down(11, Duration::ZERO);
+        assert_eq!(
+            events(&mut host),
+            vec![RoomEvent::Reconnecting { peer: peer(2) }]
+        );
         let mut restarted = Room::new(
             LocalIdentity {
                 incarnation: 999,
-                ..*joiner.local()
+                ..joiner.local().clone()
             },
             SessionConfig::default(),
             2,
@@ -1391,11 +1915,11 @@ mod tests {
             events(&mut host),
             vec![
                 RoomEvent::Disconnected {
-                    peer: PeerId(2),
+                    peer: peer(2),
                     reason: DisconnectReason::Replaced
                 },
                 RoomEvent::Connected {
-                    peer: PeerId(2),
+                    peer: peer(2),
                     role: Role::Joiner
                 }
             ]

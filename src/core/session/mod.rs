@@ -357,7 +357,11 @@ impl Session {
     ) -> Result<(), PeerErrorKind> {
         self.last_heard = now;
         match record {
-            Record::Hello(_) | Record::Bye(_) => {
+            Record::Hello(_)
+            | Record::ForeignHello(_)
+            | Record::Auth(_)
+            | Record::Welcome
+            | Record::Bye(_) => {
                 return Err(PeerErrorKind::Violation(Violation::HandshakeInSession));
             }
             Record::Ack(next) => self.stats.resent += self.sender.handle_ack(next, now)?,
