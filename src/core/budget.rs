@@ -55,7 +55,8 @@ pub struct Budgets {
     /// How much of a rate may come at once: the bucket holds `burst` worth of it.
     pub burst: Duration,
     /// New links one peer may bind per minute (each a fresh handshake with a signature to
-    /// check). An honest peer makes one per reconnect.
+    /// check). An honest peer makes one per reconnect, and the reconnect policy's backoff
+    /// keeps that far below the default of 60.
     pub links_per_minute: u32,
 }
 
@@ -65,7 +66,7 @@ impl Default for Budgets {
             messages_per_second: 30_000,
             bytes_per_second: 64 << 20,
             burst: Duration::from_secs(2),
-            links_per_minute: 30,
+            links_per_minute: 60,
         }
     }
 }

@@ -87,7 +87,7 @@ pub(super) enum LinkState {
 }
 
 /// One transport link.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Link {
     state: LinkState,
     /// The link's two ends, as the signaling server named them.

@@ -170,7 +170,7 @@ pub struct Access {
     pub budgets: Budgets,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Remote<L> {
     role: Role,
     key: PublicKey,
@@ -247,8 +247,9 @@ impl ResumePolicy {
 }
 
 /// The room core. `L` is the transport's link id (matchbox's per-socket peer id, with our
-/// socket's).
-#[derive(Debug)]
+/// socket's). A clone is an independent copy (the fuzz targets start every run from one
+/// connected room).
+#[derive(Debug, Clone)]
 pub struct Room<L> {
     local: LocalIdentity,
     access: Access,

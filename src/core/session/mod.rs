@@ -181,7 +181,7 @@ pub struct Stats {
 }
 
 /// One remote peer's session state.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Session {
     peer: PeerId,
     config: SessionConfig,

@@ -5,12 +5,12 @@ use bytes::Bytes;
 
 /// The message being reassembled. Fragments arrive in order (the reliable stream sees to
 /// that), so one buffer grows until it holds the whole message.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Reassembler {
     current: Option<Partial>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Partial {
     kind: u32,
     total: usize,

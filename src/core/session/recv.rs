@@ -21,7 +21,7 @@ pub(crate) enum Accept {
 /// the in-flight window received since the last ack (so the sender's window keeps turning
 /// without an ack per packet), a packet going out anyway that it can ride on, or a new link
 /// (the sender waits for it to resume).
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct ReliableReceiver {
     /// The next sequence number expected.
     next: u64,
@@ -110,7 +110,7 @@ impl ReliableReceiver {
 
 /// Sequenced unreliable messages: per message type, only one newer than the last delivered
 /// gets through (serial-number comparison, so the counter may wrap).
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct SequencedFilter {
     last: HashMap<u32, u32>,
 }
@@ -130,7 +130,7 @@ impl SequencedFilter {
 }
 
 /// The sending side's counters for sequenced messages, one per type.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct SequenceCounter {
     next: HashMap<u32, u32>,
 }

@@ -14,7 +14,7 @@ const RECORD_ARENA: usize = 64 * 1024;
 
 /// Reliable records, from the oldest unacknowledged to the newest queued, and where sending
 /// stands among them.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct ReliableSender {
     /// The number the next queued record gets.
     next_seq: u64,
