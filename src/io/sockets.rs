@@ -249,8 +249,13 @@ impl SocketSet {
         }
     }
 
-    /// Closes every older socket none of whose links is still in use.
-    pub(crate) fn retire_unused(&mut self, in_use: impl Fn(LinkId) -> bool) {
+    /// Closes every older socket none of whose links is still in use; `gone` hears of each
+    /// link of theirs (the transport will not report them down any more).
+    pub(crate) fn retire_unused(
+        &mut self,
+        in_use: impl Fn(LinkId) -> bool,
+        mut gone: impl FnMut(LinkId),
+    ) {
         let last = self.sockets.len().saturating_sub(1);
         let mut i = 0;
         while i < last.min(self.sockets.len()) {
@@ -258,12 +263,14 @@ impl SocketSet {
                 i += 1;
             } else {
                 let mut old = self.sockets.remove(i);
+                old.links().for_each(&mut gone);
                 old.socket.close();
             }
         }
     }
 
-    /// Closes the current socket (older ones stay, if they carry links in use).
+    /// Closes the current socket (older ones stay, if they carry links in use). Its links are
+    /// the caller's to forget (the transport will not report them down).
     pub(crate) fn drop_current(&mut self) -> Option<OpenSocket> {
         let mut socket = self.sockets.pop()?;
         socket.socket.close();

@@ -184,8 +184,15 @@ pub(crate) fn reconnect(world: &mut World) {
             // allows the next attempt.
             net.reconnect.next_check = net.reconnect.next_check.min(net.reconnect.next_attempt);
         }
-        if let Some(room) = engine.room.as_ref() {
-            engine.sockets.retire_unused(|link| room.link_in_use(link));
+        if let Some(room) = engine.room.as_mut() {
+            let mut gone = Vec::new();
+            engine
+                .sockets
+                .retire_unused(|link| room.link_in_use(link), |link| gone.push(link));
+            // The room forgets their links (tombstones of closed ones included).
+            for link in gone {
+                room.handle_link_down(link, now);
+            }
         }
         update_state(world, net, engine);
     });
@@ -209,8 +216,13 @@ fn reopen(
         (Some(current), Some(room)) => current.links().any(|l| room.link_in_use(l)),
         _ => false,
     };
-    if !keep {
-        engine.sockets.drop_current();
+    if !keep
+        && let Some(old) = engine.sockets.drop_current()
+        && let Some(room) = engine.room.as_mut()
+    {
+        for link in old.links() {
+            room.handle_link_down(link, now);
+        }
     }
     info!(
         "re-opening the socket (attempt {}, next no sooner than {:?})",

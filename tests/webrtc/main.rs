@@ -15,3 +15,4 @@ mod handshake;
 mod large;
 mod reconnect;
 mod room;
+mod vanishing;
