@@ -133,7 +133,7 @@ pub struct SignalingServerInfo {
 /// `host()`/`join()` to affect the next room.
 #[derive(Resource, Debug, Clone)]
 pub struct PeerMessageSettings {
-    /// Our key pair; our [`PeerId`] derives from it (random unless the game supplies one:
+    /// Our key pair; our [`PeerId`](crate::PeerId) derives from it (random unless the game supplies one:
     /// see [`Identity`]).
     pub identity: Identity,
     /// The room secret, if the room is private: every peer must know it (see

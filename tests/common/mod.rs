@@ -81,10 +81,7 @@ pub fn state(app: &App) -> ConnectionState {
 
 /// The identity of test app number `n` (the same in every run, so tests can name peers).
 pub fn identity(n: u128) -> Identity {
-    let mut seed = [0u8; 32];
-    seed[..16].copy_from_slice(&n.to_le_bytes());
-    seed[31] = 0x7e;
-    Identity::from_secret_bytes(seed)
+    bevy_peer_message::internals::testing::key(n)
 }
 
 /// The peer id of test app number `n`.

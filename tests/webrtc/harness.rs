@@ -186,3 +186,22 @@ pub fn wait_connected(apps: &mut [&mut App], each: usize) {
 pub fn id(app: &mut App) -> PeerId {
     net(app, |n| n.id())
 }
+
+/// A raw matchbox socket (no ICE servers, our two channels) in `url`'s room, its message loop
+/// on a thread of its own: a peer that speaks our wire format by hand, or not at all.
+pub fn raw_socket(url: &str) -> (matchbox_socket::WebRtcSocket, std::thread::JoinHandle<()>) {
+    use matchbox_socket::{ChannelConfig, RtcIceServerConfig, WebRtcSocketBuilder};
+    let (socket, message_loop) = WebRtcSocketBuilder::new(url)
+        .ice_server(RtcIceServerConfig {
+            urls: vec![],
+            username: None,
+            credential: None,
+        })
+        .add_channel(ChannelConfig::reliable())
+        .add_channel(ChannelConfig::unreliable())
+        .build();
+    let thread = std::thread::spawn(move || {
+        let _ = futures::executor::block_on(message_loop);
+    });
+    (socket, thread)
+}

@@ -9,7 +9,6 @@
 use crate::harness::*;
 use bevy::prelude::*;
 use bevy_peer_message::prelude::*;
-use matchbox_socket::{ChannelConfig, RtcIceServerConfig, WebRtcSocketBuilder};
 use std::{
     sync::{
         Arc,
@@ -36,18 +35,7 @@ fn count_panics(needle: &'static str) -> Arc<AtomicU32> {
 /// handshakes it started.
 fn vanish(url: String, after: Duration) {
     std::thread::spawn(move || {
-        let (socket, message_loop) = WebRtcSocketBuilder::new(url)
-            .ice_server(RtcIceServerConfig {
-                urls: vec![],
-                username: None,
-                credential: None,
-            })
-            .add_channel(ChannelConfig::reliable())
-            .add_channel(ChannelConfig::unreliable())
-            .build();
-        let looping = std::thread::spawn(move || {
-            let _ = futures::executor::block_on(message_loop);
-        });
+        let (socket, looping) = raw_socket(&url);
         std::thread::sleep(after);
         drop(socket);
         let _ = looping.join();
