@@ -335,6 +335,9 @@ fn main() {
             back.len() - of_host - of_flooder
         );
     }
+    // `exit` skips destructors: the namespace goes first.
+    drop(child);
+    drop(veth);
     if lost + dup > 0 || disconnects > 0 || !ok {
         std::process::exit(1);
     }
