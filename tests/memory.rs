@@ -811,14 +811,13 @@ fn a_flooder_over_budget_is_dropped_and_an_honest_stream_is_untouched() {
     assert_eq!(state(&honest), ConnectionState::Connected);
 }
 
-/// Found by the soak (BENCHMARKS.md, "Security: soak and fuzzing"): after outages of the host,
-/// one joiner can lose another for good (`Timeout` after `resume_timeout`) although their own
-/// link never went away. Both sides re-open sockets while the host is away; one ends up bound
-/// on a link the other already closed, and nothing re-opens for a joiner that is not the host.
-/// The same test fails on the code before issue 11 (5cf4e8e), so it is not from the trust work;
-/// it is open, and this test is the reproduction to fix it against.
+/// Found by the soak (BENCHMARKS.md, "Security: soak and fuzzing"). Each outage of the host
+/// makes every joiner open a new socket, so two joiners get up to four links between them and
+/// bind the new ones in their own order. Each side used to close the link it bound before,
+/// and they could end up each bound on a link the other had closed: a joiner lost another for
+/// good (`Timeout` after `resume_timeout`) although their own link never went away. Now the
+/// older link stays as a standby until unused, and the two settle on one link.
 #[test]
-#[ignore = "known bug, open: a joiner can lose another joiner for good after host outages"]
 fn joiners_keep_each_other_through_repeated_host_outages() {
     let network = MemoryNetwork::default();
     let (mut host, mut a) = pair(&network, PeerMessagePlugin::default);

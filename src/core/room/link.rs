@@ -111,6 +111,8 @@ pub(super) struct Link {
     next_hello: Duration,
     /// Handshake records received so far.
     handshake_records: u32,
+    /// Bound: when the last packet came on it (a standby link unused this long is closed).
+    heard: Duration,
 }
 
 impl Link {
@@ -127,6 +129,7 @@ impl Link {
             hello_wanted: false,
             next_hello: Duration::ZERO,
             handshake_records: 0,
+            heard: Duration::ZERO,
         }
     }
 
@@ -198,9 +201,11 @@ impl Link {
         self.state = LinkState::Verified(Box::new(verified));
     }
 
-    /// The peer is bound; `welcome`: we are its host and admit it (a `Welcome` goes out).
-    pub(super) fn bind(&mut self, peer: PeerId, welcome: bool) {
+    /// The peer is bound at `now`; `welcome`: we are its host and admit it (a `Welcome` goes
+    /// out).
+    pub(super) fn bind(&mut self, peer: PeerId, welcome: bool, now: Duration) {
         self.state = LinkState::Bound(peer);
+        self.heard = now;
         if welcome {
             wire::encode_welcome(&mut self.pending);
             wire::encode_welcome(&mut self.bundle);
@@ -221,6 +226,16 @@ impl Link {
     pub(super) fn data_before_hello(&mut self) {
         self.peer_has_our_hello = true;
         self.hello_wanted = true;
+    }
+
+    /// A packet came on the bound link at `now`.
+    pub(super) fn heard(&mut self, now: Duration) {
+        self.heard = now;
+    }
+
+    /// Bound: when the last packet came on it (or it was bound).
+    pub(super) fn last_heard(&self) -> Duration {
+        self.heard
     }
 
     /// Session data came on the bound link: the peer has our handshake.
@@ -382,7 +397,7 @@ mod tests {
     fn a_peer_that_has_our_hello_gets_no_repeat() {
         let mut link = link(true);
         link.poll_transmit(Duration::ZERO);
-        link.bind(PeerId(2), false);
+        link.bind(PeerId(2), false, Duration::ZERO);
         link.session_data();
         link.hello_repeated();
         assert_eq!(link.poll_transmit(SECOND_LATER), None);

@@ -385,7 +385,8 @@ impl<L: LinkEnds> Room<L> {
         self.peers.get(&peer).and_then(|r| r.away_since)
     }
 
-    /// Whether a transport link is bound to a peer that uses it, or still in its handshake.
+    /// Whether a transport link is bound to a peer (as its link or a standby), or still in its
+    /// handshake.
     pub fn link_in_use(&self, link: L) -> bool {
         self.link_bound(link)
             || self
@@ -411,6 +412,9 @@ impl<L: LinkEnds> Room<L> {
                     LinkState::AwaitingHello { .. } => "awaiting hello".to_string(),
                     LinkState::AwaitingAuth { .. } => "awaiting auth".to_string(),
                     LinkState::Verified(v) => format!("{} waits for {:?}", v.peer, v.wait),
+                    LinkState::Bound(p) if self.is_standby(*id, *p) => {
+                        format!("standby for {p}")
+                    }
                     LinkState::Bound(p) => format!("bound to {p}"),
                     LinkState::Closed => "closed".to_string(),
                 };
@@ -419,12 +423,27 @@ impl<L: LinkEnds> Room<L> {
             .collect()
     }
 
-    /// Whether a link is the one a peer currently uses (handshake done).
+    /// Whether a link carries a peer's session (handshake done): the one we send on, or a
+    /// standby (see [`Room::bind`]).
     pub fn link_bound(&self, link: L) -> bool {
         self.links
             .get(&link)
             .and_then(Link::peer)
-            .is_some_and(|p| self.peers.get(&p).is_some_and(|r| r.link == Some(link)))
+            .is_some_and(|p| self.peers.contains_key(&p))
+    }
+
+    /// The links bound to `peer`, its current one and its standbys.
+    fn links_of(&self, peer: PeerId) -> Vec<L> {
+        self.links
+            .iter()
+            .filter(|(_, l)| l.peer() == Some(peer))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Whether `link` is bound to `peer` but is not the link we send it on.
+    fn is_standby(&self, link: L, peer: PeerId) -> bool {
+        self.peers.get(&peer).is_some_and(|r| r.link != Some(link))
     }
 
     /// Whether a stalled handshake on `link` matters: a joiner's before it has a host (the
@@ -469,6 +488,19 @@ impl<L: LinkEnds> Room<L> {
                     },
                 });
             }
+        }
+        // Standby links the peer no longer uses.
+        let unused: Vec<L> = self
+            .links
+            .iter()
+            .filter(|(id, l)| {
+                l.peer().is_some_and(|p| self.is_standby(**id, p))
+                    && now.saturating_sub(l.last_heard()) >= policy.liveness_timeout
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for link in unused {
+            self.close_link(link, None);
         }
         for (link, wait, peer) in undecided {
             match wait {
@@ -535,11 +567,14 @@ impl<L: LinkEnds> Room<L> {
         let policy = self.policy;
         let mut next: Option<Duration> = None;
         let mut at = |t: Duration| next = Some(next.map_or(t, |n: Duration| n.min(t)));
-        for link in self.links.values() {
+        for (id, link) in &self.links {
             if let Some(t) =
                 link.poll_timeout(now, policy.handshake_timeout, |w| policy.wait_limit(w))
             {
                 at(t);
+            }
+            if link.peer().is_some_and(|p| self.is_standby(*id, p)) {
+                at(link.last_heard() + policy.liveness_timeout);
             }
         }
         for remote in self.peers.values() {
@@ -589,12 +624,11 @@ impl<L: LinkEnds> Room<L> {
             return;
         }
         remote.away_since = Some(now);
-        // The old link is abandoned for good, even if it wakes up: the peer comes back on a
-        // new link with a fresh handshake, and the streams resume from the acks.
-        if let Some(link) = remote.link.take()
-            && let Some(l) = self.links.get_mut(&link)
-        {
-            l.close(None);
+        remote.link = None;
+        // Its links are abandoned for good, even if they wake up: the peer comes back on a new
+        // link with a fresh handshake, and the streams resume from the acks.
+        for link in self.links_of(peer) {
+            self.close_link(link, None);
         }
         self.events.push_back(RoomEvent::Reconnecting { peer });
     }
@@ -643,7 +677,22 @@ impl<L: LinkEnds> Room<L> {
         if let Some(peer) = old.peer()
             && self.peers.get(&peer).is_some_and(|r| r.link == Some(link))
         {
-            self.peer_lost(peer, now);
+            // A standby the peer used lately takes over; otherwise the peer is away.
+            let liveness = self.policy.liveness_timeout;
+            let standby = self
+                .links
+                .iter()
+                .filter(|(_, l)| {
+                    l.peer() == Some(peer)
+                        && l.writable()
+                        && now.saturating_sub(l.last_heard()) < liveness
+                })
+                .max_by_key(|(_, l)| l.last_heard())
+                .map(|(id, _)| *id);
+            match (standby, self.peers.get_mut(&peer)) {
+                (Some(standby), Some(remote)) => remote.link = Some(standby),
+                _ => self.peer_lost(peer, now),
+            }
         }
     }
 
@@ -749,7 +798,10 @@ impl<L: LinkEnds> Room<L> {
                     }
                     continue;
                 }
-                (Phase::Bound(peer), record) => (peer, record),
+                (Phase::Bound(peer), record) => {
+                    self.heard_on(link, peer, now);
+                    (peer, record)
+                }
             };
             match record {
                 Record::Hello(hello) => {
@@ -847,6 +899,25 @@ impl<L: LinkEnds> Room<L> {
                     }
                 }
             }
+        }
+    }
+
+    /// A packet from `peer` on a link bound to it. Of two peers, the one with the smaller id
+    /// chooses the link both use (the one it bound last); the other follows, to the link that
+    /// packets from it come on. So they settle on one link whatever order they bound new links
+    /// in, and the other goes quiet and is closed (see [`Room::bind`]).
+    fn heard_on(&mut self, link: L, peer: PeerId, now: Duration) {
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        l.heard(now);
+        let writable = l.writable();
+        if peer < self.local.id
+            && writable
+            && let Some(remote) = self.peers.get_mut(&peer)
+            && remote.away_since.is_none()
+        {
+            remote.link = Some(link);
         }
     }
 
@@ -1026,7 +1097,14 @@ impl<L: LinkEnds> Room<L> {
         })
     }
 
-    /// Binds the verified peer waiting on `link`.
+    /// Binds the verified peer waiting on `link`, which becomes the link we send it on.
+    ///
+    /// A peer that resumes while its old link is still up keeps that link as a *standby*: what
+    /// comes on it is taken, nothing is sent on it, and it is closed once unused for
+    /// `liveness_timeout`. Two peers that both open new sockets get several new links between
+    /// them and can bind them in different orders; closing the link the other side still sends
+    /// on would cut them off from each other (see [`Room::heard_on`] for how they settle on
+    /// one).
     fn bind(&mut self, link: L, now: Duration) {
         let Some(v) = self.links.get(&link).and_then(Link::verified).cloned() else {
             return;
@@ -1047,16 +1125,9 @@ impl<L: LinkEnds> Room<L> {
         }
         let welcome = self.local.role == Role::Host;
         if let Some(l) = self.links.get_mut(&link) {
-            l.bind(peer, welcome);
+            l.bind(peer, welcome, now);
         }
         if resumes {
-            let old_link = self.peers.get(&peer).and_then(|r| r.link);
-            if let Some(old) = old_link
-                && old != link
-                && let Some(l) = self.links.get_mut(&old)
-            {
-                l.close(None);
-            }
             let mut downtime = Duration::ZERO;
             if let Some(remote) = self.peers.get_mut(&peer) {
                 downtime = remote
@@ -1184,12 +1255,9 @@ impl<L: LinkEnds> Room<L> {
     }
 
     fn remove_peer(&mut self, peer: PeerId, reason: DisconnectReason) {
-        if let Some(remote) = self.peers.remove(&peer) {
-            if let Some(link) = remote.link
-                && let Some(l) = self.links.get_mut(&link)
-                && l.peer() == Some(peer)
-            {
-                l.close(None);
+        if self.peers.remove(&peer).is_some() {
+            for link in self.links_of(peer) {
+                self.close_link(link, None);
             }
             self.events
                 .push_back(RoomEvent::Disconnected { peer, reason });
@@ -1216,7 +1284,7 @@ impl<L: LinkEnds> Room<L> {
     pub fn leave(&mut self) {
         let peers: Vec<PeerId> = self.peers.keys().copied().collect();
         for peer in peers {
-            if let Some(link) = self.peers.get(&peer).and_then(|r| r.link) {
+            for link in self.links_of(peer) {
                 self.close_link(link, Some(ByeReason::Left));
             }
             self.remove_peer(peer, DisconnectReason::LocalLeave);
@@ -1600,6 +1668,134 @@ mod tests {
         assert!(host.session(peer(2)).is_none());
     }
 
+    /// Delivers what `a` and `b` send on each pair of linked ids `(a's, b's)` to the other end.
+    fn route(a: &mut Room<u32>, b: &mut Room<u32>, pairs: &[(u32, u32)], now: Duration) {
+        let mut to_b = vec![];
+        a.poll_transmit(now, &mut |l, _, p| {
+            if let Some((_, lb)) = pairs.iter().find(|(la, _)| *la == l) {
+                to_b.push((*lb, p));
+            }
+        });
+        let mut to_a = vec![];
+        b.poll_transmit(now, &mut |l, _, p| {
+            if let Some((la, _)) = pairs.iter().find(|(_, lb)| *lb == l) {
+                to_a.push((*la, p));
+            }
+        });
+        for (l, p) in to_b {
+            b.handle_packet(l, p, now);
+        }
+        for (l, p) in to_a {
+            a.handle_packet(l, p, now);
+        }
+    }
+
+    /// Both sides open new sockets while their link is fine (as joiners do when their host is
+    /// away), so two new links come up between them, and each side binds them in another
+    /// order. Neither closes a link the other still sends on: they keep talking throughout,
+    /// settle on one link, and the others are closed once unused.
+    #[test]
+    fn two_new_links_bound_in_opposite_orders_settle_on_one() {
+        let ms = Duration::from_millis;
+        let mut host = room(1, Role::Host);
+        let mut joiner = room(2, Role::Joiner);
+        connect_at(&mut host, &mut joiner, 10, 20, Duration::ZERO);
+        events(&mut host);
+        events(&mut joiner);
+        // Two new links; both Hellos cross on each.
+        let now = ms(100);
+        for (lh, lj) in [(11, 21), (12, 22)] {
+            host.handle_link_up(lh);
+            joiner.handle_link_up(lj);
+        }
+        route(&mut host, &mut joiner, &[(11, 21), (12, 22)], now);
+        // Each side's Auth (the host's with its Welcome once bound) reaches the other side in
+        // opposite orders: the host binds 11 then 12, the joiner 22 then 21.
+        let mut from_joiner = vec![];
+        joiner.poll_transmit(now, &mut |l, _, p| from_joiner.push((l, p)));
+        from_joiner.sort_by_key(|(l, _)| *l);
+        for (l, p) in from_joiner {
+            host.handle_packet(l - 10, p, now);
+        }
+        let mut from_host = vec![];
+        host.poll_transmit(now, &mut |l, _, p| from_host.push((l, p)));
+        from_host.sort_by_key(|(l, _)| std::cmp::Reverse(*l));
+        for (l, p) in from_host {
+            joiner.handle_packet(l + 10, p, now);
+        }
+        assert!(host.link_bound(11) && host.link_bound(12) && host.link_bound(10));
+        assert!(joiner.link_bound(21) && joiner.link_bound(22) && joiner.link_bound(20));
+        assert_eq!(host.peers.get(&peer(2)).and_then(|r| r.link), Some(12));
+        assert_eq!(joiner.peers.get(&peer(1)).and_then(|r| r.link), Some(21));
+        // Messages both ways for three seconds, well past the liveness timeout.
+        let pairs = [(10, 20), (11, 21), (12, 22)];
+        let (mut at_host, mut at_joiner) = (vec![], vec![]);
+        let mut t = now;
+        for i in 0..60u8 {
+            host.send(peer(2), 1, &[i], Delivery::Reliable).unwrap();
+            joiner.send(peer(1), 1, &[i], Delivery::Reliable).unwrap();
+            for _ in 0..5 {
+                t += ms(10);
+                host.handle_timeout(t);
+                joiner.handle_timeout(t);
+                route(&mut host, &mut joiner, &pairs, t);
+            }
+            received(&mut host, &mut at_host);
+            received(&mut joiner, &mut at_joiner);
+        }
+        assert_eq!(at_host, (0..60).collect::<Vec<u8>>());
+        assert_eq!(at_joiner, (0..60).collect::<Vec<u8>>());
+        for (name, r) in [("host", &mut host), ("joiner", &mut joiner)] {
+            let ev = events(r);
+            assert!(
+                !ev.iter()
+                    .any(|e| matches!(e, RoomEvent::Reconnecting { .. })),
+                "{name}: {ev:?}"
+            );
+        }
+        // One link left on each side, the same one; the others are closed.
+        let host_link = host.peers.get(&peer(2)).and_then(|r| r.link);
+        let joiner_link = joiner.peers.get(&peer(1)).and_then(|r| r.link);
+        assert_eq!(host_link.map(|l| l + 10), joiner_link);
+        let in_use =
+            |r: &Room<u32>, ids: [u32; 3]| ids.iter().filter(|l| r.link_in_use(**l)).count();
+        assert_eq!(
+            in_use(&host, [10, 11, 12]),
+            1,
+            "{:?}",
+            host.describe_links()
+        );
+        assert_eq!(
+            in_use(&joiner, [20, 21, 22]),
+            1,
+            "{:?}",
+            joiner.describe_links()
+        );
+    }
+
+    /// A standby link takes over when the link in use drops, with no time away.
+    #[test]
+    fn a_standby_link_takes_over_when_the_link_in_use_drops() {
+        let ms = Duration::from_millis;
+        let mut host = room(1, Role::Host);
+        let mut joiner = room(2, Role::Joiner);
+        connect_at(&mut host, &mut joiner, 10, 20, Duration::ZERO);
+        connect_at(&mut host, &mut joiner, 11, 21, ms(100));
+        events(&mut host);
+        events(&mut joiner);
+        // Both sides heard on both links lately; the new link drops on the host's side.
+        route(&mut host, &mut joiner, &[(10, 20), (11, 21)], ms(200));
+        host.handle_link_down(11, ms(300));
+        assert_eq!(host.peers.get(&peer(2)).and_then(|r| r.link), Some(10));
+        assert_eq!(host.away_since(peer(2)), None);
+        assert!(events(&mut host).is_empty());
+        host.send(peer(2), 1, &[5], Delivery::Reliable).unwrap();
+        route(&mut host, &mut joiner, &[(10, 20)], ms(300));
+        let mut got = vec![];
+        received(&mut joiner, &mut got);
+        assert_eq!(got, vec![5]);
+    }
+
     #[test]
     fn unknown_kinds_and_wrong_deliveries_end_the_link_at_once() {
         for (record, expected) in [
@@ -1897,7 +2093,10 @@ mod tests {
         );
         // Same id, new incarnation, once the old one is away (the app restarted): the old
         // session ends. (While the old one is live, the newcomer is refused: see
-        // `trust_tests::a_second_live_app_under_one_identity_is_refused`.)
+        // `trust_tests::a_second_live_app_under_one_identity_is_refused`.) The first link was
+        // kept as a standby; it drops first, quietly.
+        host.handle_link_down(10, Duration::ZERO);
+        assert!(events(&mut host).is_empty());
         host.handle_link_down(11, Duration::ZERO);
         assert_eq!(
             events(&mut host),
