@@ -1,6 +1,6 @@
 //! The WebRTC transport: one `matchbox_socket::WebRtcSocket` per [`Socket`], with two data
-//! channels and its message loop running in the background (native: a thread of its own; wasm:
-//! the browser's event loop).
+//! channels and its message loop running in the background (native: on one thread that runs
+//! every socket's loop; wasm: the browser's event loop).
 //!
 //! Nothing here can panic on a closed socket: sends use `try_send`, peer updates use
 //! `try_update_peers`, and a panic inside matchbox's loop (it has `expect`s on network paths)
@@ -308,16 +308,43 @@ fn run_loop(pump: Weak<Mutex<dyn Pump>>, epoch: Instant) {
     });
 }
 
+/// Natively, every socket's message loop runs on one thread for the whole process, shared by
+/// every app and room: it must run whatever Bevy's task pools are configured to do (a
+/// single-threaded pool would only tick it once a frame), and a thread per socket made memory
+/// grow with every re-open (glibc gives each new thread an arena, and freed memory stays
+/// spread over them; BENCHMARKS.md, "Security: soak and fuzzing"). The loops only wait on
+/// channels and webrtc-rs, which runs on smol's own threads, so one thread serves them all.
 #[cfg(not(target_arch = "wasm32"))]
 fn spawn(fut: impl Future<Output = ()> + Send + 'static) {
-    // A thread of its own: the loop must run whatever Bevy's task pools are configured to do
-    // (a single-threaded pool would only tick it once a frame). webrtc-rs itself runs on
-    // smol's threads.
-    let spawned = std::thread::Builder::new()
-        .name("peer-message-socket".into())
-        .spawn(move || futures::executor::block_on(fut));
-    if let Err(e) = spawned {
-        bevy::log::error!("could not start the socket thread: {e}");
+    use futures::{StreamExt, channel::mpsc, future::BoxFuture, task::SpawnExt};
+    use std::sync::OnceLock;
+    static LOOPS: OnceLock<Option<mpsc::UnboundedSender<BoxFuture<'static, ()>>>> = OnceLock::new();
+    let loops = LOOPS.get_or_init(|| {
+        let (tx, mut rx) = mpsc::unbounded::<BoxFuture<'static, ()>>();
+        let spawned = std::thread::Builder::new()
+            .name("peer-message-sockets".into())
+            .spawn(move || {
+                let mut pool = futures::executor::LocalPool::new();
+                let spawner = pool.spawner();
+                pool.run_until(async move {
+                    while let Some(fut) = rx.next().await {
+                        if let Err(e) = spawner.spawn(fut) {
+                            bevy::log::error!("could not run a socket's loop: {e}");
+                        }
+                    }
+                });
+            });
+        match spawned {
+            Ok(_) => Some(tx),
+            Err(e) => {
+                bevy::log::error!("could not start the socket thread: {e}");
+                None
+            }
+        }
+    });
+    // Without the thread the loop is dropped: the socket reports it ended (`Crashed`).
+    if let Some(loops) = loops {
+        let _ = loops.unbounded_send(Box::pin(fut));
     }
 }
 
