@@ -88,6 +88,36 @@ impl PeerMessage<'_> {
         self.net.queue_leave();
     }
 
+    /// Replaces the ICE servers for the connections made from now on: the next socket opened
+    /// (a reconnect, a rejoin, the next `host`/`join`, in that order with other calls this
+    /// frame) uses them; connections already up keep theirs. Hand the game fresh short-lived
+    /// TURN credentials ([`TurnCredentials`](crate::TurnCredentials)) this way before the old
+    /// ones expire, so that a reconnect can still reach the relay.
+    ///
+    /// ```
+    /// # use bevy::prelude::*;
+    /// # use bevy_peer_message::prelude::*;
+    /// /// What the game's backend sent: credentials valid for the next hour.
+    /// #[derive(Message)]
+    /// struct FreshTurnCredentials(TurnCredentials);
+    ///
+    /// fn refresh(mut fresh: MessageReader<FreshTurnCredentials>, mut net: PeerMessage) {
+    ///     for FreshTurnCredentials(creds) in fresh.read() {
+    ///         net.set_ice_servers(IceServers::stun(["stun:turn.example.org:3478"]).with(
+    ///             IceServer::turn(
+    ///                 ["turn:turn.example.org:3478"],
+    ///                 creds.username.clone(),
+    ///                 creds.credential.clone(),
+    ///             ),
+    ///         ));
+    ///     }
+    /// }
+    /// # bevy::ecs::system::assert_is_system(refresh);
+    /// ```
+    pub fn set_ice_servers(&mut self, ice: crate::IceServers) {
+        self.net.queue_ice_servers(ice);
+    }
+
     /// Drops every packet from peers for `duration`, as if the network went away (see
     /// [`LinkConditionerConfig`](crate::LinkConditionerConfig)): rehearse reconnects without root. Works with or without a
     /// configured [`LinkConditionerConfig`](crate::LinkConditionerConfig).

@@ -3,7 +3,7 @@
 
 use crate::{
     core::error::PeerErrorKind, core::peer::PeerId, core::peer::Role, core::room::DisconnectReason,
-    core::session::Stats,
+    core::session::Stats, io::NetworkPath,
 };
 use bevy::prelude::*;
 use std::time::Duration;
@@ -120,6 +120,11 @@ pub struct PeerStats {
     pub stats: Stats,
     /// Bytes of reliable messages not yet acknowledged by the peer.
     pub unacked_bytes: usize,
+    /// How the link to the peer travels: direct, through NATs (server-reflexive), or through
+    /// a TURN relay. From WebRTC's selected candidate pair, natively and in the browser (polled
+    /// about once a second, so `None` for the first second of a link); always `None` on the
+    /// in-memory network, and while the peer is away.
+    pub path: Option<NetworkPath>,
 }
 
 impl std::ops::Deref for PeerStats {

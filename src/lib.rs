@@ -100,7 +100,9 @@ pub use crate::events::{
     PeerReconnected, PeerReconnecting, PeerStats,
 };
 #[cfg(feature = "plugin")]
-pub use crate::io::ice::IceServers;
+pub use crate::io::NetworkPath;
+#[cfg(feature = "plugin")]
+pub use crate::io::ice::{IceServer, IceServers, TurnCredentials};
 #[cfg(feature = "plugin")]
 pub use crate::io::memory::MemoryNetwork;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
@@ -116,12 +118,12 @@ pub use crate::registry::{PeerMessageAppExt, PeerMessageType, Received};
 #[cfg(feature = "plugin")]
 pub mod prelude {
     pub use crate::{
-        Backoff, Budgets, ConnectionState, Delivery, DisconnectReason, Fault, IceServers, Identity,
-        JoinRequest, LinkConditionerConfig, LocalSignalingHub, MemoryNetwork, Peer, PeerConnected,
-        PeerDisconnected, PeerError, PeerErrorKind, PeerId, PeerMessage, PeerMessageAppExt,
-        PeerMessagePlugin, PeerMessageSet, PeerMessageSettings, PeerReconnected, PeerReconnecting,
-        PeerStats, Received, Role, RoomSecret, SendError, SessionConfig, Signaling,
-        SignalingServerInfo,
+        Backoff, Budgets, ConnectionState, Delivery, DisconnectReason, Fault, IceServer,
+        IceServers, Identity, JoinRequest, LinkConditionerConfig, LocalSignalingHub, MemoryNetwork,
+        NetworkPath, Peer, PeerConnected, PeerDisconnected, PeerError, PeerErrorKind, PeerId,
+        PeerMessage, PeerMessageAppExt, PeerMessagePlugin, PeerMessageSet, PeerMessageSettings,
+        PeerReconnected, PeerReconnecting, PeerStats, Received, Role, RoomSecret, SendError,
+        SessionConfig, Signaling, SignalingServerInfo, TurnCredentials,
     };
 }
 

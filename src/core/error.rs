@@ -251,6 +251,28 @@ pub enum PeerErrorKind {
         /// The configured timeout.
         after: Duration,
     },
+    /// `join` found the host (the signaling server introduced it and WebRTC negotiated with
+    /// it) but no connection formed within `join_timeout`: every network path between the two
+    /// is blocked. Typically both sit behind NATs that hole punching cannot cross (symmetric
+    /// NATs, strict firewalls); the cure is a TURN server in the ICE servers
+    /// (`IceServers`, a `turn:` URL), which relays when nothing else gets through.
+    #[error(
+        "no network path to the host of room {room:?} within {after:?}: {}",
+        if *relay_offered {
+            "not even through the TURN relay (check that it is reachable and its credentials are valid)"
+        } else {
+            "the networks in between block every direct path; configure a TURN server (an ICE server with a turn: URL) to relay"
+        }
+    )]
+    NoNetworkPath {
+        /// The room.
+        room: String,
+        /// The configured timeout.
+        after: Duration,
+        /// Whether a relay (TURN) candidate was offered by either side: a TURN server was
+        /// configured and answered.
+        relay_offered: bool,
+    },
     /// The signaling server could not be reached, or the connection to it failed. Reported
     /// once per outage; the plugin keeps re-opening (each attempt is logged).
     #[error("signaling: {0}")]
@@ -311,6 +333,7 @@ impl PeerErrorKind {
             | Self::RefusedByPeer(_) => Fault::Incompatible,
             Self::HandshakeTimeout { .. }
             | Self::JoinTimeout { .. }
+            | Self::NoNetworkPath { .. }
             | Self::Signaling(_)
             | Self::Server(_) => Fault::Network,
             Self::Send(_)

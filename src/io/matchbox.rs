@@ -10,13 +10,13 @@ use crate::{
     core::{error::SignalingError, wire::Channel},
     io::ice::IceServers,
     io::signaling::{SignalingPhase, SignalingStatus, Watched},
-    io::{Pump, RemoteId, Socket, SocketTarget, Transport},
+    io::{Negotiation, NetworkPath, Pump, RemoteId, Socket, SocketTarget, Transport},
 };
 use bevy::platform::time::Instant;
 use bytes::Bytes;
 use futures::{FutureExt, Stream, channel::oneshot};
 use matchbox_socket::{
-    ChannelConfig, PeerState, RtcIceServerConfig, SignallerBuilder, WebRtcSocket,
+    CandidateType, ChannelConfig, PeerState, RtcIceServerConfig, SignallerBuilder, WebRtcSocket,
     WebRtcSocketBuilder,
 };
 use std::{
@@ -97,11 +97,11 @@ impl MatchboxSocket {
         status: SignalingStatus,
     ) -> Self {
         let builder = builder
-            .ice_server(RtcIceServerConfig {
-                urls: ice.urls.clone(),
-                username: ice.username.clone(),
-                credential: ice.credential.clone(),
-            })
+            .ice_servers(ice.servers.iter().map(|server| RtcIceServerConfig {
+                urls: server.urls.clone(),
+                username: server.username.clone(),
+                credential: server.credential.clone(),
+            }))
             .add_channel(ChannelConfig::reliable())
             .add_channel(ChannelConfig::unreliable())
             .signaller_builder(signaller);
@@ -145,6 +145,21 @@ impl Socket for MatchboxSocket {
 
     fn local_id(&mut self) -> Option<RemoteId> {
         self.socket.id().map(remote_id)
+    }
+
+    fn negotiation(&self) -> Negotiation {
+        self.status.negotiation()
+    }
+
+    fn path(&self, remote: RemoteId) -> Option<NetworkPath> {
+        let pair = self.socket.candidate_pair(matchbox_id(remote))?;
+        Some(if pair.is_relayed() {
+            NetworkPath::Relayed
+        } else if pair.local == CandidateType::Host && pair.remote == CandidateType::Host {
+            NetworkPath::Direct
+        } else {
+            NetworkPath::ServerReflexive
+        })
     }
 
     fn poll_links(&mut self, waker: &Waker, f: &mut dyn FnMut(RemoteId, bool)) {

@@ -25,7 +25,7 @@ use std::{
     time::Duration,
 };
 
-pub(crate) use signaling::SignalingPhase;
+pub(crate) use signaling::{Negotiation, SignalingPhase};
 
 /// The other end of a link, as our socket knows it: an id the signalling server gave the
 /// remote socket (matchbox's per-socket id), not the peer's stable [`PeerId`].
@@ -36,6 +36,19 @@ impl std::fmt::Debug for RemoteId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:08x}", (self.0 >> 96) as u32)
     }
+}
+
+/// How a link's packets travel between the two peers, as WebRTC's selected ICE candidate pair
+/// says (see [`PeerStats::path`](crate::PeerStats::path)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NetworkPath {
+    /// Straight between the two peers' own addresses (same network, or public addresses).
+    Direct,
+    /// Through one or both peers' NATs, on addresses learned from a STUN server or from the
+    /// peer's own packets (hole punching): still peer to peer, no relay.
+    ServerReflexive,
+    /// Through a TURN server, which relays every packet (one or both ends use it).
+    Relayed,
 }
 
 /// What a socket is opened with.
@@ -78,6 +91,14 @@ pub(crate) trait Socket: Send + Sync + std::fmt::Debug {
     fn close(&mut self);
     /// Our id on it, for diagnostics.
     fn local_id(&mut self) -> Option<RemoteId>;
+    /// What WebRTC negotiated through it (nothing, for transports without WebRTC).
+    fn negotiation(&self) -> Negotiation {
+        Negotiation::default()
+    }
+    /// How the link to `remote` travels, once WebRTC knows (never, without WebRTC).
+    fn path(&self, _remote: RemoteId) -> Option<NetworkPath> {
+        None
+    }
 }
 
 /// Something that runs beside the sockets: the room's protocol ([`engine::Engine`]).

@@ -11,14 +11,14 @@
 
 use futures::{FutureExt, StreamExt, channel::mpsc};
 use matchbox_socket::{
-    PeerEvent, PeerId as LinkId, PeerRequest, SignalingError, Signaller, SignallerBuilder,
-    async_trait::async_trait,
+    PeerEvent, PeerId as LinkId, PeerRequest, PeerSignal, SignalingError, Signaller,
+    SignallerBuilder, async_trait::async_trait,
 };
 use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicU8, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -123,10 +123,40 @@ impl SignallerBuilder for WebSocketSignallerBuilder {
     }
 }
 
-/// Whether a socket's signaling connection is up (and how long connecting took), shared between
-/// its signaller and the plugin.
+/// Whether a socket's signaling connection is up (and how long connecting took), and what WebRTC
+/// negotiated through it, shared between its signaller and the plugin.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct SignalingStatus(Arc<(AtomicU8, AtomicU64)>);
+pub(crate) struct SignalingStatus(Arc<StatusCells>);
+
+#[derive(Debug, Default)]
+struct StatusCells {
+    phase: AtomicU8,
+    connect_micros: AtomicU64,
+    /// Offers and answers sent or received.
+    descriptions: AtomicU32,
+    /// A relayed (TURN) ICE candidate was sent or received.
+    relay_candidate: AtomicBool,
+}
+
+/// What WebRTC negotiated through a socket's signaling: enough to tell "nobody there" from
+/// "somebody there, and no network path to them".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Negotiation {
+    /// An offer or answer went out or came in: a remote socket was there and WebRTC tried.
+    pub tried: bool,
+    /// A relay (TURN) candidate was offered by either side.
+    pub relay_offered: bool,
+}
+
+impl Negotiation {
+    /// Both sockets' negotiations taken together.
+    pub(crate) fn and(self, other: Negotiation) -> Negotiation {
+        Negotiation {
+            tried: self.tried || other.tried,
+            relay_offered: self.relay_offered || other.relay_offered,
+        }
+    }
+}
 
 /// The states a [`SignalingStatus`] goes through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +172,7 @@ pub(crate) enum SignalingPhase {
 impl SignalingStatus {
     /// The current phase.
     pub(crate) fn get(&self) -> SignalingPhase {
-        match self.0.0.load(Ordering::Acquire) {
+        match self.0.phase.load(Ordering::Acquire) {
             0 => SignalingPhase::Connecting,
             1 => SignalingPhase::Up,
             _ => SignalingPhase::Down,
@@ -155,12 +185,34 @@ impl SignalingStatus {
             SignalingPhase::Up => 1,
             SignalingPhase::Down => 2,
         };
-        self.0.0.store(v, Ordering::Release);
+        self.0.phase.store(v, Ordering::Release);
+    }
+
+    /// What WebRTC negotiated so far.
+    pub(crate) fn negotiation(&self) -> Negotiation {
+        Negotiation {
+            tried: self.0.descriptions.load(Ordering::Acquire) > 0,
+            relay_offered: self.0.relay_candidate.load(Ordering::Acquire),
+        }
+    }
+
+    /// A WebRTC signal went out or came in.
+    fn saw(&self, signal: &PeerSignal) {
+        match signal {
+            PeerSignal::Offer(_) | PeerSignal::Answer(_) => {
+                self.0.descriptions.fetch_add(1, Ordering::AcqRel);
+            }
+            // The candidate's SDP line says its type: `... typ relay raddr ...`.
+            PeerSignal::IceCandidate(candidate) if candidate.contains(" typ relay") => {
+                self.0.relay_candidate.store(true, Ordering::Release);
+            }
+            PeerSignal::IceCandidate(_) => {}
+        }
     }
 
     /// How long the successful connection took, once up.
     pub(crate) fn connect_time(&self) -> Option<Duration> {
-        match self.0.1.load(Ordering::Acquire) {
+        match self.0.connect_micros.load(Ordering::Acquire) {
             0 => None,
             micros => Some(Duration::from_micros(micros)),
         }
@@ -214,7 +266,10 @@ impl SignallerBuilder for Watched {
         match result {
             Ok(inner) => {
                 let micros = started.elapsed().as_micros().clamp(1, u64::MAX as u128) as u64;
-                self.status.0.1.store(micros, Ordering::Release);
+                self.status
+                    .0
+                    .connect_micros
+                    .store(micros, Ordering::Release);
                 self.status.set(SignalingPhase::Up);
                 Ok(Box::new(WatchedSignaller {
                     inner,
@@ -238,6 +293,9 @@ struct WatchedSignaller {
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 impl Signaller for WatchedSignaller {
     async fn send(&mut self, request: PeerRequest) -> Result<(), SignalingError> {
+        if let PeerRequest::Signal { data, .. } = &request {
+            self.status.saw(data);
+        }
         let result = self.inner.send(request).await;
         if result.is_err() {
             self.status.set(SignalingPhase::Down);
@@ -248,6 +306,7 @@ impl Signaller for WatchedSignaller {
     async fn next_message(&mut self) -> Result<PeerEvent, SignalingError> {
         let result = self.inner.next_message().await;
         match &result {
+            Ok(PeerEvent::Signal { data, .. }) => self.status.saw(data),
             Ok(_) | Err(SignalingError::UnknownFormat) => {}
             Err(_) => self.status.set(SignalingPhase::Down),
         }

@@ -3,7 +3,7 @@
 
 use crate::{
     core::{error::SignalingError, wire::Channel},
-    io::{RemoteId, SignalingPhase, Socket, SocketTarget, Transport},
+    io::{Negotiation, NetworkPath, RemoteId, SignalingPhase, Socket, SocketTarget, Transport},
 };
 use bytes::Bytes;
 use std::{collections::HashSet, task::Waker, time::Duration};
@@ -119,9 +119,31 @@ impl OpenSocket {
 pub(crate) struct SocketSet {
     sockets: Vec<OpenSocket>,
     next_serial: u32,
+    /// A link came up (or brought data) on one of them at some point.
+    linked: bool,
 }
 
 impl SocketSet {
+    /// How `link` travels, once WebRTC knows.
+    pub(crate) fn path(&self, link: LinkId) -> Option<NetworkPath> {
+        self.sockets
+            .iter()
+            .find(|s| s.serial == link.socket)
+            .and_then(|s| s.socket.path(link.remote))
+    }
+
+    /// Whether a link ever came up on one of the sockets.
+    pub(crate) fn ever_linked(&self) -> bool {
+        self.linked
+    }
+
+    /// What WebRTC negotiated through every socket.
+    pub(crate) fn negotiation(&self) -> Negotiation {
+        self.sockets
+            .iter()
+            .fold(Negotiation::default(), |n, s| n.and(s.socket.negotiation()))
+    }
+
     /// Opens a new current socket; older ones keep running until retired.
     pub(crate) fn open(&mut self, transport: &dyn Transport, target: &SocketTarget, now: Duration) {
         let socket = transport.open(target);
@@ -173,6 +195,7 @@ impl SocketSet {
     /// Link changes, then packets, of every socket; each socket wakes `waker` when it has
     /// more.
     pub(crate) fn poll(&mut self, waker: &Waker, mut f: impl FnMut(Incoming)) {
+        let linked = &mut self.linked;
         for socket in &mut self.sockets {
             let serial = socket.serial;
             if socket.local.is_none() {
@@ -188,6 +211,7 @@ impl SocketSet {
                     local,
                 };
                 if up {
+                    *linked = true;
                     links.insert(remote);
                     f(Incoming::Link(LinkChange::Up(link)));
                 } else {
@@ -200,6 +224,7 @@ impl SocketSet {
             #[cfg(debug_assertions)]
             let traffic = &mut socket.traffic;
             socket.socket.receive(waker, &mut |remote, packet| {
+                *linked = true;
                 links.insert(remote);
                 #[cfg(debug_assertions)]
                 {

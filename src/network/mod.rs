@@ -25,7 +25,7 @@ use crate::{
     },
     io::engine::{Engine, Lingering},
     io::signaling::{SignalingPhase, WebSocketSignallerBuilder},
-    io::{SocketTarget, Transport, lock, matchbox::Matchbox},
+    io::{SocketTarget, Transport, ice::IceServers, lock, matchbox::Matchbox},
     registry::MessageRegistry,
 };
 use bevy::{platform::collections::HashMap, prelude::*};
@@ -56,6 +56,7 @@ enum Command {
     Decide(PeerId, bool),
     Leave,
     Blackout(Duration),
+    IceServers(IceServers),
 }
 
 /// The plugin's network state. Internal: games use [`PeerMessage`](crate::PeerMessage).
@@ -162,6 +163,9 @@ impl PeerNetwork {
     }
     pub(crate) fn queue_blackout(&mut self, duration: Duration) {
         self.commands.push(Command::Blackout(duration));
+    }
+    pub(crate) fn queue_ice_servers(&mut self, ice: IceServers) {
+        self.commands.push(Command::IceServers(ice));
     }
 
     pub(crate) fn room_name(&self) -> Option<&str> {
@@ -566,6 +570,9 @@ fn update_stats(world: &mut World, net: &PeerNetwork, engine: &Engine) {
         let fresh = PeerStats {
             stats: session.stats().clone(),
             unacked_bytes: session.unacked_bytes(),
+            path: room
+                .peer_link(*peer)
+                .and_then(|link| engine.sockets.path(link)),
         };
         // Only trigger change detection when something changed.
         stats.set_if_neq(fresh);
@@ -602,6 +609,13 @@ pub(crate) fn transmit(world: &mut World) {
                     world.remove_resource::<crate::config::SignalingServerInfo>();
                     Ok(())
                 }
+                Command::IceServers(ice) => {
+                    if let Some(target) = net.target.as_mut() {
+                        target.ice = ice.clone();
+                    }
+                    world.resource_mut::<PeerMessageSettings>().ice_servers = ice;
+                    Ok(())
+                }
                 Command::Blackout(duration) => {
                     let now = net.now();
                     if let Some(room) = engine.room.as_mut() {
@@ -634,14 +648,22 @@ pub(crate) fn transmit(world: &mut World) {
             let timeout = world.resource::<PeerMessageSettings>().join_timeout;
             if now.saturating_sub(since) >= timeout {
                 let room = net.room_name.clone().unwrap_or_default();
-                error(
-                    world,
-                    None,
+                // Somebody was there and WebRTC tried, and no connection ever formed: no
+                // path, rather than no host.
+                let negotiation = engine.sockets.negotiation();
+                let kind = if negotiation.tried && !engine.sockets.ever_linked() {
+                    PeerErrorKind::NoNetworkPath {
+                        room,
+                        after: timeout,
+                        relay_offered: negotiation.relay_offered,
+                    }
+                } else {
                     PeerErrorKind::JoinTimeout {
                         room,
                         after: timeout,
-                    },
-                );
+                    }
+                };
+                error(world, None, kind);
                 net.close(engine, Duration::ZERO);
                 apply_events(world, net, engine);
             }

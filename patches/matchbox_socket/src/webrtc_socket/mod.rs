@@ -157,7 +157,7 @@ trait Messenger {
         signal_peer: SignalPeer,
         mut peer_signal_rx: UnboundedReceiver<PeerSignal>,
         messages_from_peers_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
-        ice_server_config: &RtcIceServerConfig,
+        ice_servers: &[RtcIceServerConfig],
         channel_configs: &[ChannelConfig],
     ) -> Option<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>>;
 
@@ -165,7 +165,7 @@ trait Messenger {
         signal_peer: SignalPeer,
         peer_signal_rx: UnboundedReceiver<PeerSignal>,
         messages_from_peers_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
-        ice_server_config: &RtcIceServerConfig,
+        ice_servers: &[RtcIceServerConfig],
         channel_configs: &[ChannelConfig],
     ) -> Option<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>>;
 
@@ -180,7 +180,7 @@ trait Messenger {
 
 async fn message_loop<M: Messenger>(
     id_tx: futures_channel::oneshot::Sender<PeerId>,
-    ice_server_config: &RtcIceServerConfig,
+    ice_servers: &[RtcIceServerConfig],
     channel_configs: &[ChannelConfig],
     channels: MessageLoopChannels,
     keep_alive_interval: Option<Duration>,
@@ -248,7 +248,7 @@ async fn message_loop<M: Messenger>(
                                 let (signal_tx, signal_rx) = futures_channel::mpsc::unbounded();
                                 handshake_signals.insert(peer_uuid, signal_tx);
                                 let signal_peer = SignalPeer::new(peer_uuid, requests_sender.clone());
-                                handshakes.push(M::offer_handshake(signal_peer, signal_rx, messages_from_peers_tx.clone(), ice_server_config, channel_configs))
+                                handshakes.push(M::offer_handshake(signal_peer, signal_rx, messages_from_peers_tx.clone(), ice_servers, channel_configs))
                             },
                             PeerEvent::PeerLeft(peer_uuid) => {
                                 if peer_state_tx.unbounded_send((peer_uuid, PeerState::Disconnected)).is_err() {
@@ -260,7 +260,7 @@ async fn message_loop<M: Messenger>(
                                 let signal_tx = handshake_signals.entry(sender).or_insert_with(|| {
                                     let (from_peer_tx, peer_signal_rx) = futures_channel::mpsc::unbounded();
                                     let signal_peer = SignalPeer::new(sender, requests_sender.clone());
-                                    handshakes.push(M::accept_handshake(signal_peer, peer_signal_rx, messages_from_peers_tx.clone(), ice_server_config, channel_configs));
+                                    handshakes.push(M::accept_handshake(signal_peer, peer_signal_rx, messages_from_peers_tx.clone(), ice_servers, channel_configs));
                                     from_peer_tx
                                 });
 

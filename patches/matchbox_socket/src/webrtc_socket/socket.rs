@@ -103,8 +103,8 @@ pub(crate) struct SocketConfig {
     ///
     /// The last form will pair player in the order they connect.
     pub(crate) room_url: String,
-    /// Configuration for the (single) ICE server
-    pub(crate) ice_server: RtcIceServerConfig,
+    /// Configuration for the ICE servers, each with its own credentials
+    pub(crate) ice_servers: Vec<RtcIceServerConfig>,
     /// Configuration for one or multiple reliable or unreliable data channels
     pub(crate) channels: Vec<ChannelConfig>,
     /// The amount of attempts to initiate connection
@@ -134,7 +134,7 @@ impl WebRtcSocketBuilder {
         Self {
             config: SocketConfig {
                 room_url: room_url.into(),
-                ice_server: RtcIceServerConfig::default(),
+                ice_servers: vec![RtcIceServerConfig::default()],
                 channels: Vec::default(),
                 attempts: Some(3),
                 keep_alive_interval: Some(Duration::from_secs(10)),
@@ -143,9 +143,17 @@ impl WebRtcSocketBuilder {
         }
     }
 
-    /// Sets the socket ICE server configuration.
+    /// Sets the socket ICE server configuration (the only ICE server: see
+    /// [`WebRtcSocketBuilder::ice_servers`] for several).
     pub fn ice_server(mut self, ice_server: RtcIceServerConfig) -> Self {
-        self.config.ice_server = ice_server;
+        self.config.ice_servers = vec![ice_server];
+        self
+    }
+
+    /// Sets the socket's ICE servers, each with its own credentials (a STUN server and
+    /// TURN servers of several providers, say). Servers without URLs are skipped.
+    pub fn ice_servers(mut self, ice_servers: impl IntoIterator<Item = RtcIceServerConfig>) -> Self {
+        self.config.ice_servers = ice_servers.into_iter().collect();
         self
     }
 
@@ -878,7 +886,7 @@ async fn run_socket(
     };
     let message_loop_fut = message_loop::<UseMessenger>(
         id_tx,
-        &config.ice_server,
+        &config.ice_servers,
         &config.channels,
         channels,
         config.keep_alive_interval,
@@ -1010,7 +1018,7 @@ mod test {
 
         let config = SocketConfig {
             room_url: "wss://irrelevant.invalid".into(),
-            ice_server: Default::default(),
+            ice_servers: vec![Default::default()],
             channels: vec![ChannelConfig::reliable()],
             attempts: Some(1),
             keep_alive_interval: None,

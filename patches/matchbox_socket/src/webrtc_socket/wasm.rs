@@ -129,12 +129,12 @@ impl Messenger for WasmMessenger {
         signal_peer: SignalPeer,
         mut peer_signal_rx: UnboundedReceiver<PeerSignal>,
         messages_from_peers_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
-        ice_server_config: &RtcIceServerConfig,
+        ice_servers: &[RtcIceServerConfig],
         channel_configs: &[ChannelConfig],
     ) -> Option<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>> {
         debug!("making offer");
 
-        let conn = create_rtc_peer_connection(ice_server_config);
+        let conn = create_rtc_peer_connection(ice_servers);
 
         let (data_channel_ready_txs, data_channels_ready_fut) =
             create_data_channels_ready_fut(channel_configs);
@@ -227,12 +227,12 @@ impl Messenger for WasmMessenger {
         signal_peer: SignalPeer,
         mut peer_signal_rx: UnboundedReceiver<PeerSignal>,
         messages_from_peers_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
-        ice_server_config: &RtcIceServerConfig,
+        ice_servers: &[RtcIceServerConfig],
         channel_configs: &[ChannelConfig],
     ) -> Option<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>> {
         debug!("handshake_accept");
 
-        let conn = create_rtc_peer_connection(ice_server_config);
+        let conn = create_rtc_peer_connection(ice_servers);
 
         let (data_channel_ready_txs, data_channels_ready_fut) =
             create_data_channels_ready_fut(channel_configs);
@@ -564,7 +564,7 @@ async fn try_add_rtc_ice_candidate(
     .expect("failed to add ice candidate");
 }
 
-fn create_rtc_peer_connection(ice_server_config: &RtcIceServerConfig) -> RtcPeerConnection {
+fn create_rtc_peer_connection(ice_servers: &[RtcIceServerConfig]) -> RtcPeerConnection {
     #[derive(Serialize)]
     struct IceServerConfig {
         urls: Vec<String>,
@@ -574,15 +574,15 @@ fn create_rtc_peer_connection(ice_server_config: &RtcIceServerConfig) -> RtcPeer
 
     let peer_config = RtcConfiguration::new();
     // Browsers reject an ice server entry without urls
-    let ice_servers: Vec<IceServerConfig> = if ice_server_config.urls.is_empty() {
-        vec![]
-    } else {
-        vec![IceServerConfig {
-            urls: ice_server_config.urls.clone(),
-            username: ice_server_config.username.clone().unwrap_or_default(),
-            credential: ice_server_config.credential.clone().unwrap_or_default(),
-        }]
-    };
+    let ice_servers: Vec<IceServerConfig> = ice_servers
+        .iter()
+        .filter(|server| !server.urls.is_empty())
+        .map(|server| IceServerConfig {
+            urls: server.urls.clone(),
+            username: server.username.clone().unwrap_or_default(),
+            credential: server.credential.clone().unwrap_or_default(),
+        })
+        .collect();
     peer_config.set_ice_servers(&serde_wasm_bindgen::to_value(&ice_servers).unwrap());
     let connection = RtcPeerConnection::new_with_configuration(&peer_config).unwrap();
 
