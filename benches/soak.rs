@@ -114,6 +114,37 @@ fn rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// Megabytes the allocator has handed out and not taken back (glibc's `mallinfo2`, all arenas,
+/// mmapped blocks included): what the program holds. RSS also counts memory freed but kept by
+/// the allocator, so RSS growing while this stays flat is the allocator, not a leak.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn heap_mb() -> f64 {
+    #[repr(C)]
+    struct MallInfo2 {
+        arena: usize,
+        ordblks: usize,
+        smblks: usize,
+        hblks: usize,
+        hblkhd: usize,
+        usmblks: usize,
+        fsmblks: usize,
+        uordblks: usize,
+        fordblks: usize,
+        keepcost: usize,
+    }
+    unsafe extern "C" {
+        fn mallinfo2() -> MallInfo2;
+    }
+    // SAFETY: mallinfo2 takes nothing and returns a plain struct by value (glibc >= 2.33).
+    let m = unsafe { mallinfo2() };
+    (m.uordblks + m.hblkhd) as f64 / (1024.0 * 1024.0)
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn heap_mb() -> f64 {
+    f64::NAN
+}
+
 /// Sleeps until the next frame.
 fn pace(next: &mut Instant) {
     *next += FRAME;
@@ -153,9 +184,10 @@ fn host(port: u16, seconds: u64) {
         if start.elapsed() >= minute * 60 * SECOND {
             let t = host.world().resource::<Tally>();
             println!(
-                "HOST t={}s rss={:.1} delivered={} lost={} dup={} budget_drops={} reconnects={} peers={}",
+                "HOST t={}s rss={:.1} heap={:.1} delivered={} lost={} dup={} budget_drops={} reconnects={} peers={}",
                 start.elapsed().as_secs(),
                 rss_mb(),
+                heap_mb(),
                 t.delivered,
                 t.lost,
                 t.duplicated,
@@ -169,8 +201,9 @@ fn host(port: u16, seconds: u64) {
     }
     let t = host.world().resource::<Tally>();
     println!(
-        "HOST FINAL rss={:.1} delivered={} lost={} dup={} budget_drops={} reconnects={}",
+        "HOST FINAL rss={:.1} heap={:.1} delivered={} lost={} dup={} budget_drops={} reconnects={}",
         rss_mb(),
+        heap_mb(),
         t.delivered,
         t.lost,
         t.duplicated,
@@ -216,9 +249,9 @@ fn main() {
         veth.ns, veth.addr_b
     );
     println!(
-        "| t (s) | joiners' RSS (MB) | host→joiners delivered | lost | duplicated | reconnects |"
+        "| t (s) | joiners' RSS (MB) | joiners' heap in use (MB) | host→joiners delivered | lost | duplicated | reconnects |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     let start = Instant::now();
     let mut next = Instant::now();
     let mut minute = 0;
@@ -279,9 +312,10 @@ fn main() {
                 )
             });
             println!(
-                "| {} | {:.1} | {delivered} | {lost} | {dup} | {reconnects} |",
+                "| {} | {:.1} | {:.1} | {delivered} | {lost} | {dup} | {reconnects} |",
                 elapsed.as_secs(),
-                rss_mb()
+                rss_mb(),
+                heap_mb()
             );
             minute += 1;
         }
