@@ -97,10 +97,6 @@ pub struct Home {
     pub ns: String,
     /// The router's namespace.
     pub router: String,
-    /// The router's public address.
-    pub wan_addr: String,
-    /// The router's public interface (in the router's namespace).
-    wan_dev: String,
     /// Our end of the router's public link.
     pub uplink: String,
 }
@@ -166,8 +162,6 @@ impl Internet {
             let home = Home {
                 ns: ns.clone(),
                 router: router.clone(),
-                wan_addr: format!("{wan_net}.2"),
-                wan_dev: wan_dev.clone(),
                 uplink: uplink.clone(),
             };
             must("ip", &["netns", "add", &router]);
@@ -336,7 +330,6 @@ impl Drop for Internet {
             // Deleting a namespace deletes the veth ends in it, and their peers.
             let _ = run("ip", &["netns", "delete", &home.ns], None);
             let _ = run("ip", &["netns", "delete", &home.router], None);
-            let _ = &home.wan_dev;
         }
     }
 }

@@ -156,7 +156,8 @@ fn round_trips(app: &mut App, host: PeerId, count: u32, epoch: Instant) {
         pct(50),
         pct(99)
     );
-    println!("ECHOES {} of {count}, in order: {order_ok}", received);
+    println!("ECHOES {received} of {count}, in order: {order_ok}");
+    println!("RECONNECTED {} times", inbox::<PeerReconnected>(app).len());
 }
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -164,7 +165,8 @@ const SECOND: Duration = Duration::from_secs(1);
 /// What a run looked like from the joiner's side.
 pub struct Outcome {
     pub joiner: Child,
-    pub host: Child,
+    /// Runs until the outcome is dropped (then it is killed).
+    pub _host: Child,
 }
 
 /// Runs a host in home 0 and a joiner in home 1 with the given ICE servers until the joiner's
@@ -175,6 +177,18 @@ pub fn run_pair(
     turn: bool,
     pings: u32,
     join_timeout: Duration,
+) -> Outcome {
+    run_pair_with(internet, server, turn, pings, join_timeout, |_| {})
+}
+
+/// [`run_pair`], calling `during` with the joiner's helper once it runs.
+pub fn run_pair_with(
+    internet: &Internet,
+    server: &bevy_peer_message::EmbeddedServer,
+    turn: bool,
+    pings: u32,
+    join_timeout: Duration,
+    during: impl FnOnce(&Child),
 ) -> Outcome {
     let url = format!("ws://{}:{}", internet.public, server.addr().port());
     let turn_param = match (&internet.turn_secret, turn) {
@@ -207,9 +221,13 @@ pub fn run_pair(
     // would only wait for it, but the join timeout would count from its start.
     std::thread::sleep(Duration::from_millis(1500));
     let mut joiner = Child::spawn(&internet.homes[1].ns, "nat::child_nat_joiner", &env(pings));
+    during(&joiner);
     let finished = joiner.wait(join_timeout + Duration::from_secs(60));
     assert_eq!(finished, Some(true), "the joiner's helper finished cleanly");
-    Outcome { joiner, host }
+    Outcome {
+        joiner,
+        _host: host,
+    }
 }
 
 fn public_server(internet: &Internet) -> bevy_peer_message::EmbeddedServer {
@@ -241,7 +259,6 @@ fn behind_ordinary_nats_peers_connect_directly_through_stun() {
         "through the NATs, not relayed"
     );
     assert!(run.joiner.said("ECHOES 200 of 200, in order: true"));
-    drop(run.host);
 }
 
 /// Both peers behind symmetric NATs, with a TURN server (short-lived credentials from
@@ -279,4 +296,51 @@ fn behind_symmetric_nats_without_turn_the_join_fails_with_no_network_path() {
         "the error names the missing path"
     );
     assert!(run.joiner.said("GAVE UP"));
+}
+
+/// A host behind one NAT, a joiner behind another; one second after they connect the joiner's
+/// home loses its uplink for 3 s while the joiner streams pings, and its router forgets every
+/// NAT mapping meanwhile (as after a router reboot), so the joiner comes back from other public
+/// ports. The session resumes on a new connection and every ping comes back exactly once, in
+/// order.
+fn cut_behind_nat(nat: Nat, turn: bool, path: &str) {
+    let mut internet = Internet::create(&[nat, nat]);
+    internet.start_turn();
+    let server = public_server(&internet);
+    let home = &internet.homes[1];
+    let run = run_pair_with(&internet, &server, turn, 800, 20 * SECOND, |joiner| {
+        let start = Instant::now();
+        while !joiner.said("PATH") {
+            assert!(start.elapsed() < 30 * SECOND, "no connection to cut");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(SECOND);
+        home.cut();
+        home.flush_nat();
+        std::thread::sleep(3 * SECOND);
+        home.flush_nat();
+        home.restore();
+    });
+    assert!(run.joiner.said(path), "connected {path}");
+    assert!(
+        run.joiner.said("RECONNECTED") && !run.joiner.said("RECONNECTED 0 times"),
+        "the cut was noticed and the session resumed"
+    );
+    assert!(run.joiner.said("ECHOES 800 of 800, in order: true"));
+}
+
+#[test]
+fn a_cut_behind_ordinary_nats_with_new_mappings_loses_nothing() {
+    if !ready() {
+        return;
+    }
+    cut_behind_nat(Nat::Cone, false, "PATH Some(ServerReflexive)");
+}
+
+#[test]
+fn a_cut_behind_symmetric_nats_through_turn_with_new_mappings_loses_nothing() {
+    if !ready() {
+        return;
+    }
+    cut_behind_nat(Nat::Symmetric, true, "PATH Some(Relayed)");
 }
