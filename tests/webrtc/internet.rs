@@ -30,6 +30,9 @@ pub enum Nat {
     Cone,
     /// A new public port for every destination: hole punching cannot cross it.
     Symmetric,
+    /// No NAT: the router only routes, and the home's addresses are reachable from the public
+    /// side (a peer with a public address).
+    None,
 }
 
 fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), String> {
@@ -208,16 +211,33 @@ impl Internet {
             let masquerade = match nat {
                 Nat::Cone => "masquerade",
                 Nat::Symmetric => "masquerade random",
+                Nat::None => {
+                    must(
+                        "ip",
+                        &[
+                            "route",
+                            "add",
+                            &format!("{lan_net}.0/24"),
+                            "via",
+                            &format!("{wan_net}.2"),
+                        ],
+                    );
+                    ""
+                }
             };
             // The input filter drops what nobody asked for, as a home router's firewall does.
             // It matters for hole punching: an unsolicited packet the router accepted (and
             // answered "port unreachable") would leave a conntrack entry on the very public port
             // its own peer's socket is mapped to, and masquerading would then move that
             // socket's next mapping to another port, as a symmetric NAT does.
-            let rules = format!(
-                "table ip nat {{\n  chain post {{\n    type nat hook postrouting priority 100;\n    oifname \"{wan_dev}\" {masquerade}\n  }}\n}}\n\
+            let rules = if *nat == Nat::None {
+                String::new()
+            } else {
+                format!(
+                    "table ip nat {{\n  chain post {{\n    type nat hook postrouting priority 100;\n    oifname \"{wan_dev}\" {masquerade}\n  }}\n}}\n\
                  table ip filter {{\n  chain input {{\n    type filter hook input priority 0;\n    iifname \"{wan_dev}\" ct state new drop\n  }}\n}}\n"
-            );
+                )
+            };
             if let Err(e) = run(
                 "ip",
                 &["netns", "exec", &router, "nft", "-f", "-"],

@@ -9,6 +9,7 @@ mod harness;
 mod netns;
 
 mod bad_input;
+mod box_peer;
 mod cuts;
 mod delivery;
 mod handshake;

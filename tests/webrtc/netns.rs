@@ -214,6 +214,12 @@ impl Child {
             .unwrap_or(false)
     }
 
+    /// Every line the child printed so far.
+    #[allow(dead_code)] // the benchmarks read them; tests ask `said`
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
     /// Waits for the child to exit on its own; its success.
     pub fn wait(&mut self, timeout: Duration) -> Option<bool> {
         let start = Instant::now();
