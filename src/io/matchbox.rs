@@ -123,6 +123,7 @@ impl MatchboxSocket {
                 }
             };
             let _ = tx.send(result);
+            give_back_freed_memory().await;
         };
         spawn(guarded);
         Self {
@@ -218,6 +219,37 @@ impl Socket for MatchboxSocket {
         self.socket.close();
     }
 }
+
+/// Runs after a socket's loop ended, when its WebRTC connections and their buffers have been
+/// freed (a re-open after every drop makes this frequent on a flaky network). glibc keeps freed
+/// memory in its per-thread arenas, and webrtc-rs allocates on several threads: without this
+/// a long-running native app's resident memory grew with every re-open although the memory in
+/// use stayed flat (BENCHMARKS.md, "Security: soak and fuzzing"). `malloc_trim` hands the free
+/// pages of every arena back to the system. At most one is pending at a time, 2 s after the
+/// loop ended (webrtc-rs tears connections down on its own threads); it runs on the socket
+/// thread, never in a frame.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+async fn give_back_freed_memory() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static PENDING: AtomicBool = AtomicBool::new(false);
+    if PENDING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    futures_timer::Delay::new(Duration::from_secs(2)).await;
+    PENDING.store(false, Ordering::Release);
+    unsafe extern "C" {
+        fn malloc_trim(pad: usize) -> std::ffi::c_int;
+    }
+    // SAFETY: glibc's malloc_trim takes only the allocator's own locks and may be called from
+    // any thread at any time.
+    unsafe {
+        malloc_trim(0);
+    }
+}
+
+/// Other allocators and platforms give memory back on their own terms.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+async fn give_back_freed_memory() {}
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     let text = panic
