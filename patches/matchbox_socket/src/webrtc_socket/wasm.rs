@@ -603,6 +603,14 @@ fn create_rtc_peer_connection(ice_servers: &[RtcIceServerConfig]) -> RtcPeerConn
     connection
 }
 
+/// bevy_peer_message patch: the longest the handshake waits for ICE gathering to complete
+/// before it sends its offer or answer with the candidates gathered so far. A STUN or TURN
+/// server that does not answer on one of the machine's interfaces (a VPN or container bridge
+/// whose replies cannot route back, a dead TURN provider in the list) keeps gathering going
+/// for tens of seconds, and the connection with it, while a server that answers does so in
+/// milliseconds.
+const MAX_GATHERING_WAIT: Duration = Duration::from_secs(2);
+
 async fn wait_for_ice_gathering_complete(conn: RtcPeerConnection) {
     if conn.ice_gathering_state() == RtcIceGatheringState::Complete {
         debug!("Ice gathering already completed");
@@ -614,7 +622,7 @@ async fn wait_for_ice_gathering_complete(conn: RtcPeerConnection) {
     let conn_clone = conn.clone();
     let onstatechange: Box<dyn FnMut(JsValue)> = Box::new(move |_| {
         if conn_clone.ice_gathering_state() == RtcIceGatheringState::Complete {
-            tx.try_send(()).unwrap();
+            let _ = tx.try_send(());
         }
     });
 
@@ -622,10 +630,13 @@ async fn wait_for_ice_gathering_complete(conn: RtcPeerConnection) {
 
     conn.set_onicegatheringstatechange(Some(onstatechange.as_ref().unchecked_ref()));
 
-    rx.next().await;
+    let mut deadline = Delay::new(MAX_GATHERING_WAIT).fuse();
+    select! {
+        _ = rx.next() => debug!("Ice gathering completed"),
+        _ = deadline => debug!("Ice gathering still going after {MAX_GATHERING_WAIT:?}: going on with the candidates so far"),
+    }
 
     conn.set_onicegatheringstatechange(None);
-    debug!("Ice gathering completed");
 }
 
 fn create_data_channels(
