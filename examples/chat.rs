@@ -6,9 +6,11 @@
 //! ```
 //!
 //! Options: `--name NAME` (shown to others), `--stun` (use public STUN; off by default so that
-//! LAN and same-machine chats contact nobody), `--echo` (answer every line received with
-//! `echo: LINE` to its sender: a bot for trying a client, and the native host of the browser
-//! cross-play test). End stdin (Ctrl-D) to leave.
+//! LAN and same-machine chats contact nobody), `--stun-server URL` (your own STUN server instead),
+//! `--turn URL --turn-secret SECRET` (a TURN relay with coturn's `use-auth-secret`: the chat
+//! makes itself short-lived credentials, as a game's backend would), `--echo` (answer every line
+//! received with `echo: LINE` to its sender: a bot for trying a client, and the native host of
+//! the browser tests). End stdin (Ctrl-D) to leave.
 //!
 //! A browser build joins the same room with the line type registered as `"chat.line"`.
 
@@ -47,6 +49,8 @@ struct Args {
     signal: Option<String>,
     name: String,
     stun: bool,
+    stun_server: Option<String>,
+    turn: Option<(String, String)>,
     echo: bool,
 }
 
@@ -55,8 +59,10 @@ struct Args {
 struct Echo(bool);
 
 fn usage() -> ! {
-    eprintln!("usage: chat host ROOM [--name NAME] [--stun] [--echo]");
-    eprintln!("       chat join ROOM --signal ws://ADDR:PORT [--name NAME] [--stun] [--echo]");
+    eprintln!("usage: chat host ROOM [--signal ws://ADDR:PORT] [OPTIONS]");
+    eprintln!("       chat join ROOM --signal ws://ADDR:PORT [OPTIONS]");
+    eprintln!("options: --name NAME, --stun, --stun-server URL, --turn URL --turn-secret SECRET,");
+    eprintln!("         --echo");
     std::process::exit(2)
 }
 
@@ -74,18 +80,54 @@ fn parse() -> Args {
         signal: None,
         name: if host { "host".into() } else { "guest".into() },
         stun: false,
+        stun_server: None,
+        turn: None,
         echo: false,
     };
+    let mut turn_url = None;
+    let mut turn_secret = None;
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--signal" => args.signal = Some(it.next().unwrap_or_else(|| usage())),
             "--name" => args.name = it.next().unwrap_or_else(|| usage()),
             "--stun" => args.stun = true,
+            "--stun-server" => args.stun_server = Some(it.next().unwrap_or_else(|| usage())),
+            "--turn" => turn_url = Some(it.next().unwrap_or_else(|| usage())),
+            "--turn-secret" => turn_secret = Some(it.next().unwrap_or_else(|| usage())),
             "--echo" => args.echo = true,
             _ => usage(),
         }
     }
+    args.turn = match (turn_url, turn_secret) {
+        (Some(url), Some(secret)) => Some((url, secret)),
+        (None, None) => None,
+        _ => usage(),
+    };
     args
+}
+
+/// The ICE servers the options ask for.
+fn ice_servers(args: &Args) -> IceServers {
+    let mut ice = if args.stun {
+        IceServers::public_stun()
+    } else {
+        IceServers::none()
+    };
+    if let Some(url) = &args.stun_server {
+        ice = ice.with(IceServer::stun([url.clone()]));
+    }
+    if let Some((url, secret)) = &args.turn {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let creds = TurnCredentials::rest(secret.as_bytes(), &args.name, now + 3600);
+        ice = ice.with(IceServer::turn(
+            [url.clone()],
+            creds.username,
+            creds.credential,
+        ));
+    }
+    ice
 }
 
 fn main() {
@@ -94,11 +136,7 @@ fn main() {
         return;
     }
     let args = parse();
-    let mut plugin = PeerMessagePlugin::default().ice_servers(if args.stun {
-        IceServers::public_stun()
-    } else {
-        IceServers::none()
-    });
+    let mut plugin = PeerMessagePlugin::default().ice_servers(ice_servers(&args));
     if let Some(url) = &args.signal {
         // A joiner (or a host using a stand-alone server) goes through this server.
         plugin = plugin.signaling(Signaling::server(url.clone()));
