@@ -546,3 +546,108 @@ async fn a_browser_joiner_resumes_after_a_real_link_cut() {
         lifecycle.reconnected_at - cut_at - 3000.0
     ));
 }
+
+/// The public side of the NAT box `tests/browser-run` builds: the signaling server
+/// (`examples/signaling_server`) and coturn (STUN and TURN, `use-auth-secret`) listen here.
+/// Chromium sits behind an ordinary NAT router; native echo hosts sit behind their own
+/// routers: one ordinary (room `natdirect`), one symmetric (room `natrelay`).
+const NAT_PUBLIC: &str = match option_env!("PM_NAT_PUBLIC") {
+    Some(addr) => addr,
+    None => "10.84.1.1",
+};
+
+/// coturn's shared secret there (`--static-auth-secret`): the page makes its own short-lived
+/// credentials with it, as a game's backend would.
+const NAT_TURN_SECRET: &str = "browser-box";
+
+/// A browser app behind the box's NAT that joined `room` (a native echo host behind another
+/// NAT) with the box's STUN server, and TURN if `turn`; returns it once the host is connected,
+/// with the path WebRTC reports for it.
+async fn join_behind_nat(room: &str, turn: bool) -> (App, Option<NetworkPath>) {
+    prepare().await;
+    let mut ice = IceServers::stun([format!("stun:{NAT_PUBLIC}:3478")]);
+    if turn {
+        let expires = (web_time() / 1000.0) as u64 + 3600;
+        let creds = TurnCredentials::rest(NAT_TURN_SECRET.as_bytes(), "browser", expires);
+        ice = ice.with(IceServer::turn(
+            [format!("turn:{NAT_PUBLIC}:3478")],
+            creds.username,
+            creds.credential,
+        ));
+    }
+    let mut joiner = App::new();
+    joiner
+        .add_plugins((bevy::app::TaskPoolPlugin::default(), bevy::time::TimePlugin))
+        .add_plugins(
+            PeerMessagePlugin::default()
+                .signaling(Signaling::server(format!("ws://{NAT_PUBLIC}:3536")))
+                .ice_servers(ice),
+        )
+        .add_peer_message_named::<Line>("chat.line", Delivery::Reliable)
+        .init_resource::<Inbox>()
+        .init_resource::<Lines>()
+        .init_resource::<Lifecycle>()
+        .add_systems(
+            Update,
+            (collect_connected, collect_lines, collect_lifecycle),
+        );
+    let room = room.to_owned();
+    net(&mut joiner, |n| n.join(room));
+    run_until(
+        &mut [&mut joiner],
+        Duration::from_secs(30),
+        "the native host behind NAT (tests/browser-run starts it)",
+        |a| inbox(a[0]).connected.iter().any(|c| c.role == Role::Host),
+    )
+    .await;
+    let entity = inbox(&joiner).connected[0].entity;
+    // WebRTC's selected pair is read about once a second.
+    let mut path = None;
+    for _ in 0..300 {
+        joiner.update();
+        path = joiner.world().get::<PeerStats>(entity).and_then(|s| s.path);
+        if path.is_some() {
+            break;
+        }
+        sleep(10).await;
+    }
+    (joiner, path)
+}
+
+/// 50 numbered lines to the host behind NAT and back, each exactly once and in order.
+async fn echo_through(joiner: &mut App) {
+    for i in 0..50 {
+        send_line(joiner, i);
+    }
+    run_until(
+        &mut [&mut *joiner],
+        Duration::from_secs(30),
+        "50 echoes from the native host behind NAT",
+        |a| a[0].world().resource::<Lines>().0.len() >= 50,
+    )
+    .await;
+    let expected: Vec<String> = (0..50).map(|i| format!("echo: {i}")).collect();
+    assert_eq!(joiner.world().resource::<Lines>().0, expected);
+    assert!(inbox(joiner).errors.is_empty(), "no errors");
+    net(joiner, |n| n.leave());
+    joiner.update();
+}
+
+/// Chromium behind an ordinary NAT reaches a native host behind another ordinary NAT straight
+/// through both (STUN's server-reflexive candidates: hole punching, no relay).
+#[wasm_bindgen_test]
+async fn a_browser_behind_nat_reaches_a_native_host_behind_nat_through_stun() {
+    let (mut joiner, path) = join_behind_nat("natdirect", false).await;
+    assert_eq!(path, Some(NetworkPath::ServerReflexive));
+    echo_through(&mut joiner).await;
+}
+
+/// Chromium behind an ordinary NAT and a native host behind a symmetric one: no hole can be
+/// punched, and they connect through the TURN relay (credentials from `TurnCredentials::rest`,
+/// made in the page).
+#[wasm_bindgen_test]
+async fn a_browser_behind_nat_reaches_a_native_host_behind_a_symmetric_nat_through_turn() {
+    let (mut joiner, path) = join_behind_nat("natrelay", true).await;
+    assert_eq!(path, Some(NetworkPath::Relayed));
+    echo_through(&mut joiner).await;
+}

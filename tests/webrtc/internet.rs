@@ -14,7 +14,10 @@
 //! crosses it: STUN's server-reflexive candidates connect directly), [`Nat::Symmetric`] takes a
 //! new port for every destination (`masquerade random`), so only a TURN relay gets through.
 //! Home networks have no route to each other: a peer's host candidates are useless to the
-//! other side.
+//! other side. "A"'s default route (through `lo`, from `tests/netns-run`) swallows packets to
+//! them silently, as the internet does; a public side without a default route makes coturn's
+//! relayed sends to such an address fail (`ENETUNREACH`) and the allocation die with them
+//! (`tests/browser-run` gives its public namespace a default route into a void namespace).
 
 use std::{
     process::{Command, Stdio},

@@ -156,3 +156,18 @@ fn a_cut_behind_symmetric_nats_through_turn_with_new_mappings_loses_nothing() {
     }
     cut_behind_nat(Nat::Symmetric, true, "PATH Some(Relayed)");
 }
+
+/// One peer behind a symmetric NAT, the other behind an ordinary one: hole punching needs both
+/// NATs to keep their mappings, so this too only connects through the TURN relay.
+#[test]
+fn behind_a_symmetric_and_an_ordinary_nat_peers_connect_through_turn() {
+    if !ready() {
+        return;
+    }
+    let mut internet = Internet::create(&[Nat::Symmetric, Nat::Cone]);
+    internet.start_turn();
+    let server = public_server(&internet);
+    let run = pings(&internet, &server, true, 200, 20 * SECOND, |_| {});
+    assert!(run.joiner.said("PATH Some(Relayed)"), "relayed");
+    assert!(run.joiner.said("ECHOES 200 of 200, in order: true"));
+}
