@@ -221,6 +221,23 @@ impl Link {
         }
     }
 
+    /// Ends it before anything went out on it: nothing is sent, ever.
+    pub(super) fn refuse(&mut self) {
+        self.state = LinkState::Closed;
+        self.pending.clear();
+        self.hello_wanted = false;
+    }
+
+    /// Whether it is still in its handshake (not bound, not closed).
+    pub(super) fn in_handshake(&self) -> bool {
+        matches!(
+            self.state,
+            LinkState::AwaitingHello { .. }
+                | LinkState::AwaitingAuth { .. }
+                | LinkState::Verified(_)
+        )
+    }
+
     /// Data came before the peer's handshake was complete here: the peer has bound us but
     /// part of its handshake was lost. Ours goes out again, which asks for its.
     pub(super) fn data_before_hello(&mut self) {

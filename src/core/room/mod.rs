@@ -668,10 +668,21 @@ impl<L: LinkEnds> Room<L> {
         self.links_made += 1;
         let (ours, theirs) = link.ends();
         let hello = hello_record(&self.local, nonce);
-        self.links.insert(
-            link,
-            Link::new(hello, LinkBinding::new(ours, theirs), writable),
-        );
+        let mut new = Link::new(hello, LinkBinding::new(ours, theirs), writable);
+        // Sockets that join and say nothing (or very slowly) cost one link each until their
+        // handshake times out; past this many at once, new ones are refused at the door (a
+        // tombstone: nothing is sent, what comes is ignored) until some finish or time out.
+        let pending = self.links.values().filter(|l| l.in_handshake()).count();
+        if pending >= self.max_pending_links() {
+            new.refuse();
+        }
+        self.links.insert(link, new);
+    }
+
+    /// The most links in their handshake at once: a few per possible peer (each can bring
+    /// several new links while it and others re-open sockets), never fewer than 64.
+    fn max_pending_links(&self) -> usize {
+        self.max_peers.saturating_mul(4).max(64)
     }
 
     /// A transport link is gone.
@@ -1778,6 +1789,38 @@ mod tests {
             "{:?}",
             joiner.describe_links()
         );
+    }
+
+    /// A crowd of silent links (sockets that join and never speak) is capped: past the limit
+    /// new links are refused without a word, and a peer already in the room is not disturbed.
+    #[test]
+    fn links_in_their_handshake_at_once_are_capped() {
+        let mut host = room(1, Role::Host);
+        let mut joiner = room(2, Role::Joiner);
+        connect_at(&mut host, &mut joiner, 10, 20, Duration::ZERO);
+        events(&mut host);
+        for l in 100..300 {
+            host.handle_link_up(l);
+        }
+        host.handle_timeout(Duration::ZERO);
+        let pending = (100..300).filter(|l| host.link_in_use(*l)).count();
+        assert_eq!(pending, 64, "at most 64 links wait for a handshake");
+        let mut hellos = 0;
+        host.poll_transmit(Duration::ZERO, &mut |l, _, _| {
+            if l >= 100 {
+                hellos += 1;
+            }
+        });
+        assert_eq!(hellos, 64, "the refused ones get nothing");
+        host.send(peer(2), 1, &[7], Delivery::Reliable).unwrap();
+        let mut got = vec![];
+        pump(&mut host, 10, &mut joiner, 20, Duration::ZERO);
+        received(&mut joiner, &mut got);
+        assert_eq!(got, vec![7]);
+        // Once the waiting ones time out, new links are taken again.
+        host.handle_timeout(Duration::from_secs(6));
+        host.handle_link_up(400);
+        assert!(host.link_in_use(400));
     }
 
     /// A standby link takes over when the link in use drops, with no time away.
