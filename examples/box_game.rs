@@ -398,8 +398,15 @@ fn hud(
         let rtt = stats
             .rtt
             .map_or("-".into(), |d| format!("{:.1} ms", d.as_secs_f64() * 1e3));
+        // How the link travels: straight, through NATs, or through a TURN relay.
+        let path = match stats.path {
+            Some(NetworkPath::Direct) => "direct",
+            Some(NetworkPath::ServerReflexive) => "through NAT",
+            Some(NetworkPath::Relayed) => "relayed",
+            None => "-",
+        };
         lines.push(format!(
-            "{} {} - {status} - rtt {rtt} - {} positions",
+            "{} {} - {status} - {path} - rtt {rtt} - {} positions",
             peer.role,
             peer.id,
             players.positions_received.get(&peer.id).unwrap_or(&0)

@@ -352,12 +352,48 @@ fn send_line(joiner: &mut App, i: u32) {
     });
 }
 
+/// Times 40 round trips to the native echo host, one line at a time (send, wait for its echo,
+/// next), and prints the median and the worst (not asserted: timings are for BENCHMARKS.md, with
+/// `-- --nocapture`). The page steps about every 4 ms, the native host at 60 Hz, so a round trip
+/// includes up to a frame on each side: compare rows, not absolute values.
+async fn print_round_trips(joiner: &mut App, path: &str) {
+    let before = joiner.world().resource::<Lines>().0.len();
+    let mut rtts = Vec::new();
+    for i in 0..40 {
+        let sent = web_time();
+        send_line(joiner, 1000 + i);
+        let want = before + i as usize + 1;
+        run_until(
+            &mut [&mut *joiner],
+            Duration::from_secs(10),
+            "a timed echo",
+            |a| a[0].world().resource::<Lines>().0.len() >= want,
+        )
+        .await;
+        rtts.push(web_time() - sent);
+    }
+    rtts.sort_by(f64::total_cmp);
+    web_sys_log(&format!(
+        "browser <-> native, {path}: RTT p50 {:.1} ms, max {:.1} ms over {}",
+        rtts[rtts.len() / 2],
+        rtts[rtts.len() - 1],
+        rtts.len()
+    ));
+    // Leave the lines as they were for the caller's own checks.
+    joiner
+        .world_mut()
+        .resource_mut::<Lines>()
+        .0
+        .truncate(before);
+}
+
 /// Cross-play: a browser joiner in a native host's room (the host's embedded signaling server,
 /// webrtc-rs on the native side). 100 numbered lines go to the host, which echoes each: every
 /// echo comes back exactly once and in order.
 #[wasm_bindgen_test]
 async fn a_browser_joins_a_native_host() {
     let mut joiner = join_native_host().await;
+    print_round_trips(&mut joiner, "direct (veth)").await;
     for i in 0..100 {
         send_line(&mut joiner, i);
     }
@@ -639,6 +675,7 @@ async fn echo_through(joiner: &mut App) {
 async fn a_browser_behind_nat_reaches_a_native_host_behind_nat_through_stun() {
     let (mut joiner, path) = join_behind_nat("natdirect", false).await;
     assert_eq!(path, Some(NetworkPath::ServerReflexive));
+    print_round_trips(&mut joiner, "server-reflexive (two NATs)").await;
     echo_through(&mut joiner).await;
 }
 
@@ -649,5 +686,6 @@ async fn a_browser_behind_nat_reaches_a_native_host_behind_nat_through_stun() {
 async fn a_browser_behind_nat_reaches_a_native_host_behind_a_symmetric_nat_through_turn() {
     let (mut joiner, path) = join_behind_nat("natrelay", true).await;
     assert_eq!(path, Some(NetworkPath::Relayed));
+    print_round_trips(&mut joiner, "relayed (TURN)").await;
     echo_through(&mut joiner).await;
 }

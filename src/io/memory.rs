@@ -77,6 +77,9 @@ struct Hub {
     clock: Duration,
     /// Every app's protocol, run by [`MemoryNetwork::advance`].
     pumps: Vec<Weak<Mutex<dyn Pump>>>,
+    /// The ICE servers each socket was opened with, in order (the plugin's own tests).
+    #[cfg(test)]
+    ice: Vec<crate::io::ice::IceServers>,
 }
 
 struct Slot {
@@ -163,6 +166,12 @@ impl MemoryNetwork {
         self.hub().clock
     }
 
+    /// The ICE servers the sockets were opened with, oldest first.
+    #[cfg(test)]
+    pub(crate) fn ice_of_sockets(&self) -> Vec<crate::io::ice::IceServers> {
+        self.hub().ice.clone()
+    }
+
     /// How many sockets have been opened so far, by every app.
     pub fn sockets_opened(&self) -> u64 {
         self.hub().opened
@@ -233,6 +242,8 @@ impl Transport for MemoryNetwork {
 
     fn open(&self, target: &SocketTarget) -> Box<dyn Socket> {
         let mut hub = self.hub();
+        #[cfg(test)]
+        hub.ice.push(target.ice.clone());
         hub.opened += 1;
         hub.next_id += 1;
         let id = RemoteId(hub.next_id << 64 | 0x6d65_6d6f);

@@ -676,6 +676,52 @@ pub(crate) fn transmit(world: &mut World) {
 mod tests {
     use super::*;
 
+    /// `set_ice_servers` (fresh TURN credentials, say) reaches every socket opened from then
+    /// on: here the re-open after the signaling server comes back.
+    #[test]
+    fn new_ice_servers_are_used_by_the_next_socket() {
+        use crate::{MemoryNetwork, PeerMessage, PeerMessagePlugin};
+        let network = MemoryNetwork::default();
+        let mut app = App::new();
+        app.add_plugins(MinimalPlugins)
+            .add_plugins(PeerMessagePlugin::default().in_memory(&network));
+        let mut with = |app: &mut App, f: &dyn Fn(&mut PeerMessage)| {
+            let world = app.world_mut();
+            let mut state = bevy::ecs::system::SystemState::<PeerMessage>::new(world);
+            f(&mut state.get_mut(world).expect("PeerMessage"));
+            state.apply(world);
+            app.update();
+        };
+        with(&mut app, &|n| n.host("room"));
+        let fresh = IceServers::stun(["stun:stun.example.org:3478"]).with(crate::IceServer::turn(
+            ["turn:turn.example.org:3478"],
+            "1700003600:me",
+            "c3VwZXI=",
+        ));
+        let set = fresh.clone();
+        with(&mut app, &move |n| n.set_ice_servers(set.clone()));
+        assert_eq!(
+            app.world().resource::<PeerMessageSettings>().ice_servers,
+            fresh
+        );
+        assert_ne!(network.ice_of_sockets(), vec![fresh.clone()]);
+        // The signaling server goes away and comes back: the room's socket is re-opened.
+        network.set_signaling(false);
+        for _ in 0..100 {
+            network.advance(Duration::from_millis(50));
+            app.update();
+        }
+        network.set_signaling(true);
+        for _ in 0..200 {
+            network.advance(Duration::from_millis(50));
+            app.update();
+        }
+        let opened = network.ice_of_sockets();
+        assert!(opened.len() >= 2, "{opened:?}");
+        assert_ne!(opened[0], fresh, "the first socket had the old servers");
+        assert_eq!(opened.last(), Some(&fresh), "the re-open has the new ones");
+    }
+
     #[test]
     fn room_names_are_validated() {
         let mut app = App::new();
