@@ -685,7 +685,7 @@ mod tests {
         let mut app = App::new();
         app.add_plugins(MinimalPlugins)
             .add_plugins(PeerMessagePlugin::default().in_memory(&network));
-        let mut with = |app: &mut App, f: &dyn Fn(&mut PeerMessage)| {
+        let with = |app: &mut App, f: &dyn Fn(&mut PeerMessage)| {
             let world = app.world_mut();
             let mut state = bevy::ecs::system::SystemState::<PeerMessage>::new(world);
             f(&mut state.get_mut(world).expect("PeerMessage"));
