@@ -310,18 +310,17 @@ const LINK_CUTTER: &str = match option_env!("PM_LINK_CUTTER_URL") {
     None => "http://127.0.0.1:3599",
 };
 
-/// A browser app that joined the native echo host's room (`chat host crossplay --echo`, started
-/// by `tests/browser-run`) and sees the host connected. It records lines, connections, errors
-/// and reconnects.
-async fn join_native_host() -> App {
-    prepare().await;
+/// A browser app that speaks the chat example's line (registered as `"chat.line"`) through
+/// the signaling server at `url` with `ice`, recording lines, connections, errors and
+/// reconnects. Not in a room yet.
+fn chat_joiner(url: &str, ice: IceServers) -> App {
     let mut joiner = App::new();
     joiner
         .add_plugins((bevy::app::TaskPoolPlugin::default(), bevy::time::TimePlugin))
         .add_plugins(
             PeerMessagePlugin::default()
-                .signaling(Signaling::server(NATIVE_HOST))
-                .ice_servers(IceServers::none()),
+                .signaling(Signaling::server(url))
+                .ice_servers(ice),
         )
         .add_peer_message_named::<Line>("chat.line", Delivery::Reliable)
         .init_resource::<Inbox>()
@@ -331,6 +330,15 @@ async fn join_native_host() -> App {
             Update,
             (collect_connected, collect_lines, collect_lifecycle),
         );
+    joiner
+}
+
+/// A browser app that joined the native echo host's room (`chat host crossplay --echo`, started
+/// by `tests/browser-run`) and sees the host connected. It records lines, connections, errors
+/// and reconnects.
+async fn join_native_host() -> App {
+    prepare().await;
+    let mut joiner = chat_joiner(NATIVE_HOST, IceServers::none());
     net(&mut joiner, |n| n.join("crossplay"));
     run_until(
         &mut [&mut joiner],
@@ -611,22 +619,7 @@ async fn join_behind_nat(room: &str, turn: bool) -> (App, Option<NetworkPath>) {
             creds.credential,
         ));
     }
-    let mut joiner = App::new();
-    joiner
-        .add_plugins((bevy::app::TaskPoolPlugin::default(), bevy::time::TimePlugin))
-        .add_plugins(
-            PeerMessagePlugin::default()
-                .signaling(Signaling::server(format!("ws://{NAT_PUBLIC}:3536")))
-                .ice_servers(ice),
-        )
-        .add_peer_message_named::<Line>("chat.line", Delivery::Reliable)
-        .init_resource::<Inbox>()
-        .init_resource::<Lines>()
-        .init_resource::<Lifecycle>()
-        .add_systems(
-            Update,
-            (collect_connected, collect_lines, collect_lifecycle),
-        );
+    let mut joiner = chat_joiner(&format!("ws://{NAT_PUBLIC}:3536"), ice);
     let room = room.to_owned();
     net(&mut joiner, |n| n.join(room));
     run_until(

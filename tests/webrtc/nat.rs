@@ -58,18 +58,21 @@ fn ready() -> bool {
 /// (server-reflexive candidates, no relay) and every ping comes back once, in order.
 #[test]
 fn behind_ordinary_nats_peers_connect_directly_through_stun() {
+    connects_with_200_pings([Nat::Cone, Nat::Cone], false, "PATH Some(ServerReflexive)");
+}
+
+/// A host behind the first NAT and a joiner behind the second, with TURN or not: they connect
+/// by `path` and every one of 200 pings comes back once, in order.
+fn connects_with_200_pings(nats: [Nat; 2], turn: bool, path: &str) {
     if !ready() {
         return;
     }
-    let mut internet = Internet::create(&[Nat::Cone, Nat::Cone]);
+    let mut internet = Internet::create(&nats);
     internet.start_turn();
     let server = public_server(&internet);
-    let run = pings(&internet, &server, false, 200, 20 * SECOND, |_| {});
+    let run = pings(&internet, &server, turn, 200, 20 * SECOND, |_| {});
     assert!(run.joiner.said("CONNECTED"), "connected");
-    assert!(
-        run.joiner.said("PATH Some(ServerReflexive)"),
-        "through the NATs, not relayed"
-    );
+    assert!(run.joiner.said(path), "connected by {path}");
     assert!(run.joiner.said("ECHOES 200 of 200, in order: true"));
 }
 
@@ -78,16 +81,7 @@ fn behind_ordinary_nats_peers_connect_directly_through_stun() {
 /// in order.
 #[test]
 fn behind_symmetric_nats_peers_connect_through_turn() {
-    if !ready() {
-        return;
-    }
-    let mut internet = Internet::create(&[Nat::Symmetric, Nat::Symmetric]);
-    internet.start_turn();
-    let server = public_server(&internet);
-    let run = pings(&internet, &server, true, 200, 20 * SECOND, |_| {});
-    assert!(run.joiner.said("CONNECTED"), "connected");
-    assert!(run.joiner.said("PATH Some(Relayed)"), "relayed");
-    assert!(run.joiner.said("ECHOES 200 of 200, in order: true"));
+    connects_with_200_pings([Nat::Symmetric, Nat::Symmetric], true, "PATH Some(Relayed)");
 }
 
 /// Both peers behind symmetric NATs and no TURN server: no path exists. The join fails at
@@ -161,13 +155,5 @@ fn a_cut_behind_symmetric_nats_through_turn_with_new_mappings_loses_nothing() {
 /// NATs to keep their mappings, so this too only connects through the TURN relay.
 #[test]
 fn behind_a_symmetric_and_an_ordinary_nat_peers_connect_through_turn() {
-    if !ready() {
-        return;
-    }
-    let mut internet = Internet::create(&[Nat::Symmetric, Nat::Cone]);
-    internet.start_turn();
-    let server = public_server(&internet);
-    let run = pings(&internet, &server, true, 200, 20 * SECOND, |_| {});
-    assert!(run.joiner.said("PATH Some(Relayed)"), "relayed");
-    assert!(run.joiner.said("ECHOES 200 of 200, in order: true"));
+    connects_with_200_pings([Nat::Symmetric, Nat::Cone], true, "PATH Some(Relayed)");
 }
