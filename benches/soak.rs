@@ -243,11 +243,7 @@ fn main() {
     for app in joiners.iter_mut().chain([&mut flooder]) {
         net(app, |n| n.join(ROOM));
     }
-    eprintln!(
-        "soak: {seconds} s at 60 Hz, host in {} at {}, 3 joiners and a flooder here; \
-         the link is cut for {CUT_FOR:?} every {CUT_EVERY:?}",
-        veth.ns, veth.addr_b
-    );
+
     println!(
         "| t (s) | joiners' RSS (MB) | joiners' heap in use (MB) | host→joiners delivered | lost | duplicated | reconnects |"
     );
@@ -263,6 +259,16 @@ fn main() {
     let rejoin = std::env::var("PM_FLOOD_REJOIN").map_or(true, |v| v != "0");
     // `PM_CUTS=0`: no link cuts (steady state only).
     let cuts = std::env::var("PM_CUTS").map_or(true, |v| v != "0");
+    eprintln!(
+        "soak: {seconds} s at 60 Hz, host in {} at {}, 3 joiners and a flooder here; {}",
+        veth.ns,
+        veth.addr_b,
+        if cuts {
+            format!("the link is cut for {CUT_FOR:?} every {CUT_EVERY:?}")
+        } else {
+            "no link cuts (PM_CUTS=0)".to_string()
+        }
+    );
     while start.elapsed() < run + 15 * SECOND {
         let elapsed = start.elapsed();
         let sending = elapsed < run;
