@@ -165,10 +165,14 @@ pub fn host_app(room: &str, plugin: PeerMessagePlugin) -> (App, String) {
     (host, format!("ws://127.0.0.1:{}", addr.port()))
 }
 
-/// A host and a joiner connected through the host's embedded server.
+/// A host and a joiner connected through the host's embedded server. The join may take up to
+/// 30 s (as long as [`wait_connected`] waits): WebRTC's setup on a loaded 2-core machine, with
+/// other tests' peers beside it, can take longer than the default 10 s.
 pub fn connected_pair(room: &str) -> (App, App) {
     let (mut host, url) = host_app(room, PeerMessagePlugin::default());
-    let mut joiner = app(PeerMessagePlugin::default().signaling(Signaling::server(url)));
+    let mut joiner = app(PeerMessagePlugin::default()
+        .signaling(Signaling::server(url))
+        .join_timeout(Duration::from_secs(30)));
     let room = room.to_owned();
     net(&mut joiner, |n| n.join(room));
     wait_connected(&mut [&mut host, &mut joiner], 1);

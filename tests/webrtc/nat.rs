@@ -49,6 +49,17 @@ fn pings(
     run_pair(internet, server, &HELPERS, script, during)
 }
 
+/// One NAT test at a time: each runs two peer processes and coturn beside the test binary's
+/// own tests, which is as much as two cores take without slowing WebRTC's setup past the
+/// other tests' timeouts. Held for the whole test.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn ready() -> bool {
     require_isolated_network();
     can_create_namespaces() && crate::internet::tools_present()
@@ -67,6 +78,7 @@ fn connects_with_200_pings(nats: [Nat; 2], turn: bool, path: &str) {
     if !ready() {
         return;
     }
+    let _serial = serial();
     let mut internet = Internet::create(&nats);
     internet.start_turn();
     let server = public_server(&internet);
@@ -92,6 +104,7 @@ fn behind_symmetric_nats_without_turn_the_join_fails_with_no_network_path() {
     if !ready() {
         return;
     }
+    let _serial = serial();
     let mut internet = Internet::create(&[Nat::Symmetric, Nat::Symmetric]);
     internet.start_turn();
     let server = public_server(&internet);
@@ -140,6 +153,7 @@ fn a_cut_behind_ordinary_nats_with_new_mappings_loses_nothing() {
     if !ready() {
         return;
     }
+    let _serial = serial();
     cut_behind_nat(Nat::Cone, false, "PATH Some(ServerReflexive)");
 }
 
@@ -148,6 +162,7 @@ fn a_cut_behind_symmetric_nats_through_turn_with_new_mappings_loses_nothing() {
     if !ready() {
         return;
     }
+    let _serial = serial();
     cut_behind_nat(Nat::Symmetric, true, "PATH Some(Relayed)");
 }
 
