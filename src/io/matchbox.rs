@@ -1,6 +1,6 @@
 //! The WebRTC transport: one `matchbox_socket::WebRtcSocket` per [`Socket`], with two data
-//! channels and its message loop running in the background (native: on one thread that runs
-//! every socket's loop; wasm: the browser's event loop).
+//! channels and its message loop running in the background (native: a thread of its own;
+//! wasm: the browser's event loop).
 //!
 //! Nothing here can panic on a closed socket: sends use `try_send`, peer updates use
 //! `try_update_peers`, and a panic inside matchbox's loop (it has `expect`s on network paths)
@@ -226,8 +226,8 @@ impl Socket for MatchboxSocket {
 /// a long-running native app's resident memory grew with every re-open although the memory in
 /// use stayed flat (BENCHMARKS.md, "Security: soak and fuzzing"). `malloc_trim` hands the free
 /// pages of every arena back to the system. At most one is pending at a time, 2 s after the
-/// loop ended (webrtc-rs tears connections down on its own threads); it runs on the socket
-/// thread, never in a frame.
+/// loop ended (webrtc-rs tears connections down on its own threads); it runs on the ending
+/// socket's own thread, never in a frame.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 async fn give_back_freed_memory() {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -355,43 +355,19 @@ fn run_loop(pump: Weak<Mutex<dyn Pump>>, epoch: Instant) {
     });
 }
 
-/// Natively, every socket's message loop runs on one thread for the whole process, shared by
-/// every app and room: it must run whatever Bevy's task pools are configured to do (a
-/// single-threaded pool would only tick it once a frame), and a thread per socket made memory
-/// grow with every re-open (glibc gives each new thread an arena, and freed memory stays
-/// spread over them; BENCHMARKS.md, "Security: soak and fuzzing"). The loops only wait on
-/// channels and webrtc-rs, which runs on smol's own threads, so one thread serves them all.
+/// Natively, a thread of its own for each socket's message loop: it must run whatever Bevy's
+/// task pools are configured to do (a single-threaded pool would only tick it once a frame),
+/// and one socket's work (a re-opened socket setting up connections to everyone) must never
+/// hold up another's traffic. webrtc-rs itself runs on smol's threads. (One shared thread for
+/// every socket was tried: it did not change memory, and a loaded machine's tests saw a
+/// healthy link's heartbeats held up.)
 #[cfg(not(target_arch = "wasm32"))]
 fn spawn(fut: impl Future<Output = ()> + Send + 'static) {
-    use futures::{StreamExt, channel::mpsc, future::BoxFuture, task::SpawnExt};
-    use std::sync::OnceLock;
-    static LOOPS: OnceLock<Option<mpsc::UnboundedSender<BoxFuture<'static, ()>>>> = OnceLock::new();
-    let loops = LOOPS.get_or_init(|| {
-        let (tx, mut rx) = mpsc::unbounded::<BoxFuture<'static, ()>>();
-        let spawned = std::thread::Builder::new()
-            .name("peer-message-sockets".into())
-            .spawn(move || {
-                let mut pool = futures::executor::LocalPool::new();
-                let spawner = pool.spawner();
-                pool.run_until(async move {
-                    while let Some(fut) = rx.next().await {
-                        if let Err(e) = spawner.spawn(fut) {
-                            bevy::log::error!("could not run a socket's loop: {e}");
-                        }
-                    }
-                });
-            });
-        match spawned {
-            Ok(_) => Some(tx),
-            Err(e) => {
-                bevy::log::error!("could not start the socket thread: {e}");
-                None
-            }
-        }
-    });
-    // Without the thread the loop is dropped: the socket reports it ended (`Crashed`).
-    if let Some(loops) = loops {
-        let _ = loops.unbounded_send(Box::pin(fut));
+    let spawned = std::thread::Builder::new()
+        .name("peer-message-socket".into())
+        .spawn(move || futures::executor::block_on(fut));
+    if let Err(e) = spawned {
+        bevy::log::error!("could not start the socket thread: {e}");
     }
 }
 
