@@ -1,5 +1,5 @@
 //! Network paths: one host and one joiner, each in a home network of the internet in a box
-//! (`tests/webrtc/internet.rs`), connected three ways in the same run:
+//! (`tests/nat/internet.rs`), connected three ways in the same run:
 //!
 //! - **direct**: no NAT, the homes route to each other (host candidates);
 //! - **server-reflexive**: both behind ordinary NATs, STUN only (hole punching);
@@ -17,26 +17,28 @@
 //! Cargo's runner (`tests/netns-run`) puts this binary in a private namespace first.
 
 #[allow(dead_code)]
-#[path = "../tests/webrtc/box_peer.rs"]
+#[path = "../tests/nat/box_peer.rs"]
 mod box_peer;
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[allow(dead_code)]
-#[path = "../tests/webrtc/internet.rs"]
+#[path = "../tests/nat/internet.rs"]
 mod internet;
 #[allow(dead_code)]
 #[path = "../tests/webrtc/netns.rs"]
 mod netns;
 
-use box_peer::{Script, Spawner, public_server, run_pair};
+use box_peer::{Script, Spawner, run_pair};
 use internet::{Internet, Nat};
 use std::time::Duration;
 
+const SIGNALING_FLAG: &str = "--box-signaling";
 const HOST_FLAG: &str = "--box-host";
 const JOINER_FLAG: &str = "--box-joiner";
 const BULK: &str = "1024x4000,16384x500";
 
 const HELPERS: Spawner = Spawner {
+    signaling: |ns, env| netns::Child::spawn_self(ns, &[SIGNALING_FLAG], env),
     host: |ns, env| netns::Child::spawn_self(ns, &[HOST_FLAG], env),
     joiner: |ns, env| netns::Child::spawn_self(ns, &[JOINER_FLAG], env),
 };
@@ -83,6 +85,10 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == SIGNALING_FLAG) {
+        box_peer::signaling_main();
+        return;
+    }
     if args.iter().any(|a| a == HOST_FLAG) {
         box_peer::host_main();
         return;
@@ -107,14 +113,14 @@ fn main() {
         for (i, (name, nat, turn)) in configs.iter().enumerate() {
             let mut internet = Internet::create(&[*nat, *nat]);
             internet.start_turn();
-            let server = public_server(&internet);
+            internet.start_signaling(HELPERS.signaling);
             let script = Script {
                 turn: *turn,
                 pings: 1000,
                 bulk: BULK,
                 join_timeout: Duration::from_secs(20),
             };
-            let outcome = run_pair(&internet, &server, &HELPERS, script, |_| {});
+            let outcome = run_pair(&internet, &HELPERS, script, |_| {});
             match figures(&outcome.joiner.lines()) {
                 Some(f) => {
                     eprintln!("run {run} {name}: {f:?}");

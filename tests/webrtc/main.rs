@@ -9,13 +9,10 @@ mod harness;
 mod netns;
 
 mod bad_input;
-mod box_peer;
 mod cuts;
 mod delivery;
 mod handshake;
-mod internet;
 mod large;
-mod nat;
 mod reconnect;
 mod room;
 mod vanishing;

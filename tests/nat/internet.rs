@@ -3,21 +3,22 @@
 //! and deletes. Nothing leaves them.
 //!
 //! ```text
-//!   home i (ns H_i)            router i (ns R_i)                 public (this binary's ns "A")
+//!   home i (ns H_i)            router i (ns R_i)                 public (ns P)
 //!   10.9i.n.2  ──pml veth──  10.9i.n.1 │ NAT │ 10.8i.n.2  ──pmw veth──  10.8i.n.1
 //! ```
 //!
-//! "A" (the namespace `tests/netns-run` made for this binary) is the public internet: it
-//! forwards between the routers' public addresses and hosts the servers, which listen on
-//! [`Internet::public`] (10.81.n.1). Each router masquerades its home network behind its public
+//! P is the public internet: it forwards between the routers' public addresses and hosts the
+//! servers (coturn, and a signaling server the caller starts there), which listen on
+//! [`Internet::public`] (10.81.n.1). The box touches nothing in the test binary's own
+//! namespace: WebRTC gathers candidates on every interface there, and a connection of another
+//! test that picked an address of the box would break when the box is deleted. Each router masquerades its home network behind its public
 //! address with nftables: [`Nat::Cone`] keeps one public port per home socket (hole punching
 //! crosses it: STUN's server-reflexive candidates connect directly), [`Nat::Symmetric`] takes a
 //! new port for every destination (`masquerade random`), so only a TURN relay gets through.
 //! Home networks have no route to each other: a peer's host candidates are useless to the
-//! other side. "A"'s default route (through `lo`, from `tests/netns-run`) swallows packets to
-//! them silently, as the internet does; a public side without a default route makes coturn's
-//! relayed sends to such an address fail (`ENETUNREACH`) and the allocation die with them
-//! (`tests/browser-run` gives its public namespace a default route into a void namespace).
+//! other side. P's default route leads into a namespace that swallows everything, as the
+//! internet does with a private address: without one, coturn's relayed sends to such an
+//! address fail (`ENETUNREACH`) and its allocation dies with them.
 
 use std::{
     process::{Command, Stdio},
@@ -103,19 +104,27 @@ pub struct Home {
     pub ns: String,
     /// The router's namespace.
     pub router: String,
-    /// Our end of the router's public link.
-    pub uplink: String,
+    /// The public namespace.
+    public_ns: String,
+    /// The public side's end of the router's uplink.
+    uplink: String,
 }
 
 impl Home {
-    /// Cuts the home's uplink (the router's public link, our end).
+    /// Cuts the home's uplink (the public side's end of the router's link).
     pub fn cut(&self) {
-        must("ip", &["link", "set", &self.uplink, "down"]);
+        must(
+            "ip",
+            &["-n", &self.public_ns, "link", "set", &self.uplink, "down"],
+        );
     }
 
-    /// Restores it (and our route to the router's network, which `down` dropped).
+    /// Restores it (and the public side's route to the router, which `down` dropped).
     pub fn restore(&self) {
-        must("ip", &["link", "set", &self.uplink, "up"]);
+        must(
+            "ip",
+            &["-n", &self.public_ns, "link", "set", &self.uplink, "up"],
+        );
     }
 
     /// Forgets every NAT mapping of the router (`conntrack -F`): the next packets get new
@@ -129,10 +138,16 @@ impl Home {
 pub struct Internet {
     /// Where the servers listen, reachable from every home.
     pub public: String,
+    /// The public namespace, where the servers run.
+    pub public_ns: String,
+    /// The namespace P's default route leads into.
+    void_ns: String,
     /// The home networks.
     pub homes: Vec<Home>,
     turn: Option<std::process::Child>,
     turn_dir: Option<std::path::PathBuf>,
+    /// The signaling server's process, once started.
+    signaling: Option<crate::netns::Child>,
     /// The TURN server's shared secret (`use-auth-secret`), once started.
     pub turn_secret: Option<String>,
     /// The TURN server's port.
@@ -145,21 +160,64 @@ impl Internet {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed) % 250;
         let pid = std::process::id();
-        // The public side forwards between the routers.
-        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").expect("enable forwarding");
+        let public_ns = format!("peer-message-{pid}-p{n}");
+        let void_ns = format!("peer-message-{pid}-v{n}");
         let mut internet = Internet {
             public: format!("10.81.{n}.1"),
+            public_ns: public_ns.clone(),
+            void_ns: void_ns.clone(),
             homes: Vec::new(),
             turn: None,
             turn_dir: None,
+            signaling: None,
             turn_secret: None,
             turn_port: 3478,
         };
+        let p = |args: &[&str]| {
+            let mut all = vec!["-n", public_ns.as_str()];
+            all.extend_from_slice(args);
+            must("ip", &all);
+        };
+        must("ip", &["netns", "add", &public_ns]);
+        must("ip", &["netns", "add", &void_ns]);
+        p(&["link", "set", "lo", "up"]);
+        must(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &public_ns,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ],
+        );
+        let void_p = format!("pmv{n}p");
+        let void_v = format!("pmv{n}v");
+        p(&[
+            "link", "add", &void_p, "type", "veth", "peer", "name", &void_v, "netns", &void_ns,
+        ]);
+        p(&["addr", "add", &format!("10.99.{n}.1/30"), "dev", &void_p]);
+        p(&["link", "set", &void_p, "up"]);
+        must(
+            "ip",
+            &[
+                "-n",
+                &void_ns,
+                "addr",
+                "add",
+                &format!("10.99.{n}.2/30"),
+                "dev",
+                &void_v,
+            ],
+        );
+        must("ip", &["-n", &void_ns, "link", "set", &void_v, "up"]);
+        p(&["route", "add", "default", "via", &format!("10.99.{n}.2")]);
         for (i, nat) in nats.iter().enumerate() {
             let i = i + 1;
             let router = format!("peer-message-{pid}-r{n}x{i}");
             let ns = format!("peer-message-{pid}-h{n}x{i}");
-            let uplink = format!("pmw{n}x{i}a");
+            let uplink = format!("pmw{n}x{i}p");
             let wan_dev = format!("pmw{n}x{i}r");
             let lan_r = format!("pml{n}x{i}r");
             let lan_h = format!("pml{n}x{i}h");
@@ -168,24 +226,18 @@ impl Internet {
             let home = Home {
                 ns: ns.clone(),
                 router: router.clone(),
+                public_ns: public_ns.clone(),
                 uplink: uplink.clone(),
             };
             must("ip", &["netns", "add", &router]);
             // Pushed at once: dropping the box deletes whatever was made so far.
             internet.homes.push(home);
             must("ip", &["netns", "add", &ns]);
-            must(
-                "ip",
-                &[
-                    "link", "add", &uplink, "type", "veth", "peer", "name", &wan_dev, "netns",
-                    &router,
-                ],
-            );
-            must(
-                "ip",
-                &["addr", "add", &format!("{wan_net}.1/24"), "dev", &uplink],
-            );
-            must("ip", &["link", "set", &uplink, "up"]);
+            p(&[
+                "link", "add", &uplink, "type", "veth", "peer", "name", &wan_dev, "netns", &router,
+            ]);
+            p(&["addr", "add", &format!("{wan_net}.1/24"), "dev", &uplink]);
+            p(&["link", "set", &uplink, "up"]);
             let r = |args: &[&str]| {
                 let mut all = vec!["-n", router.as_str()];
                 all.extend_from_slice(args);
@@ -215,16 +267,13 @@ impl Internet {
                 Nat::Cone => "masquerade",
                 Nat::Symmetric => "masquerade random",
                 Nat::None => {
-                    must(
-                        "ip",
-                        &[
-                            "route",
-                            "add",
-                            &format!("{lan_net}.0/24"),
-                            "via",
-                            &format!("{wan_net}.2"),
-                        ],
-                    );
+                    p(&[
+                        "route",
+                        "add",
+                        &format!("{lan_net}.0/24"),
+                        "via",
+                        &format!("{wan_net}.2"),
+                    ]);
                     ""
                 }
             };
@@ -277,8 +326,12 @@ impl Internet {
         let pidfile = dir.join("turnserver.pid");
         let db = dir.join("turndb");
         let log = std::fs::File::create(dir.join("turnserver.log")).expect("coturn's log");
-        let child = Command::new("turnserver")
+        let child = Command::new("ip")
             .args([
+                "netns",
+                "exec",
+                &self.public_ns,
+                "turnserver",
                 "-n",
                 "--listening-ip",
                 &self.public,
@@ -317,7 +370,10 @@ impl Internet {
         let listening = format!("{}:{}", self.public, self.turn_port);
         let start = Instant::now();
         loop {
-            let out = Command::new("ss").args(["-lnu"]).output().expect("ss");
+            let out = Command::new("ip")
+                .args(["netns", "exec", &self.public_ns, "ss", "-lnu"])
+                .output()
+                .expect("ss");
             if String::from_utf8_lossy(&out.stdout).contains(&listening) {
                 return;
             }
@@ -327,6 +383,30 @@ impl Internet {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The signaling server's port.
+    pub const SIGNALING_PORT: u16 = 3536;
+
+    /// Starts the signaling server in the public namespace with `spawn` (a process that listens
+    /// on `PM_BIND` and says `LISTENING`); returns once it does.
+    pub fn start_signaling(&mut self, spawn: fn(&str, &[(&str, String)]) -> crate::netns::Child) {
+        let bind = format!("{}:{}", self.public, Self::SIGNALING_PORT);
+        let child = spawn(&self.public_ns, &[("PM_BIND", bind)]);
+        let start = Instant::now();
+        while !child.said("LISTENING") {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the signaling server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.signaling = Some(child);
+    }
+
+    /// The signaling server's URL.
+    pub fn signaling_url(&self) -> String {
+        format!("ws://{}:{}", self.public, Self::SIGNALING_PORT)
     }
 
     /// The STUN URL of the public server.
@@ -342,6 +422,8 @@ impl Internet {
 
 impl Drop for Internet {
     fn drop(&mut self) {
+        // Killed by its PID (the child's drop).
+        self.signaling = None;
         if let Some(mut turn) = self.turn.take() {
             let _ = turn.kill();
             let _ = turn.wait();
@@ -354,5 +436,7 @@ impl Drop for Internet {
             let _ = run("ip", &["netns", "delete", &home.ns], None);
             let _ = run("ip", &["netns", "delete", &home.router], None);
         }
+        let _ = run("ip", &["netns", "delete", &self.public_ns], None);
+        let _ = run("ip", &["netns", "delete", &self.void_ns], None);
     }
 }

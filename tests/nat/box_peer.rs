@@ -1,6 +1,6 @@
 //! The two peers of the internet in a box ([`crate::internet`]): a host and a joiner, each a
 //! process in its own home namespace, and the parent's side that starts them and reads what
-//! they print. Shared by the NAT tests (`tests/webrtc/nat.rs`) and the network-path benchmark
+//! they print. Shared by the NAT tests (`tests/nat/nat.rs`) and the network-path benchmark
 //! (`benches/paths.rs`).
 
 use crate::common::*;
@@ -246,11 +246,21 @@ pub struct Outcome {
     pub _host: Child,
 }
 
-/// How to start the two helpers in a namespace with an environment: tests run `#[ignore]`d
-/// helper tests of their binary, the benchmark runs itself with a flag.
+/// How to start the helpers in a namespace with an environment: tests run `#[ignore]`d helper
+/// tests of their binary, the benchmark runs itself with a flag.
 pub struct Spawner {
+    pub signaling: fn(&str, &[(&str, String)]) -> Child,
     pub host: fn(&str, &[(&str, String)]) -> Child,
     pub joiner: fn(&str, &[(&str, String)]) -> Child,
+}
+
+/// The signaling server's side, run in the public namespace: listens on `PM_BIND`, says
+/// `LISTENING`, and serves until killed (at most ten minutes).
+pub fn signaling_main() {
+    let bind = param("PM_BIND").parse().expect("an address");
+    let _server = bevy_peer_message::EmbeddedServer::start(bind).expect("listen");
+    println!("LISTENING");
+    std::thread::sleep(Duration::from_secs(600));
 }
 
 /// What the joiner does once connected, and how long it may take to join.
@@ -269,12 +279,11 @@ pub struct Script<'a> {
 /// `during` with the joiner's helper once it runs.
 pub fn run_pair(
     internet: &Internet,
-    server: &bevy_peer_message::EmbeddedServer,
     spawn: &Spawner,
     script: Script,
     during: impl FnOnce(&Child),
 ) -> Outcome {
-    let url = format!("ws://{}:{}", internet.public, server.addr().port());
+    let url = internet.signaling_url();
     let turn_param = match (&internet.turn_secret, script.turn) {
         (Some(secret), true) => {
             let now = SystemTime::now()
@@ -314,12 +323,4 @@ pub fn run_pair(
         joiner,
         _host: host,
     }
-}
-
-/// The signaling server, on the public side.
-pub fn public_server(internet: &Internet) -> bevy_peer_message::EmbeddedServer {
-    bevy_peer_message::EmbeddedServer::start(
-        format!("{}:0", internet.public).parse().expect("address"),
-    )
-    .expect("signaling server")
 }
