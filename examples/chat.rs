@@ -12,6 +12,9 @@
 //! received with `echo: LINE` to its sender: a bot for trying a client, and the native host of
 //! the browser tests). End stdin (Ctrl-D) to leave.
 //!
+//! `/send FILE` sends a file (up to 16 MiB) to everyone: both sides draw its progress in the
+//! terminal (from `TransferProgress`), and receivers save it under `chat-downloads/`.
+//!
 //! A browser build joins the same room with the line type registered as `"chat.line"`.
 
 use bevy::{app::ScheduleRunnerPlugin, prelude::*};
@@ -28,6 +31,16 @@ struct Line {
     name: String,
     text: String,
 }
+
+/// A file sent with `/send`.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+struct File {
+    name: String,
+    bytes: Vec<u8>,
+}
+
+/// Files travel whole as one reliable message, up to this size.
+const MAX_FILE: usize = 16 << 20;
 
 enum Input {
     Line(String),
@@ -136,7 +149,10 @@ fn main() {
         return;
     }
     let args = parse();
-    let mut plugin = PeerMessagePlugin::default().ice_servers(ice_servers(&args));
+    let mut plugin = PeerMessagePlugin::default()
+        .ice_servers(ice_servers(&args))
+        // Room for a file and its name.
+        .max_message_size(MAX_FILE + 4096);
     if let Some(url) = &args.signal {
         // A joiner (or a host using a stand-alone server) goes through this server.
         plugin = plugin.signaling(Signaling::server(url.clone()));
@@ -161,6 +177,7 @@ fn main() {
         )
         .add_plugins(plugin)
         .add_peer_message_named::<Line>("chat.line", Delivery::Reliable)
+        .add_peer_message_named::<File>("chat.file", Delivery::Reliable)
         .insert_resource(Echo(args.echo))
         .insert_resource(Stdin(Mutex::new(rx)))
         .insert_resource(Me(args.name))
@@ -180,7 +197,10 @@ fn main() {
                 net.role().map_or("?".into(), |r| r.to_string())
             );
         })
-        .add_systems(Update, (read_stdin, show, lifecycle))
+        .add_systems(
+            Update,
+            (read_stdin, show, progress, save_files, lifecycle).chain(),
+        )
         .run();
 }
 
@@ -202,6 +222,7 @@ fn read_stdin(
     let Ok(rx) = stdin.0.lock() else { return };
     while let Ok(input) = rx.try_recv() {
         match input {
+            Input::Line(text) if text.starts_with("/send ") => send_file(&mut net, &text[6..]),
             Input::Line(text) if !text.trim().is_empty() => {
                 net.broadcast(Line {
                     name: me.0.clone(),
@@ -236,6 +257,64 @@ fn show(
                 },
             );
         }
+    }
+}
+
+/// `/send FILE`: the file to everyone.
+fn send_file(net: &mut PeerMessage, path: &str) {
+    let path = std::path::Path::new(path.trim());
+    let name = path
+        .file_name()
+        .map_or("file".into(), |n| n.to_string_lossy().into_owned());
+    match std::fs::read(path) {
+        Ok(bytes) if bytes.len() <= MAX_FILE => {
+            println!("* sending {name} ({} bytes)", bytes.len());
+            net.broadcast(File { name, bytes });
+        }
+        Ok(bytes) => println!("! {name}: {} bytes, more than {MAX_FILE}", bytes.len()),
+        Err(e) => println!("! {}: {e}", path.display()),
+    }
+}
+
+/// Received files go to `chat-downloads/`, under their base name only (a peer chooses it).
+fn save_files(mut files: MessageReader<Received<File>>) {
+    for Received { from, message } in files.read() {
+        let base = std::path::Path::new(&message.name)
+            .file_name()
+            .map_or("file".into(), |n| n.to_string_lossy().into_owned());
+        let dir = std::path::Path::new("chat-downloads");
+        let target = dir.join(format!("{from}-{base}"));
+        let saved =
+            std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&target, &message.bytes));
+        match saved {
+            Ok(()) => println!("* {from} sent {base}: saved as {}", target.display()),
+            Err(e) => println!("! saving {base} from {from}: {e}"),
+        }
+    }
+}
+
+/// A progress bar in the terminal for each file on its way, in or out.
+fn progress(mut progress: MessageReader<TransferProgress>) {
+    use std::io::Write;
+    for p in progress.read() {
+        let arrow = match p.direction {
+            TransferDirection::Sending => "->",
+            TransferDirection::Receiving => "<-",
+        };
+        let width = 30;
+        let filled = (p.fraction() * width as f32) as usize;
+        print!(
+            "\r{arrow} {} [{}{}] {:>3.0} % of {} KiB",
+            p.peer,
+            "#".repeat(filled),
+            "-".repeat(width - filled),
+            p.fraction() * 100.0,
+            p.total / 1024
+        );
+        if p.done == p.total {
+            println!();
+        }
+        let _ = std::io::stdout().flush();
     }
 }
 

@@ -2,8 +2,12 @@
 //! components of peer entities.
 
 use crate::{
-    core::error::PeerErrorKind, core::peer::PeerId, core::peer::Role, core::room::DisconnectReason,
-    core::session::Stats, io::NetworkPath,
+    core::error::PeerErrorKind,
+    core::peer::PeerId,
+    core::peer::Role,
+    core::room::DisconnectReason,
+    core::session::{Stats, TransferDirection},
+    io::NetworkPath,
 };
 use bevy::prelude::*;
 use std::time::Duration;
@@ -125,6 +129,50 @@ pub struct PeerStats {
     /// about once a second, so `None` for the first second of a link); always `None` on the
     /// in-memory network, and while the peer is away.
     pub path: Option<NetworkPath>,
+}
+
+/// Progress of a large reliable message, one that travels as many packets (a level, a replay,
+/// a file): sent in each frame its progress changed, on both sides, the last time with
+/// `done == total`. Messages that fit one packet are not reported.
+///
+/// ```
+/// # use bevy::prelude::*;
+/// # use bevy_peer_message::prelude::*;
+/// fn download_bar(mut progress: MessageReader<TransferProgress>) {
+///     for p in progress.read() {
+///         if p.direction == TransferDirection::Receiving && p.message == "level" {
+///             info!("level: {:.0} %", 100.0 * p.fraction());
+///         }
+///     }
+/// }
+/// # bevy::ecs::system::assert_is_system(download_bar);
+/// ```
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct TransferProgress {
+    /// The peer it goes to or comes from.
+    pub peer: PeerId,
+    /// Sending (progress: what the peer acknowledged) or receiving (what arrived).
+    pub direction: TransferDirection,
+    /// The message type's registered name (its Rust type name unless registered with
+    /// `add_peer_message_named`).
+    pub message: String,
+    /// Tells this peer's transfers apart (the same number on both sides).
+    pub id: u64,
+    /// Bytes done.
+    pub done: usize,
+    /// The message's size in bytes, encoded (a little more than its payload).
+    pub total: usize,
+}
+
+impl TransferProgress {
+    /// `done / total`, from 0 to 1.
+    pub fn fraction(&self) -> f32 {
+        if self.total == 0 {
+            1.0
+        } else {
+            self.done as f32 / self.total as f32
+        }
+    }
 }
 
 impl std::ops::Deref for PeerStats {

@@ -91,13 +91,13 @@ pub use crate::core::{
     error::{Fault, PeerErrorKind, SendError, ServerError, SignalingError, Violation},
     peer::{PeerId, Role},
     room::{DisconnectReason, ResumePolicy},
-    session::{SessionConfig, Stats},
+    session::{SessionConfig, Stats, Transfer, TransferDirection},
     wire::{ByeReason, WireError},
 };
 #[cfg(feature = "plugin")]
 pub use crate::events::{
     ConnectionState, JoinRequest, Peer, PeerConnected, PeerDisconnected, PeerError,
-    PeerReconnected, PeerReconnecting, PeerStats,
+    PeerReconnected, PeerReconnecting, PeerStats, TransferProgress,
 };
 #[cfg(feature = "plugin")]
 pub use crate::io::NetworkPath;
@@ -123,7 +123,8 @@ pub mod prelude {
         NetworkPath, Peer, PeerConnected, PeerDisconnected, PeerError, PeerErrorKind, PeerId,
         PeerMessage, PeerMessageAppExt, PeerMessagePlugin, PeerMessageSet, PeerMessageSettings,
         PeerReconnected, PeerReconnecting, PeerStats, Received, Role, RoomSecret, SendError,
-        SessionConfig, Signaling, SignalingServerInfo, TurnCredentials,
+        SessionConfig, Signaling, SignalingServerInfo, TransferDirection, TransferProgress,
+        TurnCredentials,
     };
 }
 

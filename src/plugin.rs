@@ -259,6 +259,7 @@ impl Plugin for PeerMessagePlugin {
             .add_message::<PeerReconnecting>()
             .add_message::<PeerError>()
             .add_message::<JoinRequest>()
+            .add_message::<crate::events::TransferProgress>()
             .configure_sets(PreUpdate, PeerMessageSet::Receive)
             .configure_sets(PostUpdate, PeerMessageSet::Send)
             .add_systems(

@@ -310,6 +310,14 @@ const LINK_CUTTER: &str = match option_env!("PM_LINK_CUTTER_URL") {
     None => "http://127.0.0.1:3599",
 };
 
+/// The chat example's file message (`/send`), registered so that the handshake's protocol
+/// hash matches the native chat's.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct ChatFile {
+    name: String,
+    bytes: Vec<u8>,
+}
+
 /// A browser app that speaks the chat example's line (registered as `"chat.line"`) through
 /// the signaling server at `url` with `ice`, recording lines, connections, errors and
 /// reconnects. Not in a room yet.
@@ -323,6 +331,8 @@ fn chat_joiner(url: &str, ice: IceServers) -> App {
                 .ice_servers(ice),
         )
         .add_peer_message_named::<Line>("chat.line", Delivery::Reliable)
+        // The chat's other message: peers must register the same set to talk.
+        .add_peer_message_named::<ChatFile>("chat.file", Delivery::Reliable)
         .init_resource::<Inbox>()
         .init_resource::<Lines>()
         .init_resource::<Lifecycle>()

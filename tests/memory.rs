@@ -865,3 +865,79 @@ fn net_peers(app: &App) -> usize {
         .filter(|e| e.contains::<Peer>())
         .count()
 }
+
+/// A level: large enough to travel as many packets.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct Level(Vec<u8>);
+
+/// A large reliable message reports its progress on both sides, frame after frame, growing, up
+/// to `done == total` once; small messages report nothing.
+#[test]
+fn a_large_message_reports_its_progress_on_both_sides() {
+    let network = MemoryNetwork::default();
+    let slow = || {
+        PeerMessagePlugin::default().conditioner(LinkConditionerConfig {
+            latency: Duration::from_millis(30),
+            jitter: Duration::ZERO,
+            loss: 0.0,
+        })
+    };
+    let mut apps: Vec<App> = [1, 2]
+        .into_iter()
+        .map(|id| {
+            let mut app = app(&network, id, slow());
+            app.add_peer_message_named::<Level>("level", Delivery::Reliable);
+            record::<TransferProgress>(&mut app);
+            record::<Received<Level>>(&mut app);
+            app
+        })
+        .collect();
+    let (host, joiner) = apps.split_at_mut(1);
+    let (host, joiner) = (&mut host[0], &mut joiner[0]);
+    connect(&network, host, joiner);
+    let level: Vec<u8> = (0..400_000u32).map(|i| i as u8).collect();
+    net(host, |n| n.send(pid(2), Level(level.clone())));
+    net(host, |n| n.send(pid(2), Numbered(7)));
+    run_until(
+        &network,
+        &mut [host, joiner],
+        10 * SECOND,
+        "the level",
+        |a| !inbox::<Received<Level>>(a[1]).is_empty(),
+    );
+    run(&network, &mut [host, joiner], SECOND);
+    assert_eq!(inbox::<Received<Level>>(joiner)[0].message.0, level);
+    for (app, direction, peer) in [
+        (&*host, TransferDirection::Sending, pid(2)),
+        (&*joiner, TransferDirection::Receiving, pid(1)),
+    ] {
+        let progress = inbox::<TransferProgress>(app);
+        assert!(
+            progress.len() >= 3,
+            "{direction:?}: progress over several frames: {progress:?}"
+        );
+        // The size is the encoded message's: the bytes and their length.
+        let total = progress[0].total;
+        assert!((level.len()..level.len() + 16).contains(&total), "{total}");
+        assert!(progress.iter().all(|p| p.direction == direction
+            && p.peer == peer
+            && p.message == "level"
+            && p.total == total));
+        assert!(
+            progress.windows(2).all(|w| w[0].done < w[1].done),
+            "{direction:?}: growing: {progress:?}"
+        );
+        assert_eq!(progress.last().map(|p| p.done), Some(total));
+        assert_eq!(
+            progress.iter().filter(|p| p.done == p.total).count(),
+            1,
+            "{direction:?}: complete once"
+        );
+    }
+    let sending_id = inbox::<TransferProgress>(host)[0].id;
+    assert_eq!(
+        inbox::<TransferProgress>(joiner)[0].id,
+        sending_id,
+        "the same id both sides"
+    );
+}

@@ -17,11 +17,11 @@ use crate::{
     core::error::{PeerErrorKind, SendError},
     core::peer::{PeerId, Role},
     core::room::{Access, DisconnectReason, LocalIdentity, Room, RoomEvent},
-    core::session::Stats,
+    core::session::{Stats, TransferDirection},
     core::wire::Delivery,
     events::{
         ConnectionState, JoinRequest, Peer, PeerConnected, PeerDisconnected, PeerError,
-        PeerReconnected, PeerReconnecting, PeerStats,
+        PeerReconnected, PeerReconnecting, PeerStats, TransferProgress,
     },
     io::engine::{Engine, Lingering},
     io::signaling::{SignalingPhase, WebSocketSignallerBuilder},
@@ -86,6 +86,8 @@ pub struct PeerNetwork {
     events: Vec<RoomEvent>,
     /// What the last `join_with` sent, for a rejoin.
     join_payload: Vec<u8>,
+    /// The last progress reported per large message in transit.
+    transfers: HashMap<(PeerId, TransferDirection, u64), usize>,
 }
 
 impl Default for PeerNetwork {
@@ -114,6 +116,7 @@ impl PeerNetwork {
             scratch: Vec::with_capacity(256),
             events: Vec::new(),
             join_payload: Vec::new(),
+            transfers: HashMap::default(),
         }
     }
 
@@ -545,7 +548,48 @@ pub(crate) fn receive(world: &mut World) {
         apply_events(world, net, engine);
         update_state(world, net, engine);
         update_stats(world, net, engine);
+        report_transfers(world, net, engine);
     });
+}
+
+/// A [`TransferProgress`] for each large message whose progress changed since the last frame.
+fn report_transfers(world: &mut World, net: &mut PeerNetwork, engine: &mut Engine) {
+    let Some(room) = engine.room.as_mut() else {
+        return;
+    };
+    let mut changed = Vec::new();
+    room.poll_transfers(&mut |peer, t| {
+        let key = (peer, t.direction, t.id);
+        if net.transfers.get(&key) != Some(&t.done) {
+            changed.push((peer, t));
+        }
+        if t.is_done() {
+            net.transfers.remove(&key);
+        } else {
+            net.transfers.insert(key, t.done);
+        }
+    });
+    // Transfers of peers that left are forgotten with them.
+    net.transfers
+        .retain(|(peer, _, _), _| room.session(*peer).is_some());
+    if changed.is_empty() {
+        return;
+    }
+    let registry = world.resource::<MessageRegistry>();
+    let progress: Vec<TransferProgress> = changed
+        .into_iter()
+        .map(|(peer, t)| TransferProgress {
+            peer,
+            direction: t.direction,
+            message: registry
+                .entry(t.kind)
+                .map_or_else(|| format!("#{:08x}", t.kind), |e| e.name.clone()),
+            id: t.id,
+            done: t.done,
+            total: t.total,
+        })
+        .collect();
+    world.write_message_batch(progress);
 }
 
 fn update_state(world: &mut World, net: &mut PeerNetwork, engine: &mut Engine) {

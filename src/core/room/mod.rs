@@ -23,7 +23,7 @@ use crate::{
     core::budget::{Budgets, RateMeter},
     core::error::{PeerErrorKind, SendError, Violation},
     core::peer::{PeerId, Role},
-    core::session::{Inbound, Session, SessionConfig},
+    core::session::{Inbound, Session, SessionConfig, Transfer},
     core::wire::{
         self, Auth, ByeReason, Channel, Delivery, Hello, PROTOCOL_VERSION, Record, Records,
     },
@@ -377,6 +377,18 @@ impl<L: LinkEnds> Room<L> {
         self.config.retransmit = on;
         for remote in self.peers.values_mut() {
             remote.session.set_retransmit(on);
+        }
+    }
+
+    /// Where each large (fragmented) reliable message stands, with every peer, both ways (see
+    /// [`Session::poll_transfers`]).
+    pub fn poll_transfers(&mut self, out: &mut impl FnMut(PeerId, Transfer)) {
+        for (peer, remote) in self.peers.iter_mut() {
+            remote.session.poll_transfers(&mut |t| {
+                if t.kind != CONTROL_KIND {
+                    out(*peer, t)
+                }
+            });
         }
     }
 

@@ -17,10 +17,13 @@
 //! messages arriving meanwhile are shed. A peer that keeps sending past the window is dropped
 //! ([`PeerErrorKind::Overrun`]).
 
+mod progress;
 mod reassembly;
 mod recv;
 mod rtt;
 mod send;
+
+pub use progress::{Transfer, TransferDirection};
 
 use crate::core::{
     error::{PeerErrorKind, SendError, Violation},
@@ -199,6 +202,12 @@ pub struct Session {
     last_sent: Duration,
     receiver: ReliableReceiver,
     reassembler: Reassembler,
+    /// Fragmented messages sent, for their progress.
+    outgoing: progress::OutgoingTransfers,
+    /// The reliable number of the first fragment of the message being reassembled.
+    incoming_id: u64,
+    /// Fragmented messages received whole since the last `poll_transfers`.
+    received_whole: Vec<Transfer>,
     sequence_in: SequencedFilter,
     /// Bytes handed up that the game has not taken yet.
     undelivered: usize,
@@ -223,6 +232,9 @@ impl Session {
             last_sent: now,
             receiver: ReliableReceiver::default(),
             reassembler: Reassembler::default(),
+            outgoing: progress::OutgoingTransfers::default(),
+            incoming_id: 0,
+            received_whole: Vec::new(),
             sequence_in: SequencedFilter::default(),
             undelivered: 0,
             rtt: RttEstimator::default(),
@@ -290,6 +302,7 @@ impl Session {
                 delivery: Delivery::Reliable,
             });
         }
+        let first = self.sender.next_seq();
         self.sender.push(
             self.peer,
             kind,
@@ -297,7 +310,38 @@ impl Session {
             self.config.reliable_single_max(),
             self.config.fragment_chunk(),
             self.config.max_unacked_bytes,
-        )
+        )?;
+        let last = self.sender.next_seq().saturating_sub(1);
+        if last > first {
+            let acked = self.sender.acked();
+            self.outgoing.started(
+                kind,
+                (first, last),
+                size,
+                self.config.fragment_chunk(),
+                acked,
+            );
+        }
+        Ok(())
+    }
+
+    /// Where each large (fragmented) reliable message stands, both ways: `out` hears of every
+    /// one in transit, and once more of each that completed since the last call (then with
+    /// `done == total`). Messages that fit one record are not reported.
+    pub fn poll_transfers(&mut self, out: &mut impl FnMut(Transfer)) {
+        self.outgoing.poll(self.sender.acked(), out);
+        for t in self.received_whole.drain(..) {
+            out(t);
+        }
+        if let Some((kind, done, total)) = self.reassembler.progress() {
+            out(Transfer {
+                direction: TransferDirection::Receiving,
+                kind,
+                id: self.incoming_id,
+                done,
+                total,
+            });
+        }
     }
 
     /// Queues an unreliable message (`sequenced`: only the newest of its type is delivered).
@@ -381,12 +425,26 @@ impl Session {
                 total,
                 chunk,
             } => {
-                if self.accept(seq, wire::FRAGMENT_HEADER + chunk.len(), now)?
-                    && let Some((kind, message)) =
+                if self.accept(seq, wire::FRAGMENT_HEADER + chunk.len(), now)? {
+                    if !self.reassembler.in_progress() {
+                        self.incoming_id = seq;
+                    }
+                    if let Some((kind, message)) =
                         self.reassembler
                             .push(kind, total, &chunk, self.config.max_message_size)?
-                {
-                    self.hand_up(kind, message, deliver);
+                    {
+                        if self.received_whole.len() >= progress::MAX_RECEIVED_WHOLE {
+                            self.received_whole.remove(0);
+                        }
+                        self.received_whole.push(Transfer {
+                            direction: TransferDirection::Receiving,
+                            kind,
+                            id: self.incoming_id,
+                            done: message.len(),
+                            total: message.len(),
+                        });
+                        self.hand_up(kind, message, deliver);
+                    }
                 }
             }
             Record::Unreliable { kind, payload } => self.hand_up_unreliable(kind, payload, deliver),
@@ -584,6 +642,37 @@ mod tests {
     use crate::core::wire::Records;
 
     const MS: Duration = Duration::from_millis(1);
+
+    /// A fragmented message reports what arrived while it arrives, and once more when whole.
+    #[test]
+    fn a_fragmented_message_reports_its_progress_and_completion_once() {
+        let now = Duration::ZERO;
+        let mut s = Session::new(PeerId(1), config(), now);
+        let mut sink = |_m: Inbound| {};
+        let frag = |seq, chunk: &'static [u8]| Record::Fragment {
+            seq,
+            kind: 3,
+            total: 6,
+            chunk: Bytes::from_static(chunk),
+        };
+        let poll = |s: &mut Session| {
+            let mut seen = vec![];
+            s.poll_transfers(&mut |t| seen.push(t));
+            seen
+        };
+        let at = |done| Transfer {
+            direction: TransferDirection::Receiving,
+            kind: 3,
+            id: 0,
+            done,
+            total: 6,
+        };
+        s.handle_record(frag(0, b"abc"), now, &mut sink).unwrap();
+        assert_eq!(poll(&mut s), vec![at(3)]);
+        s.handle_record(frag(1, b"def"), now, &mut sink).unwrap();
+        assert_eq!(poll(&mut s), vec![at(6)]);
+        assert_eq!(poll(&mut s), vec![]);
+    }
 
     fn config() -> SessionConfig {
         SessionConfig {

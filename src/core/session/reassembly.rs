@@ -23,6 +23,13 @@ impl Reassembler {
         self.current.is_some()
     }
 
+    /// The message being reassembled: its type, bytes arrived, and size.
+    pub(crate) fn progress(&self) -> Option<(u32, usize, usize)> {
+        self.current
+            .as_ref()
+            .map(|p| (p.kind, p.buf.len(), p.total))
+    }
+
     /// Adds the next fragment of a `total`-byte message of type `kind`; returns the message
     /// when it is complete. An `Err` means the peer broke the protocol.
     pub(crate) fn push(

@@ -123,6 +123,16 @@ impl ReliableSender {
         self.next_seq += 1;
     }
 
+    /// The number the next queued record gets.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Every record before this one is acknowledged.
+    pub(crate) fn acked(&self) -> u64 {
+        self.oldest()
+    }
+
     fn oldest(&self) -> u64 {
         self.unacked.front().map_or(self.next_seq, |(s, _)| *s)
     }
