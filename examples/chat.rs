@@ -12,6 +12,9 @@
 //! received with `echo: LINE` to its sender: a bot for trying a client, and the native host of
 //! the browser tests). End stdin (Ctrl-D) to leave.
 //!
+//! `--diagnostics` logs the room's diagnostics (`PeerMessageDiagnosticsPlugin` with Bevy's
+//! `LogDiagnosticsPlugin`) every 5 s.
+//!
 //! `/send FILE` sends a file (up to 16 MiB) to everyone: both sides draw its progress in the
 //! terminal (from `TransferProgress`), and receivers save it under `chat-downloads/`.
 //!
@@ -65,6 +68,7 @@ struct Args {
     stun_server: Option<String>,
     turn: Option<(String, String)>,
     echo: bool,
+    diagnostics: bool,
 }
 
 /// Whether to echo received lines back to their sender.
@@ -75,7 +79,7 @@ fn usage() -> ! {
     eprintln!("usage: chat host ROOM [--signal ws://ADDR:PORT] [OPTIONS]");
     eprintln!("       chat join ROOM --signal ws://ADDR:PORT [OPTIONS]");
     eprintln!("options: --name NAME, --stun, --stun-server URL, --turn URL --turn-secret SECRET,");
-    eprintln!("         --echo");
+    eprintln!("         --echo, --diagnostics");
     std::process::exit(2)
 }
 
@@ -96,6 +100,7 @@ fn parse() -> Args {
         stun_server: None,
         turn: None,
         echo: false,
+        diagnostics: false,
     };
     let mut turn_url = None;
     let mut turn_secret = None;
@@ -108,6 +113,7 @@ fn parse() -> Args {
             "--turn" => turn_url = Some(it.next().unwrap_or_else(|| usage())),
             "--turn-secret" => turn_secret = Some(it.next().unwrap_or_else(|| usage())),
             "--echo" => args.echo = true,
+            "--diagnostics" => args.diagnostics = true,
             _ => usage(),
         }
     }
@@ -169,39 +175,52 @@ fn main() {
     });
     let room = args.room.clone();
     let host = args.host;
-    App::new()
-        .add_plugins(
-            MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(Duration::from_secs_f64(
-                1.0 / 60.0,
-            ))),
-        )
-        .add_plugins(plugin)
-        .add_peer_message_named::<Line>("chat.line", Delivery::Reliable)
-        .add_peer_message_named::<File>("chat.file", Delivery::Reliable)
-        .insert_resource(Echo(args.echo))
-        .insert_resource(Stdin(Mutex::new(rx)))
-        .insert_resource(Me(args.name))
-        .init_resource::<Leaving>()
-        .add_systems(Startup, move |mut net: PeerMessage| {
-            if host {
-                net.host(room.clone())
-            } else {
-                net.join(room.clone())
-            }
-        })
-        .add_systems(OnEnter(ConnectionState::Connected), |net: PeerMessage| {
-            println!(
-                "* in room {:?} as {} ({})",
-                net.room().unwrap_or(""),
-                net.id(),
-                net.role().map_or("?".into(), |r| r.to_string())
-            );
-        })
-        .add_systems(
-            Update,
-            (read_stdin, show, progress, save_files, lifecycle).chain(),
-        )
-        .run();
+    let diagnostics = args.diagnostics;
+    let mut app = App::new();
+    if diagnostics {
+        use bevy::diagnostic::LogDiagnosticsPlugin;
+        let paths = PeerMessageDiagnosticsPlugin::ALL.map(|(path, _)| path);
+        app.add_plugins((
+            bevy::log::LogPlugin::default(),
+            PeerMessageDiagnosticsPlugin,
+            LogDiagnosticsPlugin {
+                wait_duration: Duration::from_secs(5),
+                ..LogDiagnosticsPlugin::filtered(paths.into_iter().collect())
+            },
+        ));
+    }
+    app.add_plugins(
+        MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(Duration::from_secs_f64(
+            1.0 / 60.0,
+        ))),
+    )
+    .add_plugins(plugin)
+    .add_peer_message_named::<Line>("chat.line", Delivery::Reliable)
+    .add_peer_message_named::<File>("chat.file", Delivery::Reliable)
+    .insert_resource(Echo(args.echo))
+    .insert_resource(Stdin(Mutex::new(rx)))
+    .insert_resource(Me(args.name))
+    .init_resource::<Leaving>()
+    .add_systems(Startup, move |mut net: PeerMessage| {
+        if host {
+            net.host(room.clone())
+        } else {
+            net.join(room.clone())
+        }
+    })
+    .add_systems(OnEnter(ConnectionState::Connected), |net: PeerMessage| {
+        println!(
+            "* in room {:?} as {} ({})",
+            net.room().unwrap_or(""),
+            net.id(),
+            net.role().map_or("?".into(), |r| r.to_string())
+        );
+    })
+    .add_systems(
+        Update,
+        (read_stdin, show, progress, save_files, lifecycle).chain(),
+    )
+    .run();
 }
 
 fn read_stdin(

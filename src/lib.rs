@@ -65,6 +65,8 @@ mod api;
 mod config;
 mod core;
 #[cfg(feature = "plugin")]
+mod diagnostics;
+#[cfg(feature = "plugin")]
 mod events;
 #[cfg(feature = "plugin")]
 mod io;
@@ -95,6 +97,8 @@ pub use crate::core::{
     wire::{ByeReason, WireError},
 };
 #[cfg(feature = "plugin")]
+pub use crate::diagnostics::PeerMessageDiagnosticsPlugin;
+#[cfg(feature = "plugin")]
 pub use crate::events::{
     ConnectionState, JoinRequest, Peer, PeerConnected, PeerDisconnected, PeerError,
     PeerReconnected, PeerReconnecting, PeerStats, TransferProgress,
@@ -121,10 +125,10 @@ pub mod prelude {
         Backoff, Budgets, ConnectionState, Delivery, DisconnectReason, Fault, IceServer,
         IceServers, Identity, JoinRequest, LinkConditionerConfig, LocalSignalingHub, MemoryNetwork,
         NetworkPath, Peer, PeerConnected, PeerDisconnected, PeerError, PeerErrorKind, PeerId,
-        PeerMessage, PeerMessageAppExt, PeerMessagePlugin, PeerMessageSet, PeerMessageSettings,
-        PeerReconnected, PeerReconnecting, PeerStats, Received, Role, RoomSecret, SendError,
-        SessionConfig, Signaling, SignalingServerInfo, TransferDirection, TransferProgress,
-        TurnCredentials,
+        PeerMessage, PeerMessageAppExt, PeerMessageDiagnosticsPlugin, PeerMessagePlugin,
+        PeerMessageSet, PeerMessageSettings, PeerReconnected, PeerReconnecting, PeerStats,
+        Received, Role, RoomSecret, SendError, SessionConfig, Signaling, SignalingServerInfo,
+        TransferDirection, TransferProgress, TurnCredentials,
     };
 }
 

@@ -941,3 +941,47 @@ fn a_large_message_reports_its_progress_on_both_sides() {
         "the same id both sides"
     );
 }
+
+/// The room's diagnostics fill in with traffic: one peer, a round trip, bytes and packets each
+/// way, and a reconnect counted after an outage.
+#[test]
+fn diagnostics_measure_the_room() {
+    use bevy::diagnostic::DiagnosticsStore;
+    type D = PeerMessageDiagnosticsPlugin;
+    let network = MemoryNetwork::default();
+    let mut host = app(&network, 1, PeerMessagePlugin::default());
+    let mut joiner = app(&network, 2, PeerMessagePlugin::default());
+    joiner.add_plugins(PeerMessageDiagnosticsPlugin);
+    connect(&network, &mut host, &mut joiner);
+    for i in 0..100 {
+        net(&mut joiner, |n| n.send_to_host(Numbered(i)));
+        run(&network, &mut [&mut host, &mut joiner], STEP);
+    }
+    let value = |app: &App, path| {
+        app.world()
+            .resource::<DiagnosticsStore>()
+            .get(&path)
+            .and_then(|d| d.value())
+    };
+    assert_eq!(value(&joiner, D::PEERS), Some(1.0));
+    assert!(value(&joiner, D::RTT).is_some_and(|ms| ms >= 0.0));
+    for path in [D::BYTES_OUT, D::PACKETS_OUT, D::BYTES_IN, D::PACKETS_IN] {
+        assert!(
+            value(&joiner, path.clone()).is_some_and(|v| v > 0.0),
+            "{path:?}"
+        );
+    }
+    assert_eq!(value(&joiner, D::RECONNECTS), Some(0.0));
+    network.set_online(pid(1), false);
+    run(&network, &mut [&mut host, &mut joiner], 2 * SECOND);
+    network.set_online(pid(1), true);
+    run_until(
+        &network,
+        &mut [&mut host, &mut joiner],
+        20 * SECOND,
+        "back",
+        |a| !inbox::<PeerReconnected>(a[1]).is_empty(),
+    );
+    run(&network, &mut [&mut host, &mut joiner], STEP);
+    assert_eq!(value(&joiner, D::RECONNECTS), Some(1.0));
+}
