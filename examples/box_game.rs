@@ -168,20 +168,142 @@ fn main() {
             }),
             ..default()
         }))
-        .add_plugins(plugin)
+        .add_plugins((plugin, PeerMessageDiagnosticsPlugin))
         .add_peer_message::<BoxPosition>(Delivery::UnreliableSequenced)
         .add_peer_message::<Shout>(Delivery::Reliable)
         .insert_resource(options)
         .init_resource::<Players>()
-        .add_systems(Startup, setup)
+        .init_resource::<Graph>()
+        .add_systems(Startup, (setup, setup_graph))
         .add_systems(
             Update,
             (
                 (move_mine, send_position).chain(),
                 (lifecycle, their_positions, shouts, hud).chain(),
+                graph,
             ),
         )
         .run();
+}
+
+/// Samples kept in the live graph (one a frame).
+const GRAPH_SAMPLES: usize = 120;
+/// The graph's height in pixels.
+const GRAPH_HEIGHT: f32 = 40.0;
+
+/// The last frames' round trip and traffic, from the room's diagnostics.
+#[derive(Resource, Default)]
+struct Graph {
+    rtt_ms: std::collections::VecDeque<f32>,
+    kib_per_s: std::collections::VecDeque<f32>,
+}
+
+/// One bar of the graph: which series, which sample.
+#[derive(Component)]
+struct Bar {
+    rtt: bool,
+    index: usize,
+}
+
+/// The graph's caption.
+#[derive(Component)]
+struct GraphLabel;
+
+/// Two rows of thin bars at the bottom left: round trip (top) and bytes per second both ways.
+fn setup_graph(mut commands: Commands) {
+    let row = |commands: &mut Commands, rtt: bool, color: Color| {
+        commands
+            .spawn(Node {
+                height: Val::Px(GRAPH_HEIGHT),
+                align_items: AlignItems::FlexEnd,
+                ..default()
+            })
+            .with_children(|bars| {
+                for index in 0..GRAPH_SAMPLES {
+                    bars.spawn((
+                        Bar { rtt, index },
+                        Node {
+                            width: Val::Px(2.0),
+                            height: Val::Px(0.0),
+                            ..default()
+                        },
+                        BackgroundColor(color),
+                    ));
+                }
+            })
+            .id()
+    };
+    let rtt = row(&mut commands, true, Color::srgb(0.4, 0.8, 1.0));
+    let traffic = row(&mut commands, false, Color::srgb(1.0, 0.7, 0.3));
+    let label = commands
+        .spawn((
+            GraphLabel,
+            Text::new(""),
+            TextFont {
+                font_size: FontSize::Px(12.0),
+                ..default()
+            },
+        ))
+        .id();
+    commands
+        .spawn(Node {
+            position_type: PositionType::Absolute,
+            bottom: Val::Px(8.0),
+            left: Val::Px(8.0),
+            flex_direction: FlexDirection::Column,
+            row_gap: Val::Px(4.0),
+            ..default()
+        })
+        .add_children(&[label, rtt, traffic]);
+}
+
+/// Feeds the graph from the room's diagnostics and resizes its bars.
+fn graph(
+    store: Res<bevy::diagnostic::DiagnosticsStore>,
+    mut graph: ResMut<Graph>,
+    mut bars: Query<(&Bar, &mut Node)>,
+    mut label: Query<&mut Text, With<GraphLabel>>,
+) {
+    type D = PeerMessageDiagnosticsPlugin;
+    let value = |path| store.get(&path).and_then(|d| d.value()).unwrap_or(0.0) as f32;
+    let rtt = value(D::RTT);
+    let kib = (value(D::BYTES_IN) + value(D::BYTES_OUT)) / 1024.0;
+    let graph = &mut *graph;
+    for (series, sample) in [(&mut graph.rtt_ms, rtt), (&mut graph.kib_per_s, kib)] {
+        series.push_back(sample);
+        if series.len() > GRAPH_SAMPLES {
+            series.pop_front();
+        }
+    }
+    let max = |s: &std::collections::VecDeque<f32>| s.iter().copied().fold(1e-3, f32::max);
+    let (rtt_max, kib_max) = (max(&graph.rtt_ms), max(&graph.kib_per_s));
+    for (bar, mut node) in &mut bars {
+        let (series, top) = if bar.rtt {
+            (&graph.rtt_ms, rtt_max)
+        } else {
+            (&graph.kib_per_s, kib_max)
+        };
+        // The newest sample at the right.
+        let offset = GRAPH_SAMPLES - series.len();
+        let sample = bar
+            .index
+            .checked_sub(offset)
+            .and_then(|i| series.get(i))
+            .copied()
+            .unwrap_or(0.0);
+        let height = Val::Px(GRAPH_HEIGHT * sample / top);
+        if node.height != height {
+            node.height = height;
+        }
+    }
+    if let Ok(mut text) = label.single_mut() {
+        let caption = format!(
+            "rtt {rtt:.1} ms (max {rtt_max:.1}) / traffic {kib:.1} KiB/s (max {kib_max:.1})"
+        );
+        if text.0 != caption {
+            text.0 = caption;
+        }
+    }
 }
 
 fn color_of(peer: PeerId) -> Color {

@@ -45,7 +45,10 @@ pub enum NetworkPath {
     /// Straight between the two peers' own addresses (same network, or public addresses).
     Direct,
     /// Through one or both peers' NATs, on addresses learned from a STUN server or from the
-    /// peer's own packets (hole punching): still peer to peer, no relay.
+    /// peer's own packets (hole punching): still peer to peer, no relay. An address learned
+    /// from packets (peer-reflexive) counts here, as it usually means a NAT; on a single
+    /// machine, where the packets' source is another of its addresses than the one signaled
+    /// (loopback), a direct link can show as this too.
     ServerReflexive,
     /// Through a TURN server, which relays every packet (one or both ends use it).
     Relayed,
