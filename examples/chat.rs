@@ -16,7 +16,8 @@
 //! `LogDiagnosticsPlugin`) every 5 s.
 //!
 //! `/send FILE` sends a file (up to 16 MiB) to everyone: both sides draw its progress in the
-//! terminal (from `TransferProgress`), and receivers save it under `chat-downloads/`.
+//! terminal (from `TransferProgress`, with indicatif), and receivers save it under
+//! `chat-downloads/`.
 //!
 //! A browser build joins the same room with the line type registered as `"chat.line"`.
 
@@ -312,30 +313,41 @@ fn save_files(mut files: MessageReader<Received<File>>) {
     }
 }
 
-/// A progress bar in the terminal for each file on its way, in or out.
-fn progress(mut progress: MessageReader<TransferProgress>) {
-    use std::io::Write;
+/// A progress bar in the terminal (indicatif) for each file on its way, in or out.
+#[cfg(not(target_arch = "wasm32"))]
+fn progress(
+    mut progress: MessageReader<TransferProgress>,
+    mut bars: Local<
+        std::collections::HashMap<(PeerId, TransferDirection, u64), indicatif::ProgressBar>,
+    >,
+) {
     for p in progress.read() {
-        let arrow = match p.direction {
-            TransferDirection::Sending => "->",
-            TransferDirection::Receiving => "<-",
-        };
-        let width = 30;
-        let filled = (p.fraction() * width as f32) as usize;
-        print!(
-            "\r{arrow} {} [{}{}] {:>3.0} % of {} KiB",
-            p.peer,
-            "#".repeat(filled),
-            "-".repeat(width - filled),
-            p.fraction() * 100.0,
-            p.total / 1024
-        );
+        let key = (p.peer, p.direction, p.id);
+        let bar = bars.entry(key).or_insert_with(|| {
+            let arrow = match p.direction {
+                TransferDirection::Sending => "->",
+                TransferDirection::Receiving => "<-",
+            };
+            let bar = indicatif::ProgressBar::new(p.total as u64);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {percent:>3} % {bytes}/{total_bytes} {bytes_per_sec}",
+            ) {
+                bar.set_style(style.progress_chars("#>-"));
+            }
+            bar.set_prefix(format!("{arrow} {}", p.peer));
+            bar
+        });
+        bar.set_position(p.done as u64);
         if p.done == p.total {
-            println!();
+            bar.finish();
+            bars.remove(&key);
         }
-        let _ = std::io::stdout().flush();
     }
 }
+
+/// The browser build has no terminal.
+#[cfg(target_arch = "wasm32")]
+fn progress() {}
 
 type Lifecycle<'w, 's> = (
     MessageReader<'w, 's, PeerConnected>,
