@@ -17,7 +17,7 @@ use crate::{
     core::error::{PeerErrorKind, SendError},
     core::peer::{PeerId, Role},
     core::room::{Access, DisconnectReason, LocalIdentity, Room, RoomEvent},
-    core::session::{Stats, TransferDirection},
+    core::session::{Stats, Transfer, TransferDirection},
     core::wire::Delivery,
     events::{
         ConnectionState, JoinRequest, Peer, PeerConnected, PeerDisconnected, PeerError,
@@ -87,7 +87,7 @@ pub struct PeerNetwork {
     /// What the last `join_with` sent, for a rejoin.
     join_payload: Vec<u8>,
     /// The last progress reported per large message in transit.
-    transfers: HashMap<(PeerId, TransferDirection, u64), usize>,
+    transfers: HashMap<(PeerId, TransferDirection, u64), Transfer>,
 }
 
 impl Default for PeerNetwork {
@@ -472,6 +472,8 @@ fn apply_event(world: &mut World, net: &mut PeerNetwork, engine: &mut Engine, ev
             if let Some(entity) = net.entities.remove(&peer) {
                 world.despawn(entity);
             }
+            // A new incarnation under the same id numbers its stream from zero again.
+            net.transfers.retain(|(p, _, _), _| *p != peer);
             info!("peer {peer} disconnected: {reason:?}");
             world.write_message(PeerDisconnected { peer, reason });
             let lost_host = net.phase == Phase::Joined
@@ -558,16 +560,35 @@ fn report_transfers(world: &mut World, net: &mut PeerNetwork, engine: &mut Engin
         return;
     };
     let mut changed = Vec::new();
+    // The newest transfer reported per peer and direction.
+    let mut newest: HashMap<(PeerId, TransferDirection), u64> = HashMap::default();
     room.poll_transfers(&mut |peer, t| {
         let key = (peer, t.direction, t.id);
-        if net.transfers.get(&key) != Some(&t.done) {
+        if net.transfers.get(&key).map(|last| last.done) != Some(t.done) {
             changed.push((peer, t));
         }
         if t.is_done() {
             net.transfers.remove(&key);
         } else {
-            net.transfers.insert(key, t.done);
+            net.transfers.insert(key, t);
         }
+        let n = newest.entry((peer, t.direction)).or_insert(t.id);
+        *n = (*n).max(t.id);
+    });
+    // Large messages complete in order, each way: one still tracked behind a newer one
+    // finished without its last report reaching us (the core keeps a bounded few).
+    net.transfers.retain(|&(peer, direction, id), last| {
+        let finished = newest.get(&(peer, direction)).is_some_and(|n| id < *n);
+        if finished {
+            changed.push((
+                peer,
+                Transfer {
+                    done: last.total,
+                    ..*last
+                },
+            ));
+        }
+        !finished
     });
     // Transfers of peers that left are forgotten with them.
     net.transfers

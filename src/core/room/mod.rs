@@ -458,6 +458,15 @@ impl<L: LinkEnds> Room<L> {
             .collect()
     }
 
+    /// Another writable link bound to `peer` than `link`, the one heard from last.
+    fn other_bound_link(&self, peer: PeerId, link: L) -> Option<L> {
+        self.links
+            .iter()
+            .filter(|(id, l)| **id != link && l.peer() == Some(peer) && l.writable())
+            .max_by_key(|(_, l)| l.last_heard())
+            .map(|(id, _)| *id)
+    }
+
     /// Whether `link` is bound to `peer` but is not the link we send it on.
     fn is_standby(&self, link: L, peer: PeerId) -> bool {
         self.peers.get(&peer).is_some_and(|r| r.link != Some(link))
@@ -731,7 +740,16 @@ impl<L: LinkEnds> Room<L> {
             Some(_) => {}
             // Data can overtake the transport's "connected" notice: the link exists, but we
             // cannot write to it until the notice comes.
-            None => self.add_link(link, false),
+            None => {
+                self.add_link(link, false);
+                // Refused at the door (too many links in their handshake): not even an error.
+                if matches!(
+                    self.links.get(&link).map(Link::state),
+                    Some(LinkState::Closed)
+                ) {
+                    return;
+                }
+            }
         }
         let len = packet.len();
         let records = match Records::checked(packet) {
@@ -854,6 +872,18 @@ impl<L: LinkEnds> Room<L> {
                 Record::ForeignHello(_) => {}
                 Record::Bye(reason) => {
                     self.close_link(link, None);
+                    // Refused on this link only (a new link over its budget, say) while
+                    // another one still carries the session: that one goes on.
+                    if reason != ByeReason::Left
+                        && let Some(other) = self.other_bound_link(peer, link)
+                    {
+                        if let Some(remote) = self.peers.get_mut(&peer)
+                            && remote.link == Some(link)
+                        {
+                            remote.link = Some(other);
+                        }
+                        return;
+                    }
                     if reason != ByeReason::Left {
                         self.events.push_back(RoomEvent::Error {
                             peer: Some(peer),
@@ -1161,7 +1191,15 @@ impl<L: LinkEnds> Room<L> {
                 away_since = remote.away_since.take();
                 remote.link = Some(link);
                 remote.linked_at.push_back(now);
-                remote.session.handle_link_up(now);
+                // Back from away: the streams resume from the peer's first ack on this link.
+                // Only moved (the old link still up, and still delivering): the streams go on
+                // as they are; restarting them would take a late ack from the old link for a
+                // peer resuming behind what it acknowledged.
+                if away_since.is_some() {
+                    remote.session.handle_link_up(now);
+                } else {
+                    remote.session.handle_link_moved(now);
+                }
             }
             // A peer that was not away just moved to a new link: nothing to tell.
             if let Some(since) = away_since {
@@ -1833,6 +1871,72 @@ mod tests {
         host.handle_timeout(Duration::from_secs(6));
         host.handle_link_up(400);
         assert!(host.link_in_use(400));
+    }
+
+    /// A peer that moves to a new link while the old one still works (it was never away)
+    /// keeps its streams as they are: an ack that comes late on the old link is stale, not a
+    /// peer resuming behind what it acknowledged.
+    #[test]
+    fn a_late_ack_on_the_old_link_after_a_move_is_harmless() {
+        let ms = Duration::from_millis;
+        let mut host = room(1, Role::Host);
+        let mut joiner = room(2, Role::Joiner);
+        connect_at(&mut host, &mut joiner, 10, 20, Duration::ZERO);
+        for i in 0..3u8 {
+            host.send(peer(2), 1, &[i], Delivery::Reliable).unwrap();
+        }
+        for step in 1..20 {
+            host.handle_timeout(ms(step * 10));
+            joiner.handle_timeout(ms(step * 10));
+            route(&mut host, &mut joiner, &[(10, 20)], ms(step * 10));
+        }
+        assert_eq!(host.session(peer(2)).map(Session::unacked_bytes), Some(0));
+        events(&mut host);
+        // A new link: the host binds it on the joiner's Auth, before the joiner's first ack
+        // on it; the late ack from the old link comes in between.
+        host.handle_link_up(11);
+        joiner.handle_link_up(21);
+        pump(&mut host, 11, &mut joiner, 21, ms(300));
+        pump(&mut joiner, 21, &mut host, 11, ms(300));
+        assert_eq!(
+            host.peer_link(peer(2)),
+            Some(11),
+            "bound, not yet acked on it"
+        );
+        let mut stale = BytesMut::new();
+        wire::encode_ack(&mut stale, 0);
+        host.handle_packet(10, stale.freeze(), ms(310));
+        assert!(events(&mut host).is_empty(), "no error, no disconnect");
+        host.send(peer(2), 1, &[9], Delivery::Reliable).unwrap();
+        let mut got = vec![];
+        for step in 32..40 {
+            route(&mut host, &mut joiner, &[(10, 20), (11, 21)], ms(step * 10));
+        }
+        received(&mut joiner, &mut got);
+        assert_eq!(got, vec![0, 1, 2, 9]);
+    }
+
+    /// A peer that refuses a new link (over its budget, say) while another link carries the
+    /// session refuses that link, not the session.
+    #[test]
+    fn a_bye_on_one_of_two_links_ends_only_that_link() {
+        let ms = Duration::from_millis;
+        let mut host = room(1, Role::Host);
+        let mut joiner = room(2, Role::Joiner);
+        connect_at(&mut host, &mut joiner, 10, 20, Duration::ZERO);
+        connect_at(&mut host, &mut joiner, 11, 21, ms(100));
+        events(&mut host);
+        let mut bye = BytesMut::new();
+        wire::encode_bye(&mut bye, ByeReason::OverBudget);
+        host.handle_packet(11, bye.freeze(), ms(200));
+        assert!(events(&mut host).is_empty());
+        assert!(host.session(peer(2)).is_some());
+        assert_eq!(host.peer_link(peer(2)), Some(10), "back on the other link");
+        // A Bye that means it (the peer left) still ends the session.
+        let mut left = BytesMut::new();
+        wire::encode_bye(&mut left, ByeReason::Left);
+        host.handle_packet(10, left.freeze(), ms(300));
+        assert!(host.session(peer(2)).is_none());
     }
 
     /// A standby link takes over when the link in use drops, with no time away.

@@ -283,6 +283,14 @@ impl Session {
         self.pong_due = None;
     }
 
+    /// The peer's traffic moved to another link while the old one was still up (it was never
+    /// away): the streams go on where they are; our next ack goes out at once, on the new link.
+    pub fn handle_link_moved(&mut self, now: Duration) {
+        self.receiver.force_ack(now);
+        self.last_heard = now;
+        self.next_sample = now;
+    }
+
     /// Queues a message with the given delivery.
     pub fn send(&mut self, kind: u32, payload: &[u8], delivery: Delivery) -> Result<(), SendError> {
         match delivery {
