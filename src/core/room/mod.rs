@@ -1921,11 +1921,7 @@ mod tests {
     #[test]
     fn a_bye_on_one_of_two_links_ends_only_that_link() {
         let ms = Duration::from_millis;
-        let mut host = room(1, Role::Host);
-        let mut joiner = room(2, Role::Joiner);
-        connect_at(&mut host, &mut joiner, 10, 20, Duration::ZERO);
-        connect_at(&mut host, &mut joiner, 11, 21, ms(100));
-        events(&mut host);
+        let (mut host, _joiner) = two_links();
         let mut bye = BytesMut::new();
         wire::encode_bye(&mut bye, ByeReason::OverBudget);
         host.handle_packet(11, bye.freeze(), ms(200));
@@ -1939,16 +1935,23 @@ mod tests {
         assert!(host.session(peer(2)).is_none());
     }
 
+    /// A host and a joiner bound on link 10/20, then moved to 11/21 (10/20 a standby), with
+    /// their events taken.
+    fn two_links() -> (Room<u32>, Room<u32>) {
+        let mut host = room(1, Role::Host);
+        let mut joiner = room(2, Role::Joiner);
+        connect_at(&mut host, &mut joiner, 10, 20, Duration::ZERO);
+        connect_at(&mut host, &mut joiner, 11, 21, Duration::from_millis(100));
+        events(&mut host);
+        events(&mut joiner);
+        (host, joiner)
+    }
+
     /// A standby link takes over when the link in use drops, with no time away.
     #[test]
     fn a_standby_link_takes_over_when_the_link_in_use_drops() {
         let ms = Duration::from_millis;
-        let mut host = room(1, Role::Host);
-        let mut joiner = room(2, Role::Joiner);
-        connect_at(&mut host, &mut joiner, 10, 20, Duration::ZERO);
-        connect_at(&mut host, &mut joiner, 11, 21, ms(100));
-        events(&mut host);
-        events(&mut joiner);
+        let (mut host, mut joiner) = two_links();
         // Both sides heard on both links lately; the new link drops on the host's side.
         route(&mut host, &mut joiner, &[(10, 20), (11, 21)], ms(200));
         host.handle_link_down(11, ms(300));
