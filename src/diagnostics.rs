@@ -95,32 +95,35 @@ fn measure(
     mut seen: Local<Seen>,
 ) {
     seen.reconnects += reconnected.read().count() as u64;
-    let mut rtts = Vec::new();
-    let mut jitters = Vec::new();
+    // Sums, not lists, and the per-peer totals updated in place: nothing allocated per frame
+    // once every peer has been seen.
+    let (mut rtt_sum, mut jitter_sum, mut sampled) = (0.0, 0.0, 0u32);
     let mut delta = [0u64; 5];
-    let mut now = HashMap::default();
     for (peer, stats) in &peers {
         if let Some(rtt) = stats.rtt {
-            rtts.push(rtt.as_secs_f64() * 1e3);
-            jitters.push(stats.jitter.as_secs_f64() * 1e3);
+            rtt_sum += rtt.as_secs_f64() * 1e3;
+            jitter_sum += stats.jitter.as_secs_f64() * 1e3;
+            sampled += 1;
         }
         let current = totals(stats);
         // A peer new this frame counts from here on.
-        if let Some(before) = seen.totals.get(&peer.id) {
+        if let Some(before) = seen.totals.insert(peer.id, current) {
             for (d, (c, b)) in delta.iter_mut().zip(current.iter().zip(before)) {
-                *d += c.saturating_sub(*b);
+                *d += c.saturating_sub(b);
             }
         }
-        now.insert(peer.id, current);
     }
-    seen.totals = now;
-    let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+    if seen.totals.len() > peers.iter().count() {
+        seen.totals
+            .retain(|id, _| peers.iter().any(|(p, _)| p.id == *id));
+    }
+    let mean = |sum: f64| (sampled > 0).then(|| sum / f64::from(sampled));
     let peers_count = peers.iter().count() as f64;
     diagnostics.add_measurement(&PeerMessageDiagnosticsPlugin::PEERS, || peers_count);
-    if let Some(rtt) = mean(&rtts) {
+    if let Some(rtt) = mean(rtt_sum) {
         diagnostics.add_measurement(&PeerMessageDiagnosticsPlugin::RTT, || rtt);
     }
-    if let Some(jitter) = mean(&jitters) {
+    if let Some(jitter) = mean(jitter_sum) {
         diagnostics.add_measurement(&PeerMessageDiagnosticsPlugin::JITTER, || jitter);
     }
     let seconds = time.delta_secs_f64();
