@@ -17,6 +17,7 @@
 //! messages arriving meanwhile are shed. A peer that keeps sending past the window is dropped
 //! ([`PeerErrorKind::Overrun`]).
 
+mod loss;
 mod progress;
 mod reassembly;
 mod recv;
@@ -31,6 +32,7 @@ use crate::core::{
     wire::{self, Channel, Delivery, Record},
 };
 use bytes::{Bytes, BytesMut};
+use loss::LossMeter;
 use reassembly::Reassembler;
 use recv::{Accept, ReliableReceiver, SequenceCounter, SequencedFilter};
 use rtt::RttEstimator;
@@ -42,6 +44,15 @@ const MIN_RTO: Duration = Duration::from_millis(100);
 
 /// Round-trip samples on a link that is busy anyway come this often (at the least).
 const RTT_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A ping's nonce: when it left (microseconds since the session began; only we read it, the
+/// peer echoes it), and in the lowest bit whether it is a loss probe.
+fn ping_nonce(since_epoch: Duration, probe: bool) -> u64 {
+    ((since_epoch.as_micros() as u64) << 1) | u64::from(probe)
+}
+
+/// Most pongs sent in one transmit.
+const MAX_PONGS: usize = 4;
 
 /// Limits and timings of a session. All of them bound what a peer can make us hold.
 #[derive(Debug, Clone, PartialEq)]
@@ -181,6 +192,12 @@ pub struct Stats {
     /// Unreliable messages dropped on arrival because the game had not taken
     /// `max_undelivered_bytes` of earlier ones (its frames stalled).
     pub shed: u64,
+    /// Packet loss on the way to the peer, from 0 to 1: the share of the probes sent over the
+    /// last 10 s or so (one per `ping_interval`, on the unreliable channel, answered on the
+    /// reliable one) that were never answered. What the game's unreliable messages to this
+    /// peer lose; reliable ones are resent (see `resent`). `None` for the first seconds of a
+    /// link.
+    pub loss: Option<f64>,
 }
 
 /// One remote peer's session state.
@@ -194,8 +211,13 @@ pub struct Session {
     unreliable: Vec<BytesMut>,
     /// Control records (ping, pong) for the next packet.
     control: BytesMut,
-    /// The newest ping to answer: one pong per transmit, however many pings a peer sends.
-    pong_due: Option<u64>,
+    /// The newest pings to answer (a heartbeat and a loss probe can arrive together): at most
+    /// [`MAX_PONGS`] pongs per transmit, however many pings a peer sends.
+    pongs_due: Vec<u64>,
+    /// When the next loss probe goes out.
+    next_probe: Duration,
+    /// The probes sent and which were answered.
+    loss: LossMeter,
     /// When the next round-trip sample is due (a ping whatever else flows).
     next_sample: Duration,
     /// When a packet last went to the peer: a heartbeat is due `ping_interval` after.
@@ -227,7 +249,9 @@ impl Session {
             sequence_out: SequenceCounter::default(),
             unreliable: Vec::new(),
             control: BytesMut::new(),
-            pong_due: None,
+            pongs_due: Vec::with_capacity(MAX_PONGS),
+            next_probe: now,
+            loss: LossMeter::default(),
             next_sample: now,
             last_sent: now,
             receiver: ReliableReceiver::default(),
@@ -280,7 +304,10 @@ impl Session {
         // Unreliable records queued for the old link are not replayed.
         self.unreliable.clear();
         self.control.clear();
-        self.pong_due = None;
+        self.pongs_due.clear();
+        self.next_probe = now;
+        self.loss.reset();
+        self.stats.loss = None;
     }
 
     /// The peer's traffic moved to another link while the old one was still up (it was never
@@ -417,7 +444,12 @@ impl Session {
                 return Err(PeerErrorKind::Violation(Violation::HandshakeInSession));
             }
             Record::Ack(next) => self.stats.resent += self.sender.handle_ack(next, now)?,
-            Record::Ping(nonce) => self.pong_due = Some(nonce),
+            Record::Ping(nonce) => {
+                if self.pongs_due.len() == MAX_PONGS {
+                    self.pongs_due.remove(0);
+                }
+                self.pongs_due.push(nonce);
+            }
             Record::Pong(nonce) => self.handle_pong(nonce, now),
             Record::Reliable { seq, kind, payload } => {
                 if self.accept(seq, wire::RELIABLE_HEADER + payload.len(), now)? {
@@ -531,7 +563,8 @@ impl Session {
     }
 
     fn handle_pong(&mut self, nonce: u64, now: Duration) {
-        let sent = self.epoch + Duration::from_micros(nonce);
+        self.loss.answered(nonce);
+        let sent = self.epoch + Duration::from_micros(nonce >> 1);
         if let Some(sample) = now.checked_sub(sent) {
             self.rtt.sample(sample);
             self.stats.rtt = self.rtt.srtt();
@@ -545,7 +578,7 @@ impl Session {
         if !link_ready {
             return None;
         }
-        if self.pong_due.is_some()
+        if !self.pongs_due.is_empty()
             || !self.control.is_empty()
             || !self.unreliable.is_empty()
             || self.sender.ready(self.config.max_in_flight)
@@ -560,7 +593,10 @@ impl Session {
         let ping = self
             .next_sample
             .min(self.last_sent + self.config.ping_interval);
-        [Some(ping), ack, resend].into_iter().flatten().min()
+        [Some(ping), Some(self.next_probe), ack, resend]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Builds the packets to send now and hands them to `out`. `link_ready`: a link to the
@@ -583,14 +619,22 @@ impl Session {
         let window = self.config.max_in_flight;
         // A heartbeat only when nothing else goes out now; a sample whatever flows.
         let riding = self.sender.ready(window);
-        let silent = self.unreliable.is_empty() && !riding;
+        let unreliable_data = !self.unreliable.is_empty();
+        let silent = !unreliable_data && !riding;
         if now >= self.next_sample || (silent && now >= self.last_sent + self.config.ping_interval)
         {
-            let nonce = now.saturating_sub(self.epoch).as_micros() as u64;
+            let nonce = ping_nonce(now.saturating_sub(self.epoch), false);
             wire::encode_ping(&mut self.control, nonce);
             self.next_sample = now + self.config.ping_interval.max(RTT_SAMPLE_INTERVAL);
         }
-        if let Some(nonce) = self.pong_due.take() {
+        if now >= self.next_probe {
+            let nonce = ping_nonce(now.saturating_sub(self.epoch), true);
+            self.probe(nonce, now);
+            self.next_probe = now + self.config.ping_interval;
+        }
+        let grace = self.rtt.rto(Duration::from_secs(1), Duration::from_secs(5));
+        self.stats.loss = self.loss.loss(now, grace);
+        for nonce in self.pongs_due.drain(..) {
             wire::encode_pong(&mut self.control, nonce);
         }
         let budget = self.config.packet_budget();
@@ -623,11 +667,30 @@ impl Session {
         if !packet.is_empty() {
             emit(&mut self.stats, Channel::Reliable, packet.freeze(), out);
         }
+        // A probe alone is no heartbeat: it may be lost, and acks do not ride on it.
+        if self.stats.packets_out != sent_before || unreliable_data {
+            self.last_sent = now;
+        }
         for packet in self.unreliable.drain(..) {
             emit(&mut self.stats, Channel::Unreliable, packet.freeze(), out);
         }
-        if self.stats.packets_out != sent_before {
-            self.last_sent = now;
+    }
+
+    /// Queues a loss probe: a ping on the unreliable channel, in the last unreliable packet
+    /// if it fits.
+    fn probe(&mut self, nonce: u64, now: Duration) {
+        let budget = self.config.packet_budget();
+        let fits = self
+            .unreliable
+            .last()
+            .is_some_and(|p| p.len() + wire::SMALL_RECORD_LEN <= budget);
+        if !fits {
+            self.unreliable
+                .push(BytesMut::with_capacity(wire::SMALL_RECORD_LEN));
+        }
+        if let Some(packet) = self.unreliable.last_mut() {
+            wire::encode_ping(packet, nonce);
+            self.loss.sent(nonce, now);
         }
     }
 
@@ -949,7 +1012,7 @@ mod tests {
     }
 
     #[test]
-    fn a_ping_flood_gets_one_pong() {
+    fn a_ping_flood_gets_four_pongs_at_most() {
         let mut s = Session::new(PeerId(1), config(), Duration::ZERO);
         s.handle_link_up(Duration::ZERO);
         for nonce in 0..10_000 {
@@ -964,7 +1027,15 @@ mod tests {
             .iter()
             .filter(|r| matches!(r, Record::Pong(_)))
             .collect();
-        assert_eq!(pongs, vec![&Record::Pong(9_999)]);
+        assert_eq!(
+            pongs,
+            (9_996..10_000)
+                .map(Record::Pong)
+                .collect::<Vec<_>>()
+                .iter()
+                .collect::<Vec<_>>(),
+            "the newest ones"
+        );
     }
 
     #[test]
@@ -1116,12 +1187,22 @@ mod tests {
 
     #[test]
     fn an_idle_link_pings_every_interval_a_busy_one_once_a_second() {
-        let pings = |s: &mut Session, now| {
-            Pair::packets(s, now)
-                .iter()
-                .flat_map(|(_, p)| Records::new(p.clone()).map(Result::unwrap))
-                .filter(|r| matches!(r, Record::Ping(_)))
-                .count()
+        // Reliable pings (heartbeats and round-trip samples); the unreliable loss probes go
+        // every interval whatever flows.
+        let mut probes = 0;
+        let mut pings = |s: &mut Session, now| {
+            let mut reliable = 0;
+            for (channel, p) in Pair::packets(s, now) {
+                let n = Records::new(p.clone())
+                    .map(Result::unwrap)
+                    .filter(|r| matches!(r, Record::Ping(_)))
+                    .count();
+                match channel {
+                    Channel::Reliable => reliable += n,
+                    Channel::Unreliable => probes += n,
+                }
+            }
+            reliable
         };
         let mut s = Session::new(PeerId(1), config(), Duration::ZERO);
         s.handle_link_up(Duration::ZERO);
@@ -1136,12 +1217,13 @@ mod tests {
             })
             .sum();
         assert!((5..=6).contains(&busy), "{busy} pings while busy");
+
         // Idle again: the heartbeat is back within an interval.
         let now = 1000 * 10 * MS;
-        assert_eq!(
-            s.poll_timeout(now, true),
-            Some(now + config().ping_interval - 10 * MS)
-        );
+        let heartbeat = now + config().ping_interval - 10 * MS;
+        assert!(s.poll_timeout(now, true) <= Some(heartbeat));
+        assert_eq!(pings(&mut s, heartbeat), 1);
+        assert!((40..=42).contains(&probes), "{probes} probes in 10 s");
     }
 
     #[test]
@@ -1190,6 +1272,36 @@ mod tests {
             payload: Bytes::new(),
         };
         assert!(s.handle_record(whole, now, &mut sink).is_err());
+    }
+
+    #[test]
+    fn loss_is_the_share_of_unanswered_probes() {
+        let mut p = Pair::new();
+        assert_eq!(p.a.stats().loss, None, "nothing measured yet");
+        // Both send their probes in the same rounds: every other such round, both are lost.
+        let mut unreliable = 0;
+        for _ in 0..1500 {
+            let mut half = |packets: Vec<(Channel, Bytes)>| {
+                packets
+                    .into_iter()
+                    .filter(|(c, _)| {
+                        *c == Channel::Reliable || {
+                            unreliable += 1;
+                            (unreliable - 1) / 2 % 2 == 0
+                        }
+                    })
+                    .collect()
+            };
+            p.step(&mut half);
+        }
+        let loss = p.a.stats().loss.expect("measured");
+        assert!((0.4..=0.6).contains(&loss), "{loss}");
+        // The link gets better: within the window (10 s) the estimate follows.
+        p.run(1500);
+        assert_eq!(p.a.stats().loss, Some(0.0));
+        // A new link starts afresh.
+        p.a.handle_link_up(p.now);
+        assert_eq!(p.a.stats().loss, None);
     }
 
     #[test]
