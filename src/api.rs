@@ -81,6 +81,19 @@ impl PeerMessage<'_> {
         self.net.queue_decision(peer, false);
     }
 
+    /// Host: removes `peer` from the room. It gets a [`PeerError`] with
+    /// [`PeerErrorKind::RefusedByPeer`]`(`[`ByeReason::Kicked`](crate::ByeReason::Kicked)`)`
+    /// and leaves; the other joiners see it go with
+    /// [`DisconnectReason::Evicted`](crate::DisconnectReason::Evicted), and we with
+    /// [`DisconnectReason::Kicked`](crate::DisconnectReason::Kicked). Takes effect in this
+    /// frame's [`PostUpdate`]; does nothing (but log a warning) on a joiner or for a peer not in
+    /// the room. Nothing stops the same player from asking to join again: review joiners
+    /// ([`PeerMessagePlugin::review_joiners`](crate::PeerMessagePlugin::review_joiners)) to
+    /// keep it out.
+    pub fn kick(&mut self, peer: PeerId) {
+        self.net.queue_kick(peer);
+    }
+
     /// Leaves the room: every peer is told at once (they see
     /// [`DisconnectReason::Left`](crate::core::room::DisconnectReason)), and this app goes
     /// [`Offline`](crate::ConnectionState::Offline).
@@ -225,7 +238,8 @@ impl PeerMessage<'_> {
         Ok((kind, delivery))
     }
 
-    fn report(&mut self, peer: Option<PeerId>, error: SendError) {
+    /// Logs a refused send and reports it as a [`PeerError`].
+    pub(crate) fn report(&mut self, peer: Option<PeerId>, error: SendError) {
         warn!("send refused: {error}");
         self.errors.write(PeerError {
             peer,

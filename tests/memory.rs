@@ -6,9 +6,12 @@
 //! admission and budgets.
 
 mod common;
+#[cfg(feature = "replicon")]
+#[path = "memory/replicon.rs"]
+mod replicon;
 
 use bevy::{prelude::*, time::TimeUpdateStrategy};
-use bevy_peer_message::{Budget, prelude::*};
+use bevy_peer_message::{Budget, ByeReason, prelude::*};
 use common::*;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -984,4 +987,53 @@ fn diagnostics_measure_the_room() {
     );
     run(&network, &mut [&mut host, &mut joiner], STEP);
     assert_eq!(value(&joiner, D::RECONNECTS), Some(1.0));
+}
+
+#[test]
+fn the_host_kicks_a_joiner_out_of_the_room() {
+    let network = MemoryNetwork::default();
+    let plugin = || PeerMessagePlugin::default().rejoin(false);
+    let mut host = app(&network, 1, plugin());
+    let mut kicked = app(&network, 2, plugin());
+    let mut stays = app(&network, 3, plugin());
+    connect(&network, &mut host, &mut kicked);
+    net(&mut stays, |n| n.join("room"));
+    run_until(
+        &network,
+        &mut [&mut host, &mut kicked, &mut stays],
+        SECOND,
+        "three",
+        |a| inbox::<PeerConnected>(a[2]).len() == 2,
+    );
+    net(&mut stays, |n| n.kick(pid(2))); // Not a host: a warning, nothing else.
+    net(&mut host, |n| n.kick(pid(2)));
+    run(
+        &network,
+        &mut [&mut host, &mut kicked, &mut stays],
+        10 * STEP,
+    );
+    let gone = |app: &App| {
+        inbox::<PeerDisconnected>(app)
+            .iter()
+            .map(|d| (d.peer, d.reason))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(gone(&host), vec![(pid(2), DisconnectReason::Kicked)]);
+    assert_eq!(gone(&stays), vec![(pid(2), DisconnectReason::Evicted)]);
+    assert_eq!(state(&kicked), ConnectionState::Offline);
+    assert_eq!(
+        inbox::<PeerError>(&kicked)
+            .iter()
+            .map(|e| e.error.clone())
+            .collect::<Vec<_>>(),
+        vec![PeerErrorKind::RefusedByPeer(ByeReason::Kicked)]
+    );
+    net(&mut stays, |n| n.send_to_host(Numbered(7)));
+    run(
+        &network,
+        &mut [&mut host, &mut kicked, &mut stays],
+        5 * STEP,
+    );
+    assert_eq!(numbers(&host), vec![7]);
+    assert_no_errors(&[&host, &stays]);
 }

@@ -95,6 +95,12 @@ pub enum Violation {
     /// A room control message (the host's list of admitted peers) that does not decode.
     #[error("malformed room control message")]
     BadControl,
+    /// A replication message (the `replicon` feature) on a channel this app does not have,
+    /// unreliably on a channel that must be reliable, or to a joiner from another joiner.
+    #[error(
+        "replication message on a channel that does not exist, with a weaker delivery, or not from the host"
+    )]
+    BadReplicationMessage,
 }
 
 /// Why the connection to the signaling server, or a socket, failed.

@@ -136,6 +136,8 @@ pub enum ByeReason {
     NotAdmitted = 7,
     /// We went over one of the peer's budgets (messages or bytes per second, handshakes).
     OverBudget = 8,
+    /// The host removed us from the room (its game called `kick`).
+    Kicked = 9,
 }
 
 impl std::fmt::Display for ByeReason {
@@ -150,6 +152,7 @@ impl std::fmt::Display for ByeReason {
             Self::RoomSecret => "the room secret does not match",
             Self::NotAdmitted => "the host did not admit us",
             Self::OverBudget => "we went over its budget",
+            Self::Kicked => "the host removed us from the room",
         })
     }
 }
@@ -166,6 +169,7 @@ impl ByeReason {
             6 => Self::RoomSecret,
             7 => Self::NotAdmitted,
             8 => Self::OverBudget,
+            9 => Self::Kicked,
             other => return Err(WireError::BadValue("bye reason", other as u64)),
         })
     }

@@ -54,6 +54,8 @@ enum Command {
     Host(String),
     Join(String, Vec<u8>),
     Decide(PeerId, bool),
+    Kick(PeerId),
+    Drop(PeerId, PeerErrorKind),
     Leave,
     Blackout(Duration),
     IceServers(IceServers),
@@ -161,6 +163,14 @@ impl PeerNetwork {
     pub(crate) fn queue_decision(&mut self, peer: PeerId, admit: bool) {
         self.commands.push(Command::Decide(peer, admit));
     }
+    pub(crate) fn queue_kick(&mut self, peer: PeerId) {
+        self.commands.push(Command::Kick(peer));
+    }
+    /// Drops `peer` for `error` (something it sent that a layer above the protocol refused).
+    #[cfg_attr(not(feature = "replicon"), allow(dead_code))]
+    pub(crate) fn queue_drop(&mut self, peer: PeerId, error: PeerErrorKind) {
+        self.commands.push(Command::Drop(peer, error));
+    }
     pub(crate) fn queue_leave(&mut self) {
         self.commands.push(Command::Leave);
     }
@@ -182,6 +192,12 @@ impl PeerNetwork {
     /// The host, once a joiner is connected to it.
     pub(crate) fn host(&self) -> Option<PeerId> {
         lock(&self.engine).room.as_ref().and_then(|r| r.host())
+    }
+
+    /// The entity of a connected peer.
+    #[cfg_attr(not(feature = "replicon"), allow(dead_code))]
+    pub(crate) fn entity(&self, peer: PeerId) -> Option<Entity> {
+        self.entities.get(&peer).copied()
     }
 
     /// The connected peers and their roles.
@@ -469,8 +485,11 @@ fn apply_event(world: &mut World, net: &mut PeerNetwork, engine: &mut Engine, ev
             world.write_message(PeerReconnected { peer, downtime });
         }
         RoomEvent::Disconnected { peer, reason } => {
-            if let Some(entity) = net.entities.remove(&peer) {
-                world.despawn(entity);
+            // (Unless the game despawned it already.)
+            if let Some(entity) = net.entities.remove(&peer)
+                && let Ok(entity) = world.get_entity_mut(entity)
+            {
+                entity.despawn();
             }
             // A new incarnation under the same id numbers its stream from zero again.
             net.transfers.retain(|(p, _, _), _| *p != peer);
@@ -665,6 +684,23 @@ pub(crate) fn transmit(world: &mut World) {
                         if !waiting {
                             warn!("no join request from {peer} is waiting (it timed out or left)");
                         }
+                    }
+                    Ok(())
+                }
+                Command::Kick(peer) => {
+                    let kicked = engine.room.as_mut().is_some_and(|room| room.kick(peer));
+                    if kicked {
+                        info!("kicked peer {peer}");
+                    } else {
+                        warn!("cannot kick {peer}: not a host, or no such peer in the room");
+                    }
+                    Ok(())
+                }
+                Command::Drop(peer, error) => {
+                    if let Some(room) = engine.room.as_mut()
+                        && room.session(peer).is_some()
+                    {
+                        room.drop_peer(peer, error);
                     }
                     Ok(())
                 }

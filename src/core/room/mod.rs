@@ -59,8 +59,11 @@ pub enum DisconnectReason {
     /// restarted), or, for a joiner's host, another host took the room while this one was
     /// away (a host that restarted under a new id).
     Replaced,
-    /// The host removed the peer from the room (it broke the protocol or a budget there).
+    /// The host removed the peer from the room (it broke the protocol or a budget there, or
+    /// the host's game kicked it).
     Evicted,
+    /// We (the host) removed the peer from the room: our game called `kick`.
+    Kicked,
 }
 
 /// What the room tells the shell.
@@ -1357,6 +1360,23 @@ impl<L: LinkEnds> Room<L> {
             }
             self.remove_peer(peer, DisconnectReason::LocalLeave);
         }
+    }
+
+    /// Host: removes `peer` from the room. Its links end with a `Bye` (it sees
+    /// [`PeerErrorKind::RefusedByPeer`]`(`[`ByeReason::Kicked`]`)` and leaves), every other
+    /// joiner is told (it sees [`DisconnectReason::Evicted`]), and we see
+    /// [`DisconnectReason::Kicked`]. What was queued for the peer and not yet sent is dropped.
+    /// False (and nothing done) on a joiner, or for a peer not in the room.
+    pub fn kick(&mut self, peer: PeerId) -> bool {
+        if self.local.role != Role::Host || !self.peers.contains_key(&peer) {
+            return false;
+        }
+        for link in self.links_of(peer) {
+            self.close_link(link, Some(ByeReason::Kicked));
+        }
+        self.remove_peer(peer, DisconnectReason::Kicked);
+        self.evict(peer);
+        true
     }
 
     /// Queues a message for `peer`.

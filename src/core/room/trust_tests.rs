@@ -646,3 +646,51 @@ fn a_flooder_over_budget_is_dropped_and_evicted_while_an_honest_stream_is_untouc
         vec![PeerErrorKind::RefusedByPeer(ByeReason::OverBudget)]
     );
 }
+
+#[test]
+fn a_kicked_joiner_leaves_the_whole_room_and_only_the_host_can_kick() {
+    let mut mesh = Mesh::new(vec![
+        room(1, Role::Host, open()),
+        room(2, Role::Joiner, open()),
+        room(3, Role::Joiner, open()),
+    ]);
+    for (a, b) in [(0, 1), (0, 2), (1, 2)] {
+        mesh.link(a, b);
+    }
+    mesh.run(50);
+    for i in 0..3 {
+        assert_eq!(mesh.take_events(i).len(), 2, "everyone meets everyone");
+    }
+    assert!(!mesh.room(1).kick(peer(3)), "a joiner cannot kick");
+    assert!(!mesh.room(0).kick(peer(9)), "nobody to kick");
+    assert!(mesh.room(0).kick(peer(3)));
+    mesh.run(500);
+    assert_eq!(
+        mesh.take_events(0),
+        vec![RoomEvent::Disconnected {
+            peer: peer(3),
+            reason: DisconnectReason::Kicked
+        }]
+    );
+    assert_eq!(
+        mesh.take_events(1),
+        vec![RoomEvent::Disconnected {
+            peer: peer(3),
+            reason: DisconnectReason::Evicted
+        }]
+    );
+    let kicked = mesh.take_events(2);
+    assert_eq!(
+        errors(&kicked),
+        vec![PeerErrorKind::RefusedByPeer(ByeReason::Kicked)]
+    );
+    assert!(kicked.contains(&RoomEvent::Disconnected {
+        peer: peer(1),
+        reason: DisconnectReason::Refused
+    }));
+    // The joiners that stay still talk.
+    stream(&mut mesh, 1, 1, 0..10);
+    mesh.run(100);
+    let (got, _) = mesh.split(0);
+    assert_eq!(got, (0..10).collect::<Vec<_>>());
+}
