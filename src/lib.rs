@@ -76,6 +76,8 @@ mod network;
 mod plugin;
 #[cfg(feature = "plugin")]
 mod registry;
+#[cfg(feature = "replicon")]
+mod replicon;
 
 #[cfg(feature = "plugin")]
 pub use crate::api::PeerMessage;
@@ -117,6 +119,8 @@ pub use crate::io::signaling::LocalSignalingHub;
 pub use crate::plugin::{PeerMessagePlugin, PeerMessageSet};
 #[cfg(feature = "plugin")]
 pub use crate::registry::{PeerMessageAppExt, PeerMessageType, Received};
+#[cfg(feature = "replicon")]
+pub use crate::replicon::RepliconPeerMessagePlugin;
 
 /// Everything a game needs: `use bevy_peer_message::prelude::*;`.
 #[cfg(feature = "plugin")]

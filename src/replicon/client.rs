@@ -1,0 +1,107 @@
+//! A joiner as replicon's client, the room's host its server.
+
+use super::{RateMeter, ReliablePacket, UnreliablePacket, check, max_unreliable_message, refuse};
+use crate::{
+    PeerMessage, config::PeerMessageSettings, core::peer::Role, events::Peer, events::PeerStats,
+    network::PeerNetwork, registry::Received,
+};
+use bevy::prelude::*;
+use bevy_replicon::{client::ClientSystems, prelude::*, shared::backend::ClientStats};
+
+pub(super) fn build(app: &mut App) {
+    app.add_systems(
+        PreUpdate,
+        (update_state, receive, update_stats)
+            .chain()
+            .in_set(ClientSystems::ReceivePackets),
+    )
+    .add_systems(
+        PostUpdate,
+        send.in_set(ClientSystems::SendPackets)
+            .run_if(in_state(ClientState::Connected)),
+    );
+}
+
+/// A joiner is `Connecting` until it meets the host, then `Connected` for as long as the
+/// host's session lives: while the host is away and being reconnected to as well. A host gone
+/// for good makes it `Disconnected` for a frame at least, then `Connecting` again if it
+/// rejoins (see [`PeerMessagePlugin::rejoin`](crate::PeerMessagePlugin::rejoin)).
+fn update_state(
+    net: PeerMessage,
+    state: Res<State<ClientState>>,
+    mut next: ResMut<NextState<ClientState>>,
+) {
+    let now = *state.get();
+    let want = match (net.role(), net.host_id()) {
+        // Through `Connecting` even when the host is met at once (as on the in-memory
+        // network), as replicon's own backends do.
+        (Some(Role::Joiner), Some(_)) if now == ClientState::Disconnected => {
+            ClientState::Connecting
+        }
+        (Some(Role::Joiner), Some(_)) => ClientState::Connected,
+        (Some(Role::Joiner), None) if now != ClientState::Connected => ClientState::Connecting,
+        _ => ClientState::Disconnected,
+    };
+    if now != want {
+        next.set(want);
+    }
+}
+
+fn receive(
+    mut reliable: MessageReader<Received<ReliablePacket>>,
+    mut unreliable: MessageReader<Received<UnreliablePacket>>,
+    channels: Res<RepliconChannels>,
+    mut messages: ResMut<ClientMessages>,
+    mut net: ResMut<PeerNetwork>,
+) {
+    let host = match net.role() {
+        Some(Role::Joiner) => net.host(),
+        _ => None,
+    };
+    let received = reliable
+        .read()
+        .map(|r| (r.from, &r.message.0, true))
+        .chain(unreliable.read().map(|r| (r.from, &r.message.0, false)));
+    for (from, packet, is_reliable) in received {
+        if net.role() != Some(Role::Joiner) {
+            continue; // The host's: the server side takes it.
+        }
+        if Some(from) != host {
+            refuse(&mut net, from); // Replication comes from the host only.
+            continue;
+        }
+        match check(channels.server_channels(), packet, is_reliable) {
+            Some(channel) => messages.insert_received(channel, packet.payload.clone()),
+            None => refuse(&mut net, from),
+        }
+    }
+}
+
+fn update_stats(
+    time: Res<Time>,
+    peers: Query<(&Peer, &PeerStats)>,
+    mut meter: Local<RateMeter>,
+    mut out: ResMut<ClientStats>,
+) {
+    if let Some((_, stats)) = peers.iter().find(|(p, _)| p.role == Role::Host) {
+        meter.update(time.elapsed(), stats, &mut out);
+    }
+}
+
+fn send(
+    mut messages: ResMut<ClientMessages>,
+    channels: Res<RepliconChannels>,
+    settings: Res<PeerMessageSettings>,
+    mut net: PeerMessage,
+) {
+    let max_unreliable = max_unreliable_message(&settings.session);
+    let Some(host) = net.host_id().filter(|_| net.role() == Some(Role::Joiner)) else {
+        messages.drain_sent().for_each(drop);
+        return;
+    };
+    for (channel, payload) in messages.drain_sent() {
+        if let Some(&kind) = channels.client_channels().get(channel) {
+            super::send(&mut net, host, kind, channel, payload, max_unreliable);
+        }
+    }
+}
