@@ -21,10 +21,14 @@
 //! Every event the game reacts to is also logged (`box_game: ...`, the browser console on the
 //! web), which the browser test reads.
 
-use bevy::{prelude::*, window::WindowResolution};
+use bevy::prelude::*;
 use bevy_peer_message::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
+
+#[path = "shared/options.rs"]
+mod options;
+use options::Options;
 
 /// Where a player's box is.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
@@ -37,85 +41,6 @@ struct BoxPosition {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 struct Shout {
     text: String,
-}
-
-/// What to do, from the command line (native) or the page's query string (web).
-#[derive(Resource, Clone, Debug)]
-struct Options {
-    host: bool,
-    room: String,
-    signal: Option<String>,
-    auto: bool,
-}
-
-impl Options {
-    fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
-        let mut options = Options {
-            host: true,
-            room: "arena".into(),
-            signal: None,
-            auto: false,
-        };
-        let mut words = words.into_iter().peekable();
-        match words.next() {
-            Some("host") => options.host = true,
-            Some("join") => options.host = false,
-            other => return Err(format!("expected host or join, got {other:?}")),
-        }
-        if let Some(room) = words.next_if(|w| !w.starts_with("--")) {
-            options.room = room.into();
-        }
-        while let Some(word) = words.next() {
-            match word {
-                "--signal" => options.signal = words.next().map(str::to_owned),
-                "--auto" => options.auto = true,
-                other => return Err(format!("unknown option {other}")),
-            }
-        }
-        Ok(options)
-    }
-
-    #[cfg(not(target_arch = "wasm32"))]
-    fn from_environment() -> Result<Self, String> {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        Self::parse(args.iter().map(String::as_str))
-    }
-
-    /// `?host&room=arena&signal=ws://127.0.0.1:3536&auto` (or `?join...`).
-    #[cfg(target_arch = "wasm32")]
-    fn from_environment() -> Result<Self, String> {
-        let search = web_sys::window()
-            .and_then(|w| w.location().search().ok())
-            .unwrap_or_default();
-        let mut words: Vec<String> = vec![];
-        let (mut room, mut signal, mut auto) = (None, None, false);
-        for pair in search.trim_start_matches('?').split('&') {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = js_sys::decode_uri_component(value)
-                .ok()
-                .and_then(|v| v.as_string())
-                .unwrap_or_else(|| value.to_owned());
-            match key {
-                "host" | "join" => words.insert(0, key.to_owned()),
-                "room" => room = Some(value),
-                "signal" => signal = Some(value),
-                "auto" => auto = true,
-                _ => {}
-            }
-        }
-        if words.is_empty() {
-            words.push("host".into());
-        }
-        if let Some(room) = room {
-            words.push(room);
-        }
-        words.push("--signal".into());
-        words.push(signal.unwrap_or_else(|| "ws://127.0.0.1:3536".into()));
-        if auto {
-            words.push("--auto".into());
-        }
-        Self::parse(words.iter().map(String::as_str))
-    }
 }
 
 /// Our own box.
@@ -143,32 +68,10 @@ const BOX: f32 = 48.0;
 const SPEED: f32 = 240.0;
 
 fn main() {
-    let options = match Options::from_environment() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}");
-            eprintln!("usage: box_game host [ROOM] [--signal URL] [--auto]");
-            eprintln!("       box_game join [ROOM] --signal ws://ADDR:3536 [--auto]");
-            std::process::exit(2);
-        }
-    };
-    let mut plugin = PeerMessagePlugin::default().ice_servers(IceServers::none());
-    if let Some(url) = &options.signal {
-        plugin = plugin.signaling(Signaling::server(url.clone()));
-    }
+    let options = Options::or_exit("box_game");
     App::new()
-        .add_plugins(DefaultPlugins.set(WindowPlugin {
-            primary_window: Some(Window {
-                title: format!("box_game: {}", options.room),
-                resolution: WindowResolution::new(800, 600),
-                canvas: Some("#box-game".into()),
-                fit_canvas_to_parent: true,
-                prevent_default_event_handling: true,
-                ..default()
-            }),
-            ..default()
-        }))
-        .add_plugins((plugin, PeerMessageDiagnosticsPlugin))
+        .add_plugins(DefaultPlugins.set(options.window("box_game")))
+        .add_plugins((options.plugin(), PeerMessageDiagnosticsPlugin))
         .add_peer_message::<BoxPosition>(Delivery::UnreliableSequenced)
         .add_peer_message::<Shout>(Delivery::Reliable)
         .insert_resource(options)

@@ -5,8 +5,12 @@ use std::fmt;
 /// A peer's stable identity: drawn at random once per app (or supplied by the game), the same
 /// on every link and across reconnects, unlike matchbox's per-socket id.
 ///
-/// Displays as 8 hex digits (the full id with `{:#}`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Displays as 8 hex digits (the full id with `{:#}`). Serde: its number, so games can put
+/// it in their messages and replicated components ("who scored").
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct PeerId(pub u128);
 
 impl PeerId {

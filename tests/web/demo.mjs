@@ -1,4 +1,4 @@
-// Opens the box_game web build in two headless Chromium browsers: one hosts, one joins (both
+// Opens a box game's web build (DEMO_EXAMPLE: box_game or replicon_boxes) in two headless Chromium browsers: one hosts, one joins (both
 // with `auto`, so their boxes move by themselves). Passes when each page has logged that the
 // other connected and that it received the other's box positions; saves a screenshot of each.
 //
@@ -7,6 +7,7 @@
 import { chromium } from "playwright-core";
 import { mkdirSync, writeFileSync } from "node:fs";
 
+const example = process.env.DEMO_EXAMPLE ?? "box_game";
 const base = process.env.DEMO_URL ?? "http://127.0.0.1:8080/index.html";
 const signal = process.env.SIGNAL_URL ?? "ws://127.0.0.1:3536";
 const out = process.env.DEMO_OUT_DIR ?? "target/web-demo";
@@ -53,7 +54,7 @@ async function open(name, query) {
   page.on("console", (m) => {
     const text = m.text();
     log.push(text);
-    if (text.includes("box_game:") || m.type() === "error") {
+    if (text.includes(`${example}:`) || m.type() === "error") {
       console.log(`[${name} ${elapsed()}] ${text}`);
     }
   });
@@ -70,14 +71,14 @@ async function open(name, query) {
 
 const host = await open("host", "host&room=webdemo");
 // The joiner opens once the host's room exists (a joiner without a host keeps trying anyway).
-const hostReady = () => host.log.some((l) => l.includes("box_game: hosting"));
+const hostReady = () => host.log.some((l) => l.includes(`${example}: hosting`));
 while (!hostReady() && Date.now() - started < timeout) {
   await new Promise((r) => setTimeout(r, 200));
 }
 const joiner = await open("joiner", "join&room=webdemo");
 
-const sawConnect = (p) => p.log.some((l) => l.includes("box_game: connected"));
-const sawPositions = (p) => p.log.some((l) => l.includes("box_game: position from"));
+const sawConnect = (p) => p.log.some((l) => l.includes(`${example}: connected`));
+const sawPositions = (p) => p.log.some((l) => l.includes(`${example}: position from`));
 const done = () => [host, joiner].every((p) => sawConnect(p) && sawPositions(p));
 while (!done() && Date.now() - started < timeout) {
   await new Promise((r) => setTimeout(r, 250));
