@@ -3,6 +3,9 @@
 //! Each test binary uses a part of it.
 #![allow(dead_code)]
 
+#[cfg(feature = "replicon")]
+pub mod replicon;
+
 use bevy::prelude::*;
 use bevy_peer_message::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -4,89 +4,20 @@
 //! disconnect requests and a lying client are handled.
 
 use super::*;
+use crate::common::replicon::*;
 use bevy::state::{app::StatesPlugin, state::StateTransitionEvent};
-use bevy_peer_message::{RepliconPeerMessagePlugin, Violation};
+use bevy_peer_message::Violation;
 use bevy_replicon::prelude::*;
-use std::collections::BTreeMap;
-
-/// Replicated: which box (the same number on every app).
-#[derive(Component, Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
-struct Tag(u32);
-
-/// Replicated: where it is; the server moves every box each frame.
-#[derive(Component, Serialize, Deserialize, Clone, Copy, PartialEq, Debug)]
-struct Position(i64);
-
-/// A client's input: push box `n` (the server counts pushes in `Pushes`).
-#[derive(Message, Serialize, Deserialize, Clone, Copy, Debug)]
-struct Push(u32);
-
-/// Server: every push received, in order.
-#[derive(Resource, Default)]
-struct Pushes(Vec<u32>);
-
-/// Host: client entities whose `ConnectedClient` was removed.
-#[derive(Resource, Default)]
-struct ClientsRemoved(Vec<Entity>);
 
 fn replicon_app(network: &MemoryNetwork, id: u128, plugin: PeerMessagePlugin) -> App {
     let mut app = App::new();
     app.add_plugins((MinimalPlugins, StatesPlugin))
         .insert_resource(TimeUpdateStrategy::ManualDuration(STEP))
-        .add_plugins(RepliconPlugins)
-        .add_plugins(plugin.in_memory(network).identity(identity(id)))
-        .add_plugins(RepliconPeerMessagePlugin)
-        .replicate::<Tag>()
-        .replicate::<Position>()
-        .add_client_message::<Push>(Channel::Ordered)
-        .init_resource::<Pushes>()
-        .init_resource::<ClientsRemoved>()
-        .add_observer(
-            |removed: On<Remove<ConnectedClient>>, mut log: ResMut<ClientsRemoved>| {
-                log.0.push(removed.entity)
-            },
-        )
-        .add_systems(
-            Update,
-            (move_boxes, take_pushes).run_if(in_state(ServerState::Running)),
-        );
+        .add_plugins(plugin.in_memory(network).identity(identity(id)));
     record_lifecycle(&mut app);
+    add_replicon(&mut app);
     record::<StateTransitionEvent<ClientState>>(&mut app);
-    // `App::run` would: replicon sets its channels up in `finish`.
-    app.finish();
-    app.cleanup();
     app
-}
-
-fn move_boxes(mut boxes: Query<&mut Position>) {
-    for mut p in &mut boxes {
-        p.0 += 1;
-    }
-}
-
-fn take_pushes(mut pushes: MessageReader<FromClient<Push>>, mut log: ResMut<Pushes>) {
-    log.0.extend(pushes.read().map(|p| p.message.0));
-}
-
-fn spawn_box(app: &mut App, tag: u32) -> Entity {
-    app.world_mut()
-        .spawn((Replicated, Tag(tag), Position(0)))
-        .id()
-}
-
-/// Every box an app has: tag → the positions of the entities with it (one, unless
-/// duplicated).
-fn boxes(app: &mut App) -> BTreeMap<u32, Vec<i64>> {
-    let mut out: BTreeMap<u32, Vec<i64>> = BTreeMap::new();
-    let mut query = app.world_mut().query::<(&Tag, &Position)>();
-    for (tag, pos) in query.iter(app.world()) {
-        out.entry(tag.0).or_default().push(pos.0);
-    }
-    out
-}
-
-fn client_state(app: &App) -> ClientState {
-    *app.world().resource::<State<ClientState>>().get()
 }
 
 fn client_transitions(app: &App) -> Vec<Option<ClientState>> {
@@ -117,17 +48,6 @@ fn replicating(plugin: impl Fn() -> PeerMessagePlugin) -> (MemoryNetwork, App, A
         ServerState::Running
     );
     (network, host, joiner)
-}
-
-/// [`boxes`] without `&mut` (for `run_until`'s predicate).
-fn boxes_of(app: &App) -> BTreeMap<u32, Vec<i64>> {
-    let mut out: BTreeMap<u32, Vec<i64>> = BTreeMap::new();
-    for entity in app.world().iter_entities() {
-        if let (Some(tag), Some(pos)) = (entity.get::<Tag>(), entity.get::<Position>()) {
-            out.entry(tag.0).or_default().push(pos.0);
-        }
-    }
-    out
 }
 
 /// Runs until the client has exactly the server's boxes, each once (they move every frame,
@@ -167,8 +87,8 @@ fn replication_converges_and_client_messages_reach_the_server() {
     );
 
     // Positions follow the server's (they move every frame: compare a frame apart at most).
-    let server = boxes(&mut host);
-    let client_view = boxes(&mut joiner);
+    let server = boxes_of(&host);
+    let client_view = boxes_of(&joiner);
     assert_eq!(
         server.keys().collect::<Vec<_>>(),
         client_view.keys().collect::<Vec<_>>()
@@ -240,8 +160,8 @@ fn a_3s_link_cut_is_no_disconnect_and_loses_or_duplicates_nothing() {
     );
     settle(&network, &mut host, &mut joiner);
 
-    let server = boxes(&mut host);
-    let client_view = boxes(&mut joiner);
+    let server = boxes_of(&host);
+    let client_view = boxes_of(&joiner);
     assert_eq!(
         server.len(),
         10 + 30 - 10,

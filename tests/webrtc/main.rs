@@ -14,5 +14,7 @@ mod delivery;
 mod handshake;
 mod large;
 mod reconnect;
+#[cfg(feature = "replicon")]
+mod replicon;
 mod room;
 mod vanishing;
