@@ -692,3 +692,74 @@ async fn a_browser_behind_nat_reaches_a_native_host_behind_a_symmetric_nat_throu
     print_round_trips(&mut joiner, "relayed (TURN)").await;
     echo_through(&mut joiner).await;
 }
+
+/// bevy_replicon in the browser (feature `replicon`): a server and a client in one page over
+/// the browser's WebRTC. The world replicates, the client's inputs arrive in order, and a 3 s
+/// blackout of the client is no disconnect for replicon: the client stays `Connected`, the
+/// server keeps its client entity, and the boxes spawned meanwhile arrive, once each.
+#[cfg(feature = "replicon")]
+#[wasm_bindgen_test]
+async fn replicon_replicates_through_a_blackout_in_the_browser() {
+    use bevy_replicon::prelude::*;
+    use common::replicon::*;
+
+    prepare().await;
+    let hub = LocalSignalingHub::default();
+    let signaling = || Signaling::custom(Arc::new(hub.clone()), "local://page");
+    let mut host = app(signaling());
+    let mut joiner = app(signaling());
+    add_replicon(&mut host);
+    add_replicon(&mut joiner);
+    for tag in 0..10 {
+        spawn_box(&mut host, tag);
+    }
+    net(&mut host, |n| n.host("replicon"));
+    net(&mut joiner, |n| n.join("replicon"));
+    run_until(
+        &mut [&mut host, &mut joiner],
+        Duration::from_secs(30),
+        "the boxes replicated",
+        |a| client_state(a[1]) == ClientState::Connected && boxes_of(a[1]).len() == 10,
+    )
+    .await;
+    for n in 0..20 {
+        joiner.world_mut().write_message(Push(n));
+    }
+    net(&mut joiner, |n| n.simulate_blackout(Duration::from_secs(3)));
+    let start = web_time();
+    let mut tag = 10;
+    while web_time() - start < 3000.0 {
+        if tag < 15 {
+            spawn_box(&mut host, tag);
+            tag += 1;
+        }
+        run_until(
+            &mut [&mut host, &mut joiner],
+            Duration::from_secs(5),
+            "a frame",
+            |_| true,
+        )
+        .await;
+        assert_eq!(client_state(&joiner), ClientState::Connected);
+    }
+    run_until(
+        &mut [&mut host, &mut joiner],
+        Duration::from_secs(30),
+        "every box once, every push",
+        |a| {
+            let boxes = boxes_of(a[1]);
+            boxes.keys().eq(boxes_of(a[0]).keys())
+                && boxes.values().all(|v| v.len() == 1)
+                && a[0].world().resource::<Pushes>().0.len() == 20
+        },
+    )
+    .await;
+    assert_eq!(boxes_of(&joiner).len(), 15);
+    assert_eq!(
+        host.world().resource::<Pushes>().0,
+        (0..20).collect::<Vec<_>>()
+    );
+    assert!(host.world().resource::<ClientsRemoved>().0.is_empty());
+    assert_eq!(client_state(&joiner), ClientState::Connected);
+    assert!(inbox(&host).errors.is_empty() && inbox(&joiner).errors.is_empty());
+}
