@@ -430,8 +430,11 @@ fn hud(
             Some(NetworkPath::Relayed) => "relayed",
             None => "-",
         };
+        let loss = stats
+            .loss
+            .map_or("-".into(), |l| format!("{:.0} %", l * 100.0));
         lines.push(format!(
-            "{} {} - {status} - {path} - rtt {rtt} - {} positions",
+            "{} {} - {status} - {path} - rtt {rtt} - loss {loss} - {} positions",
             peer.role,
             peer.id,
             players.positions_received.get(&peer.id).unwrap_or(&0)

@@ -975,6 +975,15 @@ fn diagnostics_measure_the_room() {
         );
     }
     assert_eq!(value(&joiner, D::RECONNECTS), Some(0.0));
+    assert!(value(&joiner, D::MESSAGES_OUT).is_some_and(|v| v > 0.0));
+    // Loss needs a few seconds of probes.
+    assert_eq!(value(&joiner, D::LOSS), None);
+    run(&network, &mut [&mut host, &mut joiner], 3 * SECOND);
+    assert_eq!(value(&joiner, D::LOSS), Some(0.0));
+    let host_rtt = D::peer_path(pid(1), "rtt");
+    let host_loss = D::peer_path(pid(1), "loss");
+    assert!(value(&joiner, host_rtt.clone()).is_some_and(|ms| ms >= 0.0));
+    assert_eq!(value(&joiner, host_loss.clone()), Some(0.0));
     network.set_online(pid(1), false);
     run(&network, &mut [&mut host, &mut joiner], 2 * SECOND);
     network.set_online(pid(1), true);
@@ -987,6 +996,11 @@ fn diagnostics_measure_the_room() {
     );
     run(&network, &mut [&mut host, &mut joiner], STEP);
     assert_eq!(value(&joiner, D::RECONNECTS), Some(1.0));
+    // A peer gone has no figures any more.
+    net(&mut host, |n| n.leave());
+    run(&network, &mut [&mut host, &mut joiner], 5 * STEP);
+    assert_eq!(value(&joiner, host_rtt), None);
+    assert_eq!(value(&joiner, host_loss), None);
 }
 
 #[test]

@@ -185,6 +185,11 @@ pub struct Stats {
     pub packets_in: u64,
     /// Packets sent.
     pub packets_out: u64,
+    /// Messages received whole (a fragmented one counts once; the room's own few control
+    /// messages count too).
+    pub messages_in: u64,
+    /// Messages queued for the peer (by [`Session::send`]).
+    pub messages_out: u64,
     /// Reliable records sent more than once (after a reconnect or a timeout).
     pub resent: u64,
     /// Reliable records received more than once (dropped).
@@ -324,7 +329,9 @@ impl Session {
             Delivery::Reliable => self.send_reliable(kind, payload),
             Delivery::Unreliable => self.send_unreliable(kind, payload, false),
             Delivery::UnreliableSequenced => self.send_unreliable(kind, payload, true),
-        }
+        }?;
+        self.stats.messages_out += 1;
+        Ok(())
     }
 
     /// Queues a reliable message. Fragments it when it does not fit one packet.
@@ -521,6 +528,7 @@ impl Session {
 
     fn hand_up(&mut self, kind: u32, payload: Bytes, deliver: &mut impl FnMut(Inbound)) {
         self.undelivered += payload.len();
+        self.stats.messages_in += 1;
         deliver(Inbound { kind, payload });
     }
 
