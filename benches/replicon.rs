@@ -29,8 +29,8 @@ use bevy_replicon::prelude::*;
 use bevy_replicon_renet::{
     RenetChannelsExt, RenetClient, RenetServer, RepliconRenetPlugins,
     netcode::{
-        ClientAuthentication, NetcodeClientTransport, NetcodeServerTransport,
-        ServerAuthentication, ServerConfig,
+        ClientAuthentication, NetcodeClientTransport, NetcodeServerTransport, ServerAuthentication,
+        ServerConfig,
     },
     renet::ConnectionConfig,
 };
@@ -136,9 +136,11 @@ fn measure(
     seconds: u64,
     pokes: u32,
 ) -> Figures {
-    run_until(&mut [&mut server, &mut client], "the world replicated", |a| {
-        replicated(a[1]) == BOXES && answer_seen(a[1]).is_some()
-    });
+    run_until(
+        &mut [&mut server, &mut client],
+        "the world replicated",
+        |a| replicated(a[1]) == BOXES && answer_seen(a[1]).is_some(),
+    );
     // Traffic: the boxes moving, nothing else.
     run_until_elapsed(&mut server, &mut client, 2 * SECOND);
     let (bytes, start) = (wire_bytes(), Instant::now());
@@ -219,7 +221,11 @@ fn ours(seconds: u64, pokes: u32) -> Figures {
 fn renet(seconds: u64, pokes: u32) -> Figures {
     const PROTOCOL_ID: u64 = 7;
     let start = Instant::now();
-    let now = || SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("time");
+    let now = || {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("time")
+    };
     let mut server = base_app();
     server.add_plugins((RepliconPlugins, RepliconRenetPlugins));
     scene(&mut server);

@@ -26,6 +26,7 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 #[wasm_bindgen(inline_js = "
 export function sleep(ms) { return new Promise(resolve => setTimeout(resolve, ms)); }
+export function browser_name() { return navigator.userAgent.includes('Firefox') ? 'firefox' : 'chromium'; }
 export async function cut_link(url) {
     try {
         const answer = await fetch(url);
@@ -46,6 +47,7 @@ export async function allow_loopback_candidates() {
 ")]
 extern "C" {
     async fn sleep(ms: u32);
+    fn browser_name() -> String;
     async fn allow_loopback_candidates() -> JsValue;
     async fn cut_link(url: &str) -> JsValue;
 }
@@ -762,4 +764,78 @@ async fn replicon_replicates_through_a_blackout_in_the_browser() {
     assert!(host.world().resource::<ClientsRemoved>().0.is_empty());
     assert_eq!(client_state(&joiner), ClientState::Connected);
     assert!(inbox(&host).errors.is_empty() && inbox(&joiner).errors.is_empty());
+}
+
+/// Every line received, with its sender's name.
+#[derive(Resource, Default)]
+struct NamedLines(Vec<(PeerId, String, String)>);
+
+fn collect_named_lines(mut lines: MessageReader<Received<Line>>, mut got: ResMut<NamedLines>) {
+    got.0.extend(
+        lines
+            .read()
+            .map(|l| (l.from, l.message.name.clone(), l.message.text.clone())),
+    );
+}
+
+/// Cross-play in one room: Firefox, Chromium and a native host (`chat host three --echo`,
+/// started by `tests/browser-run`). `tests/browser-run` with `PM_BROWSER=both` runs this test in
+/// both browsers at the same time; otherwise it is ignored (alone, it would wait for a browser
+/// that never comes). Each browser joins, meets the host and the other browser (a direct
+/// Firefox ↔ Chromium link), says hello to both, and gets the host's echo and the other
+/// browser's hello.
+#[wasm_bindgen_test]
+#[ignore = "needs the other browser in the room at the same time: PM_BROWSER=both tests/browser-run"]
+async fn firefox_chromium_and_native_in_one_room() {
+    prepare().await;
+    let me = browser_name();
+    let mut app = chat_joiner(NATIVE_HOST, IceServers::none());
+    app.init_resource::<NamedLines>()
+        .add_systems(Update, collect_named_lines);
+    net(&mut app, |n| n.join("three"));
+    run_until(
+        &mut [&mut app],
+        Duration::from_secs(90),
+        "the native host and the other browser",
+        |a| {
+            let connected = &inbox(a[0]).connected;
+            connected.iter().any(|c| c.role == Role::Host)
+                && connected.iter().any(|c| c.role == Role::Joiner)
+        },
+    )
+    .await;
+    net(&mut app, |n| {
+        n.broadcast(Line {
+            name: me.clone(),
+            text: format!("hello from {me}"),
+        })
+    });
+    let other = if me == "firefox" {
+        "chromium"
+    } else {
+        "firefox"
+    };
+    run_until(
+        &mut [&mut app],
+        Duration::from_secs(30),
+        "the host's echo and the other browser's hello",
+        |a| {
+            let got = &a[0].world().resource::<NamedLines>().0;
+            got.iter()
+                .any(|(_, _, text)| *text == format!("echo: hello from {me}"))
+                && got
+                    .iter()
+                    .any(|(_, name, text)| name == other && *text == format!("hello from {other}"))
+        },
+    )
+    .await;
+    web_sys_log(&format!(
+        "{me}: echo from the native host, hello from {other}"
+    ));
+    // Stay a while: the other browser may still be waiting for our hello.
+    let start = web_time();
+    while web_time() - start < 5000.0 {
+        run_until(&mut [&mut app], Duration::from_secs(5), "a frame", |_| true).await;
+    }
+    assert!(inbox(&app).errors.is_empty(), "{:?}", inbox(&app).errors);
 }
