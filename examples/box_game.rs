@@ -28,7 +28,7 @@ use std::collections::{HashMap, HashSet};
 
 #[path = "shared/options.rs"]
 mod options;
-use options::Options;
+use options::{Options, enter_room, hud_text, key_direction};
 
 /// Where a player's box is.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
@@ -221,31 +221,8 @@ fn setup(mut commands: Commands, options: Res<Options>, mut net: PeerMessage) {
         Sprite::from_color(color_of(net.id()), Vec2::splat(BOX)),
         Transform::from_xyz(0.0, 0.0, 1.0),
     ));
-    commands.spawn((
-        Hud,
-        Text::new("starting"),
-        TextFont {
-            font_size: FontSize::Px(16.0),
-            ..default()
-        },
-        Node {
-            position_type: PositionType::Absolute,
-            top: Val::Px(8.0),
-            left: Val::Px(8.0),
-            ..default()
-        },
-    ));
-    if options.host {
-        net.host(options.room.clone());
-    } else {
-        net.join(options.room.clone());
-    }
-    info!(
-        "box_game: {} room {:?} as {}",
-        if options.host { "hosting" } else { "joining" },
-        options.room,
-        net.id()
-    );
+    commands.spawn((Hud, hud_text()));
+    enter_room(&options, &mut net, "box_game");
 }
 
 fn move_mine(
@@ -263,22 +240,8 @@ fn move_mine(
         transform.translation.y = 120.0 * t.sin();
         return;
     }
-    let mut direction = Vec2::ZERO;
-    for (key, step) in [
-        (KeyCode::ArrowLeft, Vec2::NEG_X),
-        (KeyCode::KeyA, Vec2::NEG_X),
-        (KeyCode::ArrowRight, Vec2::X),
-        (KeyCode::KeyD, Vec2::X),
-        (KeyCode::ArrowUp, Vec2::Y),
-        (KeyCode::KeyW, Vec2::Y),
-        (KeyCode::ArrowDown, Vec2::NEG_Y),
-        (KeyCode::KeyS, Vec2::NEG_Y),
-    ] {
-        if keys.pressed(key) {
-            direction += step;
-        }
-    }
-    let moved = direction.normalize_or_zero() * SPEED * time.delta_secs();
+    let direction = key_direction(&keys);
+    let moved = direction * SPEED * time.delta_secs();
     transform.translation += moved.extend(0.0);
     transform.translation.x = transform.translation.x.clamp(-380.0, 380.0);
     transform.translation.y = transform.translation.y.clamp(-280.0, 280.0);

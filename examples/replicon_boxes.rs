@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 #[path = "shared/options.rs"]
 mod options;
-use options::Options;
+use options::{Options, enter_room, hud_text, key_direction};
 
 /// A player's box, replicated from the host: whose it is.
 #[derive(Component, Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
@@ -87,31 +87,8 @@ fn main() {
 
 fn setup(mut commands: Commands, options: Res<Options>, mut net: PeerMessage) {
     commands.spawn(Camera2d);
-    commands.spawn((
-        Hud,
-        Text::new("starting"),
-        TextFont {
-            font_size: FontSize::Px(16.0),
-            ..default()
-        },
-        Node {
-            position_type: PositionType::Absolute,
-            top: Val::Px(8.0),
-            left: Val::Px(8.0),
-            ..default()
-        },
-    ));
-    if options.host {
-        net.host(options.room.clone());
-    } else {
-        net.join(options.room.clone());
-    }
-    info!(
-        "replicon_boxes: {} room {:?} as {}",
-        if options.host { "hosting" } else { "joining" },
-        options.room,
-        net.id()
-    );
+    commands.spawn((Hud, hud_text()));
+    enter_room(&options, &mut net, "replicon_boxes");
 }
 
 /// Server: the host plays too.
@@ -173,22 +150,7 @@ fn input(keys: &ButtonInput<KeyCode>, time: &Time, options: &Options) -> Vec2 {
         let t = time.elapsed_secs() * if options.host { 1.0 } else { -1.3 };
         return Vec2::new(-t.sin(), t.cos());
     }
-    let mut direction = Vec2::ZERO;
-    for (key, step) in [
-        (KeyCode::ArrowLeft, Vec2::NEG_X),
-        (KeyCode::KeyA, Vec2::NEG_X),
-        (KeyCode::ArrowRight, Vec2::X),
-        (KeyCode::KeyD, Vec2::X),
-        (KeyCode::ArrowUp, Vec2::Y),
-        (KeyCode::KeyW, Vec2::Y),
-        (KeyCode::ArrowDown, Vec2::NEG_Y),
-        (KeyCode::KeyS, Vec2::NEG_Y),
-    ] {
-        if keys.pressed(key) {
-            direction += step;
-        }
-    }
-    direction.normalize_or_zero()
+    key_direction(keys)
 }
 
 /// Server: the host steers its own box directly.

@@ -1,5 +1,6 @@
-//! The box games' command line (native) and query string (web): `host`/`join`, the room,
-//! `--signal URL`, `--auto`. Shared by `box_game` and `replicon_boxes`.
+//! What the box games share: the command line (native) and query string (web) (`host`/`join`,
+//! the room, `--signal URL`, `--auto`), the HUD's text, the keys. Shared by `box_game` and
+//! `replicon_boxes`.
 
 use bevy::{prelude::*, window::WindowResolution};
 use bevy_peer_message::prelude::*;
@@ -116,4 +117,56 @@ impl Options {
         }
         Self::parse(words.iter().map(String::as_str))
     }
+}
+
+/// The HUD's text node, top left (add a marker to find it).
+pub fn hud_text() -> impl Bundle {
+    (
+        Text::new("starting"),
+        TextFont {
+            font_size: FontSize::Px(16.0),
+            ..default()
+        },
+        Node {
+            position_type: PositionType::Absolute,
+            top: Val::Px(8.0),
+            left: Val::Px(8.0),
+            ..default()
+        },
+    )
+}
+
+/// Hosts or joins the room the options name, and logs it as `EXAMPLE: hosting room ...`.
+pub fn enter_room(options: &Options, net: &mut PeerMessage, example: &str) {
+    if options.host {
+        net.host(options.room.clone());
+    } else {
+        net.join(options.room.clone());
+    }
+    info!(
+        "{example}: {} room {:?} as {}",
+        if options.host { "hosting" } else { "joining" },
+        options.room,
+        net.id()
+    );
+}
+
+/// Arrows or WASD, as a direction of length 1 (or zero).
+pub fn key_direction(keys: &ButtonInput<KeyCode>) -> Vec2 {
+    let mut direction = Vec2::ZERO;
+    for (key, step) in [
+        (KeyCode::ArrowLeft, Vec2::NEG_X),
+        (KeyCode::KeyA, Vec2::NEG_X),
+        (KeyCode::ArrowRight, Vec2::X),
+        (KeyCode::KeyD, Vec2::X),
+        (KeyCode::ArrowUp, Vec2::Y),
+        (KeyCode::KeyW, Vec2::Y),
+        (KeyCode::ArrowDown, Vec2::NEG_Y),
+        (KeyCode::KeyS, Vec2::NEG_Y),
+    ] {
+        if keys.pressed(key) {
+            direction += step;
+        }
+    }
+    direction.normalize_or_zero()
 }

@@ -1,58 +1,4 @@
-//! A [bevy_replicon](https://docs.rs/bevy_replicon) messaging backend (feature `replicon`):
-//! the host is replicon's server, joiners are its clients, and a client whose link drops and
-//! comes back within `resume_timeout` stays connected in replicon's eyes.
-//!
-//! How it maps, following replicon's `shared::backend` contract:
-//! - **States.** [`ServerState::Running`] while this app hosts a room; [`ClientState`] follows a
-//!   joiner: `Connecting` until the host is met, `Connected` from then on *including* while the
-//!   host is away and being reconnected to, `Disconnected` once the host is gone for good
-//!   (it left, timed out after `resume_timeout`, or kicked us).
-//! - **Clients.** On the host, replicon's [`ConnectedClient`] goes on our own peer entities (the
-//!   ones with [`Peer`]), so `FromClient::client_id` is the peer's entity and `Peer` on it says
-//!   which [`PeerId`] it is. The entity lives from [`PeerConnected`](crate::PeerConnected) to
-//!   [`PeerDisconnected`](crate::PeerDisconnected): a reconnect is not a disconnect.
-//! - **Channels.** Every replicon channel rides on our deliveries: `Ordered` and `Unordered`
-//!   on [`Delivery::Reliable`] (exactly once, in order, across reconnects), `Unreliable` on
-//!   [`Delivery::Unreliable`] (an unreliable message too large for one packet goes reliably:
-//!   a stronger guarantee, as replicon allows). What a client was sent while it was away
-//!   arrives when it is back; nothing is re-replicated from scratch.
-//! - **Disconnects.** A [`DisconnectRequest`], or the game despawning a client entity, kicks
-//!   the peer ([`PeerMessage::kick`]).
-//! - **Statistics.** [`ConnectedClientStats`] on the host's client entities and [`ClientStats`]
-//!   on a joiner, from [`PeerStats`]: round trip, packet loss, bytes per second each way.
-//! - **Untrusted input.** A message on a channel the receiver does not have, unreliably on a
-//!   reliable channel, or to a joiner from anyone but the host, drops the sender with
-//!   [`Violation::BadReplicationMessage`](crate::Violation::BadReplicationMessage).
-//!
-//! ```no_run
-//! use bevy::{prelude::*, state::app::StatesPlugin};
-//! use bevy_peer_message::prelude::*;
-//! use bevy_peer_message::RepliconPeerMessagePlugin;
-//! use bevy_replicon::prelude::*;
-//!
-//! #[derive(Component, serde::Serialize, serde::Deserialize)]
-//! struct Position(Vec2);
-//!
-//! App::new()
-//!     .add_plugins((MinimalPlugins, StatesPlugin))
-//!     .add_plugins((RepliconPlugins, PeerMessagePlugin::default(), RepliconPeerMessagePlugin))
-//!     .replicate::<Position>()
-//!     .run();
-//! // Then `host(room)` on the server, `join(room)` on the clients, as without replicon.
-//! ```
-//!
-//! [`Peer`]: crate::Peer
-//! [`PeerId`]: crate::PeerId
-//! [`PeerStats`]: crate::PeerStats
-//! [`Delivery::Reliable`]: crate::Delivery::Reliable
-//! [`Delivery::Unreliable`]: crate::Delivery::Unreliable
-//! [`PeerMessage::kick`]: crate::PeerMessage::kick
-//! [`ServerState::Running`]: bevy_replicon::shared::backend::ServerState::Running
-//! [`ClientState`]: bevy_replicon::shared::backend::ClientState
-//! [`ConnectedClient`]: bevy_replicon::shared::backend::connected_client::ConnectedClient
-//! [`DisconnectRequest`]: bevy_replicon::shared::backend::DisconnectRequest
-//! [`ConnectedClientStats`]: bevy_replicon::shared::backend::ConnectedClientStats
-//! [`ClientStats`]: bevy_replicon::shared::backend::ClientStats
+//! The bevy_replicon messaging backend (feature `replicon`): see [`RepliconPeerMessagePlugin`].
 
 mod client;
 mod server;
@@ -80,8 +26,63 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Makes this crate bevy_replicon's messaging backend: add it with replicon's
-/// `RepliconPlugins` and [`PeerMessagePlugin`](crate::PeerMessagePlugin). See the
-/// [module documentation](self) for how rooms map onto replicon.
+/// `RepliconPlugins` and [`PeerMessagePlugin`](crate::PeerMessagePlugin).
+///
+/// A [bevy_replicon](https://docs.rs/bevy_replicon) messaging backend (feature `replicon`):
+/// the host is replicon's server, joiners are its clients, and a client whose link drops and
+/// comes back within `resume_timeout` stays connected in replicon's eyes.
+///
+/// How it maps, following replicon's `shared::backend` contract:
+/// - **States.** [`ServerState::Running`] while this app hosts a room; [`ClientState`] follows a
+///   joiner: `Connecting` until the host is met, `Connected` from then on *including* while the
+///   host is away and being reconnected to, `Disconnected` once the host is gone for good
+///   (it left, timed out after `resume_timeout`, or kicked us).
+/// - **Clients.** On the host, replicon's [`ConnectedClient`] goes on our own peer entities (the
+///   ones with [`Peer`]), so `FromClient::client_id` is the peer's entity and `Peer` on it says
+///   which [`PeerId`] it is. The entity lives from [`PeerConnected`](crate::PeerConnected) to
+///   [`PeerDisconnected`](crate::PeerDisconnected): a reconnect is not a disconnect.
+/// - **Channels.** Every replicon channel rides on our deliveries: `Ordered` and `Unordered`
+///   on [`Delivery::Reliable`] (exactly once, in order, across reconnects), `Unreliable` on
+///   [`Delivery::Unreliable`] (an unreliable message too large for one packet goes reliably:
+///   a stronger guarantee, as replicon allows). What a client was sent while it was away
+///   arrives when it is back; nothing is re-replicated from scratch.
+/// - **Disconnects.** A [`DisconnectRequest`], or the game despawning a client entity, kicks
+///   the peer ([`PeerMessage::kick`]).
+/// - **Statistics.** [`ConnectedClientStats`] on the host's client entities and [`ClientStats`]
+///   on a joiner, from [`PeerStats`]: round trip, packet loss, bytes per second each way.
+/// - **Untrusted input.** A message on a channel the receiver does not have, unreliably on a
+///   reliable channel, or to a joiner from anyone but the host, drops the sender with
+///   [`Violation::BadReplicationMessage`](crate::Violation::BadReplicationMessage).
+///
+/// ```no_run
+/// use bevy::{prelude::*, state::app::StatesPlugin};
+/// use bevy_peer_message::prelude::*;
+/// use bevy_peer_message::RepliconPeerMessagePlugin;
+/// use bevy_replicon::prelude::*;
+///
+/// #[derive(Component, serde::Serialize, serde::Deserialize)]
+/// struct Position(Vec2);
+///
+/// App::new()
+///     .add_plugins((MinimalPlugins, StatesPlugin))
+///     .add_plugins((RepliconPlugins, PeerMessagePlugin::default(), RepliconPeerMessagePlugin))
+///     .replicate::<Position>()
+///     .run();
+/// // Then `host(room)` on the server, `join(room)` on the clients, as without replicon.
+/// ```
+///
+/// [`Peer`]: crate::Peer
+/// [`PeerId`]: crate::PeerId
+/// [`PeerStats`]: crate::PeerStats
+/// [`Delivery::Reliable`]: crate::Delivery::Reliable
+/// [`Delivery::Unreliable`]: crate::Delivery::Unreliable
+/// [`PeerMessage::kick`]: crate::PeerMessage::kick
+/// [`ServerState::Running`]: bevy_replicon::shared::backend::ServerState::Running
+/// [`ClientState`]: bevy_replicon::shared::backend::ClientState
+/// [`ConnectedClient`]: bevy_replicon::shared::backend::connected_client::ConnectedClient
+/// [`DisconnectRequest`]: bevy_replicon::shared::backend::DisconnectRequest
+/// [`ConnectedClientStats`]: bevy_replicon::shared::backend::ConnectedClientStats
+/// [`ClientStats`]: bevy_replicon::shared::backend::ClientStats
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RepliconPeerMessagePlugin;
 

@@ -138,6 +138,19 @@ fn room(n: u128, role: Role, access: Access) -> Option<Room<Wire>> {
     Some(r)
 }
 
+/// Host and two joiners, every link up, everyone connected to everyone.
+fn full_mesh(rooms: Vec<Option<Room<Wire>>>) -> Mesh {
+    let mut mesh = Mesh::new(rooms);
+    for (a, b) in [(0, 1), (0, 2), (1, 2)] {
+        mesh.link(a, b);
+    }
+    mesh.run(50);
+    for i in 0..3 {
+        assert_eq!(mesh.take_events(i).len(), 2, "everyone meets everyone");
+    }
+    mesh
+}
+
 fn open() -> Access {
     Access::default()
 }
@@ -573,18 +586,11 @@ fn a_flooder_over_budget_is_dropped_and_evicted_while_an_honest_stream_is_untouc
         budgets,
         ..Access::default()
     };
-    let mut mesh = Mesh::new(vec![
+    let mut mesh = full_mesh(vec![
         room(1, Role::Host, access.clone()),
         room(2, Role::Joiner, access.clone()),
         room(3, Role::Joiner, open()),
     ]);
-    for (a, b) in [(0, 1), (0, 2), (1, 2)] {
-        mesh.link(a, b);
-    }
-    mesh.run(50);
-    for i in 0..3 {
-        assert_eq!(mesh.take_events(i).len(), 2, "everyone meets everyone");
-    }
     // 1 s: the honest joiner sends 600 reliable messages; the flooder 20 000 valid unreliable
     // ones to the host (and only to it).
     for ms in 0..1000u16 {
@@ -649,18 +655,11 @@ fn a_flooder_over_budget_is_dropped_and_evicted_while_an_honest_stream_is_untouc
 
 #[test]
 fn a_kicked_joiner_leaves_the_whole_room_and_only_the_host_can_kick() {
-    let mut mesh = Mesh::new(vec![
+    let mut mesh = full_mesh(vec![
         room(1, Role::Host, open()),
         room(2, Role::Joiner, open()),
         room(3, Role::Joiner, open()),
     ]);
-    for (a, b) in [(0, 1), (0, 2), (1, 2)] {
-        mesh.link(a, b);
-    }
-    mesh.run(50);
-    for i in 0..3 {
-        assert_eq!(mesh.take_events(i).len(), 2, "everyone meets everyone");
-    }
     assert!(!mesh.room(1).kick(peer(3)), "a joiner cannot kick");
     assert!(!mesh.room(0).kick(peer(9)), "nobody to kick");
     assert!(mesh.room(0).kick(peer(3)));

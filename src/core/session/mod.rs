@@ -188,7 +188,7 @@ pub struct Stats {
     /// Messages received whole (a fragmented one counts once; the room's own few control
     /// messages count too).
     pub messages_in: u64,
-    /// Messages queued for the peer (by [`Session::send`]).
+    /// Messages queued for the peer (every delivery).
     pub messages_out: u64,
     /// Reliable records sent more than once (after a reconnect or a timeout).
     pub resent: u64,
