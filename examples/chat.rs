@@ -180,13 +180,13 @@ fn main() {
     let mut app = App::new();
     if diagnostics {
         use bevy::diagnostic::LogDiagnosticsPlugin;
-        let paths = PeerMessageDiagnosticsPlugin::ALL.map(|(path, _)| path);
+        // Every diagnostic in the app: the room's and each peer's (`peer_message/peer/ID/...`).
         app.add_plugins((
             bevy::log::LogPlugin::default(),
             PeerMessageDiagnosticsPlugin,
             LogDiagnosticsPlugin {
                 wait_duration: Duration::from_secs(5),
-                ..LogDiagnosticsPlugin::filtered(paths.into_iter().collect())
+                ..default()
             },
         ));
     }

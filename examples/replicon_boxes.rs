@@ -70,6 +70,7 @@ fn main() {
         .add_observer(draw_box)
         .add_systems(Startup, setup)
         .add_systems(OnEnter(ServerState::Running), spawn_own_box)
+        .add_systems(OnExit(ClientState::Connected), forget_boxes)
         .add_systems(
             Update,
             (
@@ -98,6 +99,13 @@ fn spawn_own_box(mut commands: Commands, net: PeerMessage) {
         BoxPosition::default(),
         Steering::default(),
     ));
+}
+
+/// Client: the server is gone (or replaced by a restarted host): its world goes with it.
+fn forget_boxes(boxes: Query<Entity, With<Player>>, mut commands: Commands) {
+    for entity in &boxes {
+        commands.entity(entity).despawn();
+    }
 }
 
 /// Server: a client's box appears with it. Its entity is the peer's (see `Peer`).

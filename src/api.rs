@@ -238,6 +238,20 @@ impl PeerMessage<'_> {
         Ok((kind, delivery))
     }
 
+    /// Ends the link to `peer` over a refused send that leaves the two sides out of step: a
+    /// host kicks the peer, a joiner drops it (both report `error` as a [`PeerError`]).
+    #[cfg_attr(not(feature = "replicon"), allow(dead_code))]
+    pub(crate) fn end_link(&mut self, peer: PeerId, error: SendError) {
+        if self.net.role() == Some(Role::Host) {
+            self.report(Some(peer), error);
+            self.net.queue_kick(peer);
+        } else {
+            // (Dropping reports it.)
+            warn!("send refused: {error}");
+            self.net.queue_drop(peer, PeerErrorKind::Send(error));
+        }
+    }
+
     /// Logs a refused send and reports it as a [`PeerError`].
     pub(crate) fn report(&mut self, peer: Option<PeerId>, error: SendError) {
         warn!("send refused: {error}");

@@ -1051,3 +1051,48 @@ fn the_host_kicks_a_joiner_out_of_the_room() {
     assert_eq!(numbers(&host), vec![7]);
     assert_no_errors(&[&host, &stays]);
 }
+
+#[test]
+fn a_joiner_kicked_while_away_hears_it_when_it_comes_back() {
+    let network = MemoryNetwork::default();
+    let plugin = || {
+        PeerMessagePlugin::default()
+            .rejoin(false)
+            .liveness_timeout(SECOND)
+    };
+    let (mut host, mut joiner) = pair(&network, plugin);
+    network.set_online(pid(2), false);
+    run(&network, &mut [&mut host, &mut joiner], 2 * SECOND);
+    assert_eq!(inbox::<PeerReconnecting>(&host).len(), 1);
+    net(&mut host, |n| n.kick(pid(2)));
+    run(&network, &mut [&mut host, &mut joiner], 5 * STEP);
+    network.set_online(pid(2), true);
+    run_until(
+        &network,
+        &mut [&mut host, &mut joiner],
+        10 * SECOND,
+        "the joiner told",
+        |a| state(a[1]) == ConnectionState::Offline,
+    );
+    assert!(
+        inbox::<PeerError>(&joiner)
+            .iter()
+            .any(|e| e.error == PeerErrorKind::RefusedByPeer(ByeReason::Kicked)),
+        "{:?}",
+        inbox::<PeerError>(&joiner)
+    );
+    // The host: one disconnect (the kick), no second session, the return refused.
+    assert_eq!(
+        inbox::<PeerDisconnected>(&host)
+            .iter()
+            .map(|d| d.reason)
+            .collect::<Vec<_>>(),
+        vec![DisconnectReason::Kicked]
+    );
+    assert_eq!(inbox::<PeerConnected>(&host).len(), 1);
+    assert!(
+        inbox::<PeerError>(&host)
+            .iter()
+            .all(|e| e.error == PeerErrorKind::KickedPeerReturned)
+    );
+}

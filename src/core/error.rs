@@ -246,6 +246,9 @@ pub enum PeerErrorKind {
     /// The peer refused or dropped us, and said why.
     #[error("the peer closed the link: {0}")]
     RefusedByPeer(ByeReason),
+    /// A peer we (the host) kicked tried to come back within its resume window: refused.
+    #[error("a kicked peer tried to come back; refused")]
+    KickedPeerReturned,
     /// The peer presented our own peer id.
     #[error("a peer presented our own peer id")]
     SelfConnection,
@@ -328,6 +331,7 @@ impl PeerErrorKind {
             | Self::Overrun { .. }
             | Self::BadProof
             | Self::OverBudget { .. }
+            | Self::KickedPeerReturned
             | Self::SelfConnection => Fault::Peer,
             Self::VersionMismatch { .. }
             | Self::ProtocolMismatch { .. }

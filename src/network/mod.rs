@@ -688,7 +688,11 @@ pub(crate) fn transmit(world: &mut World) {
                     Ok(())
                 }
                 Command::Kick(peer) => {
-                    let kicked = engine.room.as_mut().is_some_and(|room| room.kick(peer));
+                    let now = net.now();
+                    let kicked = engine
+                        .room
+                        .as_mut()
+                        .is_some_and(|room| room.kick(peer, now));
                     if kicked {
                         info!("kicked peer {peer}");
                     } else {

@@ -22,23 +22,36 @@ pub(super) fn build(app: &mut App) {
     );
 }
 
-/// A joiner is `Connecting` until it meets the host, then `Connected` for as long as the
+/// A joiner is `Connecting` until it meets the host, then `Connected` for as long as that
 /// host's session lives: while the host is away and being reconnected to as well. A host gone
-/// for good makes it `Disconnected` for a frame at least, then `Connecting` again if it
-/// rejoins (see [`PeerMessagePlugin::rejoin`](crate::PeerMessagePlugin::rejoin)).
+/// for good, or replaced by another session (a restarted host), makes it `Disconnected` for a
+/// frame at least (replicon resets its client there), then `Connecting` again if it rejoins
+/// (see [`PeerMessagePlugin::rejoin`](crate::PeerMessagePlugin::rejoin)) or meets the new host.
 fn update_state(
     net: PeerMessage,
     state: Res<State<ClientState>>,
     mut next: ResMut<NextState<ClientState>>,
+    peers: Query<(Entity, &Peer)>,
+    mut session: Local<Option<Entity>>,
 ) {
     let now = *state.get();
-    let want = match (net.role(), net.host_id()) {
-        // Through `Connecting` even when the host is met at once (as on the in-memory
-        // network), as replicon's own backends do.
-        (Some(Role::Joiner), Some(_)) if now == ClientState::Disconnected => {
-            ClientState::Connecting
-        }
-        (Some(Role::Joiner), Some(_)) => ClientState::Connected,
+    // A host session is its peer entity: a new session, a new entity.
+    let host = peers
+        .iter()
+        .find(|(_, p)| p.role == Role::Host)
+        .map(|(e, _)| e)
+        .filter(|_| net.role() == Some(Role::Joiner));
+    let want = match (net.role(), host) {
+        (Some(Role::Joiner), Some(e)) => match now {
+            ClientState::Connected if *session != Some(e) => ClientState::Disconnected,
+            // Through `Connecting` even when the host is met at once (as on the in-memory
+            // network), as replicon's own backends do.
+            ClientState::Disconnected => ClientState::Connecting,
+            _ => {
+                *session = Some(e);
+                ClientState::Connected
+            }
+        },
         (Some(Role::Joiner), None) if now != ClientState::Connected => ClientState::Connecting,
         _ => ClientState::Disconnected,
     };

@@ -162,8 +162,11 @@ fn max_unreliable_message(session: &SessionConfig) -> usize {
 }
 
 /// Sends one replicon message to `peer` on `channel`, with the delivery the channel needs.
-/// A peer that is gone is skipped (replicon learns it from the entity's despawn); any other
-/// refusal is reported as a [`PeerError`](crate::PeerError).
+/// A peer that is gone is skipped (replicon learns it from the entity's despawn). A refused
+/// reliable message (the peer's resend buffer full, a message over `max_message_size`) would
+/// leave replicon's two sides out of step for good, so the link ends: the host kicks the client,
+/// a client drops the host; both see a [`PeerError`](crate::PeerError). A refused unreliable one
+/// is only reported.
 fn send(
     net: &mut PeerMessage,
     peer: PeerId,
@@ -176,13 +179,18 @@ fn send(
         return; // `finish` checked the channel count.
     };
     let packet = Packet { channel, payload };
-    let result = if kind == Channel::Unreliable && packet.payload.len() <= max_unreliable {
-        net.try_send(peer, &UnreliablePacket(packet))
-    } else {
+    let reliable = kind != Channel::Unreliable || packet.payload.len() > max_unreliable;
+    let result = if reliable {
         net.try_send(peer, &ReliablePacket(packet))
+    } else {
+        net.try_send(peer, &UnreliablePacket(packet))
     };
     match result {
         Ok(()) | Err(SendError::UnknownPeer(_)) => {}
+        Err(e) if reliable => {
+            warn!("replicon: a reliable message to {peer} was refused ({e}); ending the link");
+            net.end_link(peer, e);
+        }
         Err(e) => net.report(Some(peer), e),
     }
 }

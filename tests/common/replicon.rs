@@ -48,7 +48,9 @@ pub fn add_replicon(app: &mut App) {
         .add_systems(
             Update,
             (move_boxes, take_pushes).run_if(in_state(ServerState::Running)),
-        );
+        )
+        // What games do: a client that lost its server forgets that server's world.
+        .add_systems(OnExit(ClientState::Connected), forget_boxes);
     app.finish();
     app.cleanup();
 }
@@ -56,6 +58,12 @@ pub fn add_replicon(app: &mut App) {
 pub fn move_boxes(mut boxes: Query<&mut Position>) {
     for mut p in &mut boxes {
         p.0 += 1;
+    }
+}
+
+pub fn forget_boxes(boxes: Query<Entity, With<Tag>>, mut commands: Commands) {
+    for entity in &boxes {
+        commands.entity(entity).despawn();
     }
 }
 

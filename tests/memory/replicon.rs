@@ -337,3 +337,41 @@ fn a_client_lying_about_channels_is_dropped_and_the_others_carry_on() {
     );
     assert!(inbox::<PeerError>(&honest).is_empty());
 }
+
+#[test]
+fn a_restarted_host_is_a_new_replicon_server_for_its_joiners() {
+    let (network, host, mut joiner) = replicating(PeerMessagePlugin::default);
+    let before = client_transitions(&joiner).len();
+    // The host's process ends and starts again under another id, with another world.
+    drop(host);
+    run(&network, &mut [&mut joiner], 10 * STEP);
+    assert_eq!(
+        client_state(&joiner),
+        ClientState::Connected,
+        "away, not gone"
+    );
+    let mut restarted = replicon_app(&network, 11, PeerMessagePlugin::default());
+    for tag in 100..103 {
+        spawn_box(&mut restarted, tag);
+    }
+    net(&mut restarted, |n| n.host("room"));
+    run_until(
+        &network,
+        &mut [&mut restarted, &mut joiner],
+        10 * SECOND,
+        "the new host's world, and only it",
+        |a| boxes_of(a[1]).keys().copied().collect::<Vec<_>>() == vec![100, 101, 102],
+    );
+    // Replicon saw the old server go and a new one come.
+    assert_eq!(
+        client_transitions(&joiner)[before..],
+        [
+            Some(ClientState::Disconnected),
+            Some(ClientState::Connecting),
+            Some(ClientState::Connected)
+        ]
+    );
+    joiner.world_mut().write_message(Push(7));
+    run(&network, &mut [&mut restarted, &mut joiner], 10 * STEP);
+    assert_eq!(restarted.world().resource::<Pushes>().0, vec![7]);
+}

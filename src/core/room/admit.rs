@@ -49,6 +49,8 @@ pub(super) struct RoomFacts {
     pub max_peers: usize,
     /// Most new links one peer may bind per minute.
     pub max_links_per_minute: u32,
+    /// We (the host) kicked the claim's peer within its resume window.
+    pub kicked: bool,
 }
 
 /// The decision.
@@ -109,6 +111,9 @@ pub(super) fn admit(local: &LocalIdentity, claim: &Claim, room: RoomFacts) -> Ad
         } else {
             refuse(PeerErrorKind::SelfConnection, ByeReason::Refused)
         };
+    }
+    if room.kicked {
+        return refuse(PeerErrorKind::KickedPeerReturned, ByeReason::Kicked);
     }
     if let Some(known) = room.known {
         // Ids derive from keys, so another key under a known id means a forged id.
@@ -194,6 +199,7 @@ mod tests {
             peers: 0,
             max_peers: 4,
             max_links_per_minute: 20,
+            kicked: false,
         }
     }
 
@@ -361,5 +367,19 @@ mod tests {
                 ByeReason::OverBudget
             ))
         ));
+    }
+
+    #[test]
+    fn a_kicked_peer_is_refused_until_its_resume_window_is_over() {
+        let c = claim(2, Role::Joiner, 1);
+        let kicked = RoomFacts {
+            kicked: true,
+            ..empty()
+        };
+        assert_eq!(
+            refused(admit(&local(Role::Host), &c, kicked)),
+            Some((PeerErrorKind::KickedPeerReturned, ByeReason::Kicked))
+        );
+        assert!(refused(admit(&local(Role::Host), &c, empty())).is_none());
     }
 }

@@ -270,6 +270,9 @@ pub struct Room<L> {
     links_made: u64,
     /// Joiner: the peers our host admitted, with the socket it knows each on.
     roster: HashMap<PeerId, u128>,
+    /// Host: peers we kicked, refused until their resume window is over (one that was away
+    /// when kicked would otherwise come back as a new session).
+    kicked: HashMap<PeerId, Duration>,
     /// Joiner: a host refused us (or we found its proof of the room secret wrong) since the
     /// last `take_refused_by_host`.
     refused_by_host: bool,
@@ -301,6 +304,7 @@ impl<L: LinkEnds> Room<L> {
             stalled_handshakes: 0,
             links_made: 0,
             roster: HashMap::new(),
+            kicked: HashMap::new(),
             refused_by_host: false,
         }
     }
@@ -495,6 +499,9 @@ impl<L: LinkEnds> Room<L> {
     /// Call on a timer.
     pub fn handle_timeout(&mut self, now: Duration) {
         let policy = self.policy;
+        if !self.kicked.is_empty() {
+            self.kicked.retain(|_, until| *until > now);
+        }
         let mut stalled = Vec::new();
         let mut undecided = Vec::new();
         for (id, link) in self.links.iter_mut() {
@@ -827,11 +834,23 @@ impl<L: LinkEnds> Room<L> {
                     if from_host && self.local.role == Role::Joiner && self.host().is_none() {
                         self.refused_by_host = true;
                     }
+                    // Our own host, proven on this link, kicked us while we were away: the
+                    // session is over (anyone else's word would not be taken for it).
+                    let kicked_by_our_host = match self.links.get(&link).map(Link::state) {
+                        Some(LinkState::Verified(v)) => {
+                            reason == ByeReason::Kicked && Some(v.peer) == self.host()
+                        }
+                        _ => false,
+                    };
                     self.events.push_back(RoomEvent::Error {
                         peer: None,
                         error: bye_error(reason),
                     });
                     self.close_link(link, None);
+                    if kicked_by_our_host && let Some(host) = self.host() {
+                        self.remove_peer(host, DisconnectReason::Refused);
+                        self.refused_by_host = true;
+                    }
                     return;
                 }
                 // A verified peer waiting to be bound: its repeats and any early data are
@@ -1077,6 +1096,7 @@ impl<L: LinkEnds> Room<L> {
             peers: self.peers.len(),
             max_peers: self.max_peers,
             max_links_per_minute: self.access.budgets.links_per_minute,
+            kicked: self.kicked.get(&peer).is_some_and(|until| *until > now),
         };
         let (replaces_host, resumes) = match admit(&self.local, &claim, facts) {
             Admission::OwnSocket => {
@@ -1366,11 +1386,15 @@ impl<L: LinkEnds> Room<L> {
     /// [`PeerErrorKind::RefusedByPeer`]`(`[`ByeReason::Kicked`]`)` and leaves), every other
     /// joiner is told (it sees [`DisconnectReason::Evicted`]), and we see
     /// [`DisconnectReason::Kicked`]. What was queued for the peer and not yet sent is dropped.
+    /// Until `resume_timeout` has passed the peer is refused if it tries again (with
+    /// [`PeerErrorKind::KickedPeerReturned`] here, `Bye(Kicked)` there): a peer that was away
+    /// when kicked hears it then.
     /// False (and nothing done) on a joiner, or for a peer not in the room.
-    pub fn kick(&mut self, peer: PeerId) -> bool {
+    pub fn kick(&mut self, peer: PeerId, now: Duration) -> bool {
         if self.local.role != Role::Host || !self.peers.contains_key(&peer) {
             return false;
         }
+        self.kicked.insert(peer, now + self.policy.resume_timeout);
         for link in self.links_of(peer) {
             self.close_link(link, Some(ByeReason::Kicked));
         }

@@ -660,9 +660,10 @@ fn a_kicked_joiner_leaves_the_whole_room_and_only_the_host_can_kick() {
         room(2, Role::Joiner, open()),
         room(3, Role::Joiner, open()),
     ]);
-    assert!(!mesh.room(1).kick(peer(3)), "a joiner cannot kick");
-    assert!(!mesh.room(0).kick(peer(9)), "nobody to kick");
-    assert!(mesh.room(0).kick(peer(3)));
+    let now = mesh.now;
+    assert!(!mesh.room(1).kick(peer(3), now), "a joiner cannot kick");
+    assert!(!mesh.room(0).kick(peer(9), now), "nobody to kick");
+    assert!(mesh.room(0).kick(peer(3), now));
     mesh.run(500);
     assert_eq!(
         mesh.take_events(0),
