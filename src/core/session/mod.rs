@@ -640,7 +640,11 @@ impl Session {
             self.probe(nonce, now);
             self.next_probe = now + self.config.ping_interval;
         }
-        let grace = self.rtt.rto(Duration::from_secs(1), Duration::from_secs(5));
+        // (Within what the meter keeps: with a very short interval, 80 probes span little.)
+        let grace = self
+            .rtt
+            .rto(Duration::from_secs(1), Duration::from_secs(5))
+            .min(self.config.ping_interval * 40);
         self.stats.loss = self.loss.loss(now, grace);
         for nonce in self.pongs_due.drain(..) {
             wire::encode_pong(&mut self.control, nonce);
