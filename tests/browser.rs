@@ -131,6 +131,11 @@ async fn run_until(
     }
 }
 
+/// One frame of each app (and a few milliseconds for the browser in between).
+async fn frame(apps: &mut [&mut App]) {
+    run_until(apps, Duration::from_secs(5), "a frame", |_| true).await;
+}
+
 fn web_sys_log(text: &str) {
     thread_local!(static LAST: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) });
     LAST.with(|last| {
@@ -213,13 +218,7 @@ async fn two_apps_in_one_page_exchange_every_delivery() {
     for i in 0..50 {
         net(&mut host, |n| n.send(joiner_id, Spark(i)));
         net(&mut joiner, |n| n.send_to_host(Spark(i)));
-        run_until(
-            &mut [&mut host, &mut joiner],
-            Duration::from_secs(5),
-            "a frame",
-            |_| true,
-        )
-        .await;
+        frame(&mut [&mut host, &mut joiner]).await;
     }
     run_until(
         &mut [&mut host, &mut joiner],
@@ -526,13 +525,7 @@ async fn stream_through(
             disrupt(&mut joiner).await;
         }
         send_line(&mut joiner, i);
-        run_until(
-            &mut [&mut joiner],
-            Duration::from_secs(5),
-            "a frame",
-            |_| true,
-        )
-        .await;
+        frame(&mut [&mut joiner]).await;
         sleep(gap_ms).await;
     }
     run_until(
@@ -735,13 +728,7 @@ async fn replicon_replicates_through_a_blackout_in_the_browser() {
             spawn_box(&mut host, tag);
             tag += 1;
         }
-        run_until(
-            &mut [&mut host, &mut joiner],
-            Duration::from_secs(5),
-            "a frame",
-            |_| true,
-        )
-        .await;
+        frame(&mut [&mut host, &mut joiner]).await;
         assert_eq!(client_state(&joiner), ClientState::Connected);
     }
     run_until(
@@ -835,7 +822,7 @@ async fn firefox_chromium_and_native_in_one_room() {
     // Stay a while: the other browser may still be waiting for our hello.
     let start = web_time();
     while web_time() - start < 5000.0 {
-        run_until(&mut [&mut app], Duration::from_secs(5), "a frame", |_| true).await;
+        frame(&mut [&mut app]).await;
     }
     assert!(inbox(&app).errors.is_empty(), "{:?}", inbox(&app).errors);
 }
