@@ -1,6 +1,8 @@
 //! A joiner as replicon's client, the room's host its server.
 
-use super::{RateMeter, ReliablePacket, UnreliablePacket, check, max_unreliable_message, refuse};
+use super::{
+    RateMeter, ReliablePacket, UnreliablePacket, check, max_unreliable_message, received, refuse,
+};
 use crate::{
     PeerMessage, config::PeerMessageSettings, core::peer::Role, events::Peer, events::PeerStats,
     network::PeerNetwork, registry::Received,
@@ -67,23 +69,16 @@ fn receive(
     mut messages: ResMut<ClientMessages>,
     mut net: ResMut<PeerNetwork>,
 ) {
-    let host = match net.role() {
-        Some(Role::Joiner) => net.host(),
-        _ => None,
+    // Not a joiner with a host: a host's messages are the server side's; a host that just went
+    // sent its last ones before it went, and they are of no use now.
+    let Some(host) = net.host().filter(|_| net.role() == Some(Role::Joiner)) else {
+        reliable.clear();
+        unreliable.clear();
+        return;
     };
-    let received = reliable
-        .read()
-        .map(|r| (r.from, &r.message.0, true))
-        .chain(unreliable.read().map(|r| (r.from, &r.message.0, false)));
-    for (from, packet, is_reliable) in received {
-        if net.role() != Some(Role::Joiner) {
-            continue; // The host's: the server side takes it.
-        }
-        if Some(from) != host {
-            refuse(&mut net, from); // Replication comes from the host only.
-            continue;
-        }
-        match check(channels.server_channels(), packet, is_reliable) {
+    for (from, packet, is_reliable) in received(&mut reliable, &mut unreliable) {
+        // Replication comes from the host only, on a channel we have.
+        match check(channels.server_channels(), packet, is_reliable).filter(|_| from == host) {
             Some(channel) => messages.insert_received(channel, packet.payload.clone()),
             None => refuse(&mut net, from),
         }

@@ -12,7 +12,7 @@ use crate::{
     events::PeerStats,
     network::PeerNetwork,
     plugin::PeerMessageSet,
-    registry::PeerMessageAppExt,
+    registry::{PeerMessageAppExt, Received},
 };
 use bevy::prelude::*;
 use bevy_replicon::{
@@ -193,6 +193,18 @@ fn send(
         }
         Err(e) => net.report(Some(peer), e),
     }
+}
+
+/// This frame's received replicon messages, reliable ones first: sender, message, whether it
+/// came reliably.
+fn received<'a>(
+    reliable: &'a mut MessageReader<Received<ReliablePacket>>,
+    unreliable: &'a mut MessageReader<Received<UnreliablePacket>>,
+) -> impl Iterator<Item = (PeerId, &'a Packet, bool)> + 'a {
+    reliable
+        .read()
+        .map(|r| (r.from, &r.message.0, true))
+        .chain(unreliable.read().map(|r| (r.from, &r.message.0, false)))
 }
 
 /// Checks a received message against the receiving side's channels: a channel that exists,

@@ -1,6 +1,8 @@
 //! The host as replicon's server: its joiners' peer entities are replicon's clients.
 
-use super::{RateMeter, ReliablePacket, UnreliablePacket, check, max_unreliable_message, refuse};
+use super::{
+    RateMeter, ReliablePacket, UnreliablePacket, check, max_unreliable_message, received, refuse,
+};
 use crate::{
     PeerMessage, config::PeerMessageSettings, core::peer::Role, events::Peer, events::PeerStats,
     network::PeerNetwork, plugin::PeerMessageSet, registry::Received,
@@ -80,15 +82,13 @@ fn receive(
     mut net: ResMut<PeerNetwork>,
     clients: Query<(), With<ConnectedClient>>,
 ) {
-    let hosting = net.role() == Some(Role::Host);
-    let received = reliable
-        .read()
-        .map(|r| (r.from, &r.message.0, true))
-        .chain(unreliable.read().map(|r| (r.from, &r.message.0, false)));
-    for (from, packet, is_reliable) in received {
-        if !hosting {
-            continue; // A joiner's: the client side takes it.
-        }
+    if net.role() != Some(Role::Host) {
+        // A joiner's: the client side takes them.
+        reliable.clear();
+        unreliable.clear();
+        return;
+    }
+    for (from, packet, is_reliable) in received(&mut reliable, &mut unreliable) {
         let Some(entity) = net.entity(from).filter(|e| clients.contains(*e)) else {
             continue; // Dropped earlier in this frame.
         };

@@ -636,16 +636,18 @@ impl Session {
             self.next_sample = now + self.config.ping_interval.max(RTT_SAMPLE_INTERVAL);
         }
         if now >= self.next_probe {
+            // The estimate moves as probes settle: once per probe is often enough (not on
+            // every transmit).
+            // (Within what the meter keeps: with a very short interval, 80 probes span little.)
+            let grace = self
+                .rtt
+                .rto(Duration::from_secs(1), Duration::from_secs(5))
+                .min(self.config.ping_interval * 40);
+            self.stats.loss = self.loss.loss(now, grace);
             let nonce = ping_nonce(now.saturating_sub(self.epoch), true);
             self.probe(nonce, now);
             self.next_probe = now + self.config.ping_interval;
         }
-        // (Within what the meter keeps: with a very short interval, 80 probes span little.)
-        let grace = self
-            .rtt
-            .rto(Duration::from_secs(1), Duration::from_secs(5))
-            .min(self.config.ping_interval * 40);
-        self.stats.loss = self.loss.loss(now, grace);
         for nonce in self.pongs_due.drain(..) {
             wire::encode_pong(&mut self.control, nonce);
         }
