@@ -96,9 +96,42 @@ impl PeerMessage<'_> {
 
     /// Leaves the room: every peer is told at once (they see
     /// [`DisconnectReason::Left`](crate::core::room::DisconnectReason)), and this app goes
-    /// [`Offline`](crate::ConnectionState::Offline).
+    /// [`Offline`](crate::ConnectionState::Offline). A host first hands the room to the joiner
+    /// with the lowest id that is not away (see [`hand_over`](Self::hand_over)), unless host
+    /// migration is off ([`PeerMessagePlugin::host_grace`](crate::PeerMessagePlugin::host_grace)).
+    /// Whatever was sent before goes out before the goodbye.
     pub fn leave(&mut self) {
         self.net.queue_leave();
+    }
+
+    /// Host: hands the room to `peer`, a joiner in the room that is not away, and stays as a
+    /// joiner. Every peer sees [`HostMigrated`](crate::HostMigrated) once it reads the
+    /// hand-over, which travels after everything sent to it before: send the successor a
+    /// snapshot of the game first, and it has it when it becomes the host. Takes effect in this
+    /// frame's [`PostUpdate`] (we see `HostMigrated` there); does nothing but log a warning on
+    /// a joiner or for a peer that is not a live joiner here. Call [`leave`](Self::leave)
+    /// after it (in the same frame or later) to hand over and go.
+    ///
+    /// ```
+    /// # use bevy::prelude::*;
+    /// # use bevy_peer_message::prelude::*;
+    /// # use serde::{Deserialize, Serialize};
+    /// #[derive(Serialize, Deserialize, Clone)]
+    /// struct Snapshot { scores: Vec<u32> }
+    ///
+    /// fn quit(mut net: PeerMessage, keys: Res<ButtonInput<KeyCode>>) {
+    ///     if keys.just_pressed(KeyCode::Escape) && net.role() == Some(Role::Host) {
+    ///         if let Some(heir) = net.peers().map(|(p, _)| p).min() {
+    ///             net.send(heir, Snapshot { scores: vec![3, 1] });
+    ///             net.hand_over(heir);
+    ///         }
+    ///         net.leave();
+    ///     }
+    /// }
+    /// # bevy::ecs::system::assert_is_system(quit);
+    /// ```
+    pub fn hand_over(&mut self, peer: PeerId) {
+        self.net.queue_hand_over(peer);
     }
 
     /// Replaces the ICE servers for the connections made from now on: the next socket opened

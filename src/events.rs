@@ -53,6 +53,28 @@ pub struct PeerReconnected {
     pub downtime: Duration,
 }
 
+/// The room has a new host, and [`PeerMessage::host_id`](crate::PeerMessage::host_id),
+/// [`send_to_host`](crate::PeerMessage::send_to_host) and [`Peer::role`] follow it from this
+/// frame on. `old` handed the room over
+/// ([`PeerMessage::hand_over`](crate::PeerMessage::hand_over), or `leave()` on a host), or was
+/// away for longer than the host grace
+/// ([`PeerMessagePlugin::host_grace`](crate::PeerMessagePlugin::host_grace)) and the others
+/// agreed on `new`. Either may be us: when `new` is us we host from now on (admitting and
+/// kicking), and our [`ConnectionState`] follows the socket's signaling as a host's does.
+/// `old` stays in the room as a joiner while its session lasts.
+///
+/// Messages keep flowing through it: a reliable message sent before it (a snapshot the old
+/// host handed its successor, say) is delivered before it, or in the same frame.
+///
+/// Written in [`PreUpdate`] (or, for the old host handing over, in [`PostUpdate`]).
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostMigrated {
+    /// The host until now.
+    pub old: PeerId,
+    /// The host from now on.
+    pub new: PeerId,
+}
+
 /// Host reviewing joiners (see
 /// [`PeerMessagePlugin::review_joiners`](crate::PeerMessagePlugin::review_joiners)): a new
 /// joiner proved who it is and asks to join. Answer with

@@ -102,7 +102,7 @@ pub use crate::core::{
 pub use crate::diagnostics::PeerMessageDiagnosticsPlugin;
 #[cfg(feature = "plugin")]
 pub use crate::events::{
-    ConnectionState, JoinRequest, Peer, PeerConnected, PeerDisconnected, PeerError,
+    ConnectionState, HostMigrated, JoinRequest, Peer, PeerConnected, PeerDisconnected, PeerError,
     PeerReconnected, PeerReconnecting, PeerStats, TransferProgress,
 };
 #[cfg(feature = "plugin")]
@@ -126,7 +126,8 @@ pub use crate::replicon::RepliconPeerMessagePlugin;
 #[cfg(feature = "plugin")]
 pub mod prelude {
     pub use crate::{
-        Backoff, Budgets, ConnectionState, Delivery, DisconnectReason, Fault, IceServer,
+        Backoff, Budgets, ConnectionState, Delivery, DisconnectReason, Fault, HostMigrated,
+        IceServer,
         IceServers, Identity, JoinRequest, LinkConditionerConfig, LocalSignalingHub, MemoryNetwork,
         NetworkPath, Peer, PeerConnected, PeerDisconnected, PeerError, PeerErrorKind, PeerId,
         PeerMessage, PeerMessageAppExt, PeerMessageDiagnosticsPlugin, PeerMessagePlugin,

@@ -191,6 +191,25 @@ impl PeerMessagePlugin {
         self
     }
 
+    /// Host migration: joiners whose host has been away for `grace` (default 3 s) agree on a
+    /// successor among themselves, and a host that calls `leave()` hands the room to a joiner
+    /// first; the game sees [`HostMigrated`](crate::HostMigrated). `None`: the room ends with
+    /// its host (joiners see it time out after the resume timeout, and join again). Keep the
+    /// grace well under the resume timeout, and longer than the outages a host should survive
+    /// as host.
+    ///
+    /// ```
+    /// # use bevy_peer_message::prelude::*;
+    /// # use std::time::Duration;
+    /// // A host silent for five seconds loses the room to its joiners.
+    /// let plugin = PeerMessagePlugin::default().host_grace(Some(Duration::from_secs(5)));
+    /// # let _ = plugin;
+    /// ```
+    pub fn host_grace(mut self, grace: Option<Duration>) -> Self {
+        self.settings.resume.host_grace = grace;
+        self
+    }
+
     /// Delays between attempts to re-open the socket (default 100 ms doubling up to 1 s, with
     /// up to 20 % taken off each delay at random).
     pub fn backoff(mut self, backoff: Backoff) -> Self {
@@ -259,6 +278,7 @@ impl Plugin for PeerMessagePlugin {
             .add_message::<PeerReconnecting>()
             .add_message::<PeerError>()
             .add_message::<JoinRequest>()
+            .add_message::<crate::events::HostMigrated>()
             .add_message::<crate::events::TransferProgress>()
             .configure_sets(PreUpdate, PeerMessageSet::Receive)
             .configure_sets(PostUpdate, PeerMessageSet::Send)

@@ -101,6 +101,10 @@ pub enum Violation {
         "replication message on a channel that does not exist, with a weaker delivery, or not from the host"
     )]
     BadReplicationMessage,
+    /// A peer said it took the room from our host (us) at a later host epoch, but it was
+    /// never cut off from us long enough to have had a reason to.
+    #[error("claimed the room from a host it never lost")]
+    FalseHostClaim,
 }
 
 /// Why the connection to the signaling server, or a socket, failed.

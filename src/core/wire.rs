@@ -138,6 +138,8 @@ pub enum ByeReason {
     OverBudget = 8,
     /// The host removed us from the room (its game called `kick`).
     Kicked = 9,
+    /// The room has another host now (it moved while we were gone): come back as a joiner.
+    HostMoved = 10,
 }
 
 impl std::fmt::Display for ByeReason {
@@ -153,6 +155,7 @@ impl std::fmt::Display for ByeReason {
             Self::NotAdmitted => "the host did not admit us",
             Self::OverBudget => "we went over its budget",
             Self::Kicked => "the host removed us from the room",
+            Self::HostMoved => "the room has another host now",
         })
     }
 }
@@ -170,6 +173,7 @@ impl ByeReason {
             7 => Self::NotAdmitted,
             8 => Self::OverBudget,
             9 => Self::Kicked,
+            10 => Self::HostMoved,
             other => return Err(WireError::BadValue("bye reason", other as u64)),
         })
     }

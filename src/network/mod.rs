@@ -20,7 +20,7 @@ use crate::{
     core::session::{Stats, Transfer, TransferDirection},
     core::wire::Delivery,
     events::{
-        ConnectionState, JoinRequest, Peer, PeerConnected, PeerDisconnected, PeerError,
+        ConnectionState, HostMigrated, JoinRequest, Peer, PeerConnected, PeerDisconnected, PeerError,
         PeerReconnected, PeerReconnecting, PeerStats, TransferProgress,
     },
     io::engine::{Engine, Lingering},
@@ -55,6 +55,7 @@ enum Command {
     Join(String, Vec<u8>),
     Decide(PeerId, bool),
     Kick(PeerId),
+    HandOver(PeerId),
     Drop(PeerId, PeerErrorKind),
     Leave,
     Blackout(Duration),
@@ -165,6 +166,9 @@ impl PeerNetwork {
     }
     pub(crate) fn queue_kick(&mut self, peer: PeerId) {
         self.commands.push(Command::Kick(peer));
+    }
+    pub(crate) fn queue_hand_over(&mut self, peer: PeerId) {
+        self.commands.push(Command::HandOver(peer));
     }
     /// Drops `peer` for `error` (something it sent that a layer above the protocol refused).
     #[cfg_attr(not(feature = "replicon"), allow(dead_code))]
@@ -369,7 +373,7 @@ impl PeerNetwork {
     fn close(&mut self, engine: &mut Engine, linger: Duration) {
         let now = self.now();
         if let Some(room) = engine.room.as_mut() {
-            room.leave();
+            room.leave(now);
             self.events.extend(std::iter::from_fn(|| room.poll_event()));
         }
         engine.transmit(now);
@@ -518,6 +522,29 @@ fn apply_event(world: &mut World, net: &mut PeerNetwork, engine: &mut Engine, ev
                     }
                 }
             }
+        }
+        RoomEvent::HostMigrated { old, new } => {
+            // (Not after a `leave()`: the room is gone and so is our role.)
+            if let Some(room) = engine.room.as_ref() {
+                let me = room.local().id;
+                if new == me {
+                    net.phase = Phase::Hosting;
+                    net.role = Some(Role::Host);
+                    net.room_was_open = true;
+                } else if old == me {
+                    net.phase = Phase::Joined;
+                    net.role = Some(Role::Joiner);
+                }
+            }
+            for (peer, role) in [(old, Role::Joiner), (new, Role::Host)] {
+                if let Some(entity) = net.entities.get(&peer)
+                    && let Some(mut p) = world.get_mut::<Peer>(*entity)
+                {
+                    p.role = role;
+                }
+            }
+            info!("the room's host is now {new} (was {old})");
+            world.write_message(HostMigrated { old, new });
         }
         RoomEvent::JoinRequest { peer, payload } => {
             info!(
@@ -697,6 +724,16 @@ pub(crate) fn transmit(world: &mut World) {
                         info!("kicked peer {peer}");
                     } else {
                         warn!("cannot kick {peer}: not a host, or no such peer in the room");
+                    }
+                    Ok(())
+                }
+                Command::HandOver(peer) => {
+                    let handed = engine
+                        .room
+                        .as_mut()
+                        .is_some_and(|room| room.hand_over(peer));
+                    if !handed {
+                        warn!("cannot hand the room to {peer}: not a host, or not a joiner here");
                     }
                     Ok(())
                 }

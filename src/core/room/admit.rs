@@ -51,6 +51,8 @@ pub(super) struct RoomFacts {
     pub max_links_per_minute: u32,
     /// We (the host) kicked the claim's peer within its resume window.
     pub kicked: bool,
+    /// The room's host epoch: above zero once the room has moved to another host.
+    pub epoch: u32,
 }
 
 /// The decision.
@@ -134,29 +136,42 @@ pub(super) fn admit(local: &LocalIdentity, claim: &Claim, room: RoomFacts) -> Ad
                 ByeReason::OverBudget,
             );
         }
+        // A session we hold resumes, whatever role its `Hello` gives (made before the room
+        // moved to another host, or before the peer heard that it did).
+        if known.incarnation == claim.incarnation {
+            return Admission::Accept {
+                replaces_host: None,
+                resumes: true,
+            };
+        }
     }
+    // A second host: after the room moved, the old one back as a new app, which should join.
+    let second_host = if room.epoch > 0 {
+        ByeReason::HostMoved
+    } else {
+        ByeReason::Refused
+    };
     let mut replaces_host = None;
     if claim.role == Role::Host {
         if local.role == Role::Host {
-            return refuse(PeerErrorKind::DuplicateHost, ByeReason::Refused);
+            return refuse(PeerErrorKind::DuplicateHost, second_host);
         }
         match room.host {
             // Our host is away and a host presents itself in the room: the old one restarted
             // (under a new id), or gave the room up. The room is the new host's now.
             Some((host, true)) if host != peer => replaces_host = Some(host),
             Some((host, false)) if host != peer => {
-                return refuse(PeerErrorKind::DuplicateHost, ByeReason::Refused);
+                return refuse(PeerErrorKind::DuplicateHost, second_host);
             }
             _ => {}
         }
     }
-    let known_incarnation = room.known.map(|k| k.incarnation);
     if local.role == Role::Host && room.known.is_none() && room.peers >= room.max_peers {
         return refuse(PeerErrorKind::RoomFull, ByeReason::RoomFull);
     }
     Admission::Accept {
         replaces_host,
-        resumes: known_incarnation == Some(claim.incarnation),
+        resumes: false,
     }
 }
 
@@ -200,6 +215,7 @@ mod tests {
             max_peers: 4,
             max_links_per_minute: 20,
             kicked: false,
+            epoch: 0,
         }
     }
 
@@ -278,6 +294,35 @@ mod tests {
                 resumes: false
             }
         );
+    }
+
+    #[test]
+    fn after_a_migration_a_known_session_resumes_whatever_role_it_claims_and_a_new_host_is_told_the_room_moved()
+     {
+        // The old host, back on a link whose Hello it made while it still hosted.
+        let old_host = claim(2, Role::Host, 1);
+        for me in [local(Role::Host), local(Role::Joiner)] {
+            let moved = RoomFacts {
+                host: (me.role == Role::Joiner).then_some((PeerId(5), false)),
+                known: known(&old_host, 1, true),
+                peers: 2,
+                epoch: 1,
+                ..empty()
+            };
+            assert_eq!(
+                admit(&me, &old_host, moved),
+                Admission::Accept {
+                    replaces_host: None,
+                    resumes: true
+                }
+            );
+            // The old host restarted (a new incarnation) and hosts again: the room moved on.
+            let restarted = claim(2, Role::Host, 2);
+            assert_eq!(
+                refused(admit(&me, &restarted, moved)),
+                Some((PeerErrorKind::DuplicateHost, ByeReason::HostMoved))
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! The room's own messages, from the host to its joiners: whom it admitted, whom it removed.
-//! They travel in the host's reliable stream to each joiner under a reserved message kind
-//! ([`CONTROL_KIND`]), so they arrive once and in order, across reconnects, like game messages.
+//! The room's own messages: from the host to its joiners, whom it admitted, whom it removed and
+//! to whom it hands the room; between peers, who takes the room when its host is gone (see
+//! [`super::migration`]). They travel in the sender's reliable stream to each peer under a
+//! reserved message kind ([`CONTROL_KIND`]), so they arrive once and in order, across
+//! reconnects, like game messages.
 
 use crate::core::peer::PeerId;
 
@@ -9,6 +11,9 @@ pub(crate) const CONTROL_KIND: u32 = u32::MAX;
 
 const ADMIT: u8 = 1;
 const EVICT: u8 = 2;
+const HAND_OVER: u8 = 3;
+const CLAIM: u8 = 4;
+const HOST_AWAY: u8 = 5;
 
 /// A control message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +29,28 @@ pub(super) enum Control {
     Evict {
         /// The peer.
         peer: PeerId,
+    },
+    /// From the host: the room is `new`'s from now on, at host epoch `epoch`.
+    HandOver {
+        /// The next host.
+        new: PeerId,
+        /// Its epoch.
+        epoch: u32,
+    },
+    /// From a peer that took the room: it hosts the room at epoch `epoch`.
+    Claim {
+        /// The epoch it took the room at.
+        epoch: u32,
+    },
+    /// From a joiner to the others: our host `host` (at epoch `epoch`) is away for longer
+    /// than the grace (`away`), or back (`!away`). A vote for a successor.
+    HostAway {
+        /// The host it is about.
+        host: PeerId,
+        /// The epoch that host took the room at.
+        epoch: u32,
+        /// Away, or back.
+        away: bool,
     },
 }
 
@@ -41,6 +68,21 @@ impl Control {
                 out.push(EVICT);
                 out.extend_from_slice(&peer.0.to_le_bytes());
             }
+            Control::HandOver { new, epoch } => {
+                out.push(HAND_OVER);
+                out.extend_from_slice(&new.0.to_le_bytes());
+                out.extend_from_slice(&epoch.to_le_bytes());
+            }
+            Control::Claim { epoch } => {
+                out.push(CLAIM);
+                out.extend_from_slice(&epoch.to_le_bytes());
+            }
+            Control::HostAway { host, epoch, away } => {
+                out.push(HOST_AWAY);
+                out.extend_from_slice(&host.0.to_le_bytes());
+                out.extend_from_slice(&epoch.to_le_bytes());
+                out.push(away as u8);
+            }
         }
         out
     }
@@ -51,6 +93,10 @@ impl Control {
             let b: [u8; 16] = bytes.get(at..at + 16)?.try_into().ok()?;
             Some(u128::from_le_bytes(b))
         };
+        let u32_at = |at: usize| -> Option<u32> {
+            let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+            Some(u32::from_le_bytes(b))
+        };
         match (bytes.first()?, bytes.len()) {
             (&ADMIT, 33) => Some(Control::Admit {
                 peer: PeerId(u128_at(1)?),
@@ -58,6 +104,20 @@ impl Control {
             }),
             (&EVICT, 17) => Some(Control::Evict {
                 peer: PeerId(u128_at(1)?),
+            }),
+            (&HAND_OVER, 21) => Some(Control::HandOver {
+                new: PeerId(u128_at(1)?),
+                epoch: u32_at(17)?,
+            }),
+            (&CLAIM, 5) => Some(Control::Claim { epoch: u32_at(1)? }),
+            (&HOST_AWAY, 22) => Some(Control::HostAway {
+                host: PeerId(u128_at(1)?),
+                epoch: u32_at(17)?,
+                away: match bytes[21] {
+                    0 => false,
+                    1 => true,
+                    _ => return None,
+                },
             }),
             _ => None,
         }
@@ -76,6 +136,21 @@ mod tests {
                 socket: u128::MAX,
             },
             Control::Evict { peer: PeerId(9) },
+            Control::HandOver {
+                new: PeerId(3),
+                epoch: 2,
+            },
+            Control::Claim { epoch: 7 },
+            Control::HostAway {
+                host: PeerId(5),
+                epoch: 1,
+                away: true,
+            },
+            Control::HostAway {
+                host: PeerId(5),
+                epoch: 1,
+                away: false,
+            },
         ] {
             let bytes = c.encode();
             assert_eq!(Control::decode(&bytes), Some(c));
@@ -83,6 +158,14 @@ mod tests {
                 assert_eq!(Control::decode(&bytes[..cut]), None);
             }
         }
-        assert_eq!(Control::decode(&[3; 17]), None);
+        assert_eq!(Control::decode(&[9; 17]), None);
+        let mut bad_flag = Control::HostAway {
+            host: PeerId(5),
+            epoch: 1,
+            away: true,
+        }
+        .encode();
+        bad_flag[21] = 2;
+        assert_eq!(Control::decode(&bad_flag), None);
     }
 }

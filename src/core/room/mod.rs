@@ -14,6 +14,11 @@
 mod admit;
 mod control;
 mod link;
+mod migration;
+#[cfg(test)]
+mod migration_tests;
+#[cfg(test)]
+mod sim;
 pub mod testing;
 #[cfg(test)]
 mod trust_tests;
@@ -33,6 +38,7 @@ use bytes::{Bytes, BytesMut};
 pub(crate) use control::CONTROL_KIND;
 use control::Control;
 use link::{Link, LinkState, Verified, Wait};
+use migration::Succession;
 use std::{
     collections::{HashMap, VecDeque},
     hash::Hash,
@@ -113,6 +119,15 @@ pub enum RoomEvent {
         peer: PeerId,
         /// What it sent with its request (a player name, a ticket).
         payload: Bytes,
+    },
+    /// The room has a new host: `old` handed it over, or was away for the host grace (see
+    /// [`ResumePolicy::host_grace`]), or lost a conflict between two hosts. `old` stays in the
+    /// room as a joiner while its session lasts; either may be us.
+    HostMigrated {
+        /// The host until now.
+        old: PeerId,
+        /// The host from now on.
+        new: PeerId,
     },
     /// Something went wrong with a peer (or a link whose peer is not known yet).
     Error {
@@ -215,6 +230,11 @@ pub struct ResumePolicy {
     pub handshake_timeout: Duration,
     /// Host, reviewing joiners: a joiner the game has not answered within this is refused.
     pub admission_timeout: Duration,
+    /// Joiners whose host has been away this long agree on a successor among themselves (see
+    /// [`Room::hand_over`] for the graceful way). Keep it well under `resume_timeout`, and
+    /// longer than the outages a host should survive as host. `None`: the room ends with its
+    /// host (its joiners see it time out).
+    pub host_grace: Option<Duration>,
 }
 
 impl Default for ResumePolicy {
@@ -224,6 +244,7 @@ impl Default for ResumePolicy {
             liveness_timeout: Duration::from_secs(1),
             handshake_timeout: Duration::from_secs(5),
             admission_timeout: Duration::from_secs(10),
+            host_grace: Some(Duration::from_secs(3)),
         }
     }
 }
@@ -276,6 +297,10 @@ pub struct Room<L> {
     /// Joiner: a host refused us (or we found its proof of the room secret wrong) since the
     /// last `take_refused_by_host`.
     refused_by_host: bool,
+    /// Who hosts the room, by what right, and what we said of it.
+    succession: Succession,
+    /// What our sessions still had to send when we left, sent before the goodbyes.
+    farewell: Vec<(L, Channel, Bytes)>,
 }
 
 impl<L: LinkEnds> Room<L> {
@@ -306,6 +331,8 @@ impl<L: LinkEnds> Room<L> {
             roster: HashMap::new(),
             kicked: HashMap::new(),
             refused_by_host: false,
+            succession: Succession::default(),
+            farewell: Vec::new(),
         }
     }
 
@@ -332,13 +359,12 @@ impl<L: LinkEnds> Room<L> {
             _ => return Ok(()),
         };
         if kind == CONTROL_KIND {
-            // The room's own messages: only from our host, only reliable.
-            let from_host = self.local.role == Role::Joiner
-                && self.peers.get(&from).is_some_and(|r| r.role == Role::Host);
-            return match (from_host, delivery) {
-                (true, Delivery::Reliable) => Ok(()),
-                (true, _) => Err(PeerErrorKind::Violation(Violation::WrongDelivery)),
-                (false, _) => Err(PeerErrorKind::UnknownMessage(kind)),
+            // The room's own messages: only reliable (what each may say is checked when it is
+            // read).
+            let _ = from;
+            return match delivery {
+                Delivery::Reliable => Ok(()),
+                _ => Err(PeerErrorKind::Violation(Violation::WrongDelivery)),
             };
         }
         if self.kinds.is_empty() {
@@ -594,6 +620,7 @@ impl<L: LinkEnds> Room<L> {
         for peer in expired {
             self.remove_peer(peer, DisconnectReason::Timeout);
         }
+        self.check_succession(now);
     }
 
     /// The next instant the room needs [`Room::handle_timeout`] or
@@ -624,6 +651,9 @@ impl<L: LinkEnds> Room<L> {
             if let Some(t) = remote.session.poll_timeout(now, ready) {
                 at(t);
             }
+        }
+        if let Some(t) = self.succession_deadline() {
+            at(t);
         }
         next
     }
@@ -967,14 +997,12 @@ impl<L: LinkEnds> Room<L> {
                         if let Some(remote) = self.peers.get_mut(&peer) {
                             remote.session.handle_taken(payload.len());
                         }
-                        match Control::decode(&payload) {
-                            Some(c) => self.on_control(c, now),
-                            None => {
-                                return self.fail_link(
-                                    link,
-                                    PeerErrorKind::Violation(Violation::BadControl),
-                                );
-                            }
+                        let result = match Control::decode(&payload) {
+                            Some(c) => self.on_control(peer, c, now),
+                            None => Err(PeerErrorKind::Violation(Violation::BadControl)),
+                        };
+                        if let Err(e) = result {
+                            return self.fail_link(link, e);
                         }
                     }
                 }
@@ -1097,6 +1125,7 @@ impl<L: LinkEnds> Room<L> {
             max_peers: self.max_peers,
             max_links_per_minute: self.access.budgets.links_per_minute,
             kicked: self.kicked.get(&peer).is_some_and(|until| *until > now),
+            epoch: self.succession.epoch(),
         };
         let (replaces_host, resumes) = match admit(&self.local, &claim, facts) {
             Admission::OwnSocket => {
@@ -1119,8 +1148,11 @@ impl<L: LinkEnds> Room<L> {
         let wait = match (self.local.role, role) {
             (Role::Host, _) if self.access.review && !resumes => Some(Wait::Decision),
             (Role::Host, _) => None,
+            // A known session resumes with a peer that hosted when it made its `Hello`, but
+            // not any more (the room moved): nothing to wait for.
+            (Role::Joiner, Role::Host) if resumes && self.host() != Some(peer) => None,
             (Role::Joiner, Role::Host) => Some(Wait::Welcome),
-            (Role::Joiner, Role::Joiner) if self.roster.contains_key(&peer) => None,
+            (Role::Joiner, Role::Joiner) if resumes || self.roster.contains_key(&peer) => None,
             (Role::Joiner, Role::Joiner) => Some(Wait::Roster),
         };
         let payload = auth.payload;
@@ -1255,8 +1287,16 @@ impl<L: LinkEnds> Room<L> {
         }
     }
 
-    /// Host: tells every joiner that `peer` (on `link`) is admitted, and `peer` whom else is.
+    /// Host: tells every joiner that `peer` (on `link`) is admitted, and `peer` whom else is
+    /// (and, after a migration, at what epoch we took the room).
     fn announce(&mut self, peer: PeerId, link: L) {
+        let epoch = self.succession.epoch();
+        if epoch > 0
+            && let Some(r) = self.peers.get_mut(&peer)
+        {
+            let claim = Control::Claim { epoch }.encode();
+            let _ = r.session.send(CONTROL_KIND, &claim, Delivery::Reliable);
+        }
         let (_, socket) = link.ends();
         let news = Control::Admit { peer, socket }.encode();
         let others: Vec<(PeerId, Option<L>)> = self
@@ -1281,10 +1321,17 @@ impl<L: LinkEnds> Room<L> {
         }
     }
 
-    /// Joiner: a control message from our host.
-    fn on_control(&mut self, control: Control, now: Duration) {
+    /// A control message from `from`: our host's word on who is in the room, or a word on
+    /// who hosts it (see [`migration`]). `Err`: drop `from`.
+    fn on_control(
+        &mut self,
+        from: PeerId,
+        control: Control,
+        now: Duration,
+    ) -> Result<(), PeerErrorKind> {
+        let from_our_host = self.local.role == Role::Joiner && self.host() == Some(from);
         match control {
-            Control::Admit { peer, socket } => {
+            Control::Admit { peer, socket } if from_our_host => {
                 self.roster.insert(peer, socket);
                 let waiting: Vec<L> = self
                     .links
@@ -1299,7 +1346,7 @@ impl<L: LinkEnds> Room<L> {
                     self.bind(link, now);
                 }
             }
-            Control::Evict { peer } => {
+            Control::Evict { peer } if from_our_host => {
                 self.roster.remove(&peer);
                 if peer != self.local.id
                     && self.peers.get(&peer).is_some_and(|r| r.role != Role::Host)
@@ -1310,7 +1357,9 @@ impl<L: LinkEnds> Room<L> {
                     self.remove_peer(peer, DisconnectReason::Evicted);
                 }
             }
+            other => return self.on_succession_control(from, other, now),
         }
+        Ok(())
     }
 
     /// Ends a link because of `error` (from the peer on it, known or not).
@@ -1371,8 +1420,28 @@ impl<L: LinkEnds> Room<L> {
         }
     }
 
-    /// Says goodbye to everyone and forgets them.
-    pub fn leave(&mut self) {
+    /// Says goodbye to everyone and forgets them. A host hands the room over first (to the
+    /// live joiner with the lowest id; see [`Room::hand_over`]) unless migration is off
+    /// ([`ResumePolicy::host_grace`]). What our sessions still have to send goes out before
+    /// the goodbyes.
+    pub fn leave(&mut self, now: Duration) {
+        if self.local.role == Role::Host
+            && self.policy.host_grace.is_some()
+            && let Some(heir) = self.heir()
+        {
+            self.hand_over(heir);
+        }
+        for remote in self.peers.values_mut() {
+            if let Some(link) = remote
+                .link
+                .filter(|l| self.links.get(l).is_some_and(Link::ready))
+            {
+                let farewell = &mut self.farewell;
+                remote
+                    .session
+                    .poll_transmit(now, true, &mut |ch, p| farewell.push((link, ch, p)));
+            }
+        }
         let peers: Vec<PeerId> = self.peers.keys().copied().collect();
         for peer in peers {
             for link in self.links_of(peer) {
@@ -1435,6 +1504,9 @@ impl<L: LinkEnds> Room<L> {
 
     /// Builds every packet due now; `out(link, channel, packet)` sends one.
     pub fn poll_transmit(&mut self, now: Duration, out: &mut impl FnMut(L, Channel, Bytes)) {
+        for (link, channel, packet) in self.farewell.drain(..) {
+            out(link, channel, packet);
+        }
         for (id, link) in self.links.iter_mut() {
             if let Some(packet) = link.poll_transmit(now) {
                 out(*id, Channel::Reliable, packet);
@@ -2262,7 +2334,7 @@ mod tests {
         connect(&mut host, &mut joiner, 10, 20);
         events(&mut host);
         events(&mut joiner);
-        joiner.leave();
+        joiner.leave(Duration::ZERO);
         assert_eq!(
             events(&mut joiner),
             vec![RoomEvent::Disconnected {
