@@ -127,13 +127,12 @@ pub use crate::replicon::RepliconPeerMessagePlugin;
 pub mod prelude {
     pub use crate::{
         Backoff, Budgets, ConnectionState, Delivery, DisconnectReason, Fault, HostMigrated,
-        IceServer,
-        IceServers, Identity, JoinRequest, LinkConditionerConfig, LocalSignalingHub, MemoryNetwork,
-        NetworkPath, Peer, PeerConnected, PeerDisconnected, PeerError, PeerErrorKind, PeerId,
-        PeerMessage, PeerMessageAppExt, PeerMessageDiagnosticsPlugin, PeerMessagePlugin,
-        PeerMessageSet, PeerMessageSettings, PeerReconnected, PeerReconnecting, PeerStats,
-        Received, Role, RoomSecret, SendError, SessionConfig, Signaling, SignalingServerInfo,
-        TransferDirection, TransferProgress, TurnCredentials,
+        IceServer, IceServers, Identity, JoinRequest, LinkConditionerConfig, LocalSignalingHub,
+        MemoryNetwork, NetworkPath, Peer, PeerConnected, PeerDisconnected, PeerError,
+        PeerErrorKind, PeerId, PeerMessage, PeerMessageAppExt, PeerMessageDiagnosticsPlugin,
+        PeerMessagePlugin, PeerMessageSet, PeerMessageSettings, PeerReconnected, PeerReconnecting,
+        PeerStats, Received, Role, RoomSecret, SendError, SessionConfig, Signaling,
+        SignalingServerInfo, TransferDirection, TransferProgress, TurnCredentials,
     };
 }
 

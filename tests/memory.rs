@@ -6,6 +6,8 @@
 //! admission and budgets.
 
 mod common;
+#[path = "memory/migration.rs"]
+mod migration;
 #[cfg(feature = "replicon")]
 #[path = "memory/replicon.rs"]
 mod replicon;

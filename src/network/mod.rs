@@ -20,8 +20,8 @@ use crate::{
     core::session::{Stats, Transfer, TransferDirection},
     core::wire::Delivery,
     events::{
-        ConnectionState, HostMigrated, JoinRequest, Peer, PeerConnected, PeerDisconnected, PeerError,
-        PeerReconnected, PeerReconnecting, PeerStats, TransferProgress,
+        ConnectionState, HostMigrated, JoinRequest, Peer, PeerConnected, PeerDisconnected,
+        PeerError, PeerReconnected, PeerReconnecting, PeerStats, TransferProgress,
     },
     io::engine::{Engine, Lingering},
     io::signaling::{SignalingPhase, WebSocketSignallerBuilder},
@@ -87,6 +87,9 @@ pub struct PeerNetwork {
     entities: HashMap<PeerId, Entity>,
     scratch: Vec<u8>,
     events: Vec<RoomEvent>,
+    /// Peers we dropped while turning the current batch of events into messages (a payload
+    /// that did not decode): what they sent after it is not delivered.
+    dropped: Vec<PeerId>,
     /// What the last `join_with` sent, for a rejoin.
     join_payload: Vec<u8>,
     /// The last progress reported per large message in transit.
@@ -118,6 +121,7 @@ impl PeerNetwork {
             entities: HashMap::default(),
             scratch: Vec::with_capacity(256),
             events: Vec::new(),
+            dropped: Vec::new(),
             join_payload: Vec::new(),
             transfers: HashMap::default(),
         }
@@ -420,6 +424,7 @@ fn apply_events(world: &mut World, net: &mut PeerNetwork, engine: &mut Engine) {
             net.events.extend(std::iter::from_fn(|| room.poll_event()));
         }
         if net.events.is_empty() {
+            net.dropped.clear();
             return;
         }
         let mut events = std::mem::take(&mut net.events);
@@ -444,11 +449,12 @@ fn apply_event(world: &mut World, net: &mut PeerNetwork, engine: &mut Engine, ev
             kind,
             payload,
         } => {
-            // A peer dropped earlier in this batch says nothing more.
+            // A peer we dropped earlier in this batch says nothing more. (One that left after
+            // sending it, a host handing over a snapshot and leaving, say, is heard out.)
             let Some(room) = engine.room.as_mut() else {
                 return;
             };
-            if room.session(from).is_none() {
+            if net.dropped.contains(&from) {
                 return;
             }
             let max = room.config().max_message_size;
@@ -463,6 +469,7 @@ fn apply_event(world: &mut World, net: &mut PeerNetwork, engine: &mut Engine, ev
             };
             if let Err(e) = result {
                 room.drop_peer(from, e);
+                net.dropped.push(from);
             }
         }
         RoomEvent::Connected { peer, role } => {

@@ -44,6 +44,7 @@ pub fn record_lifecycle(app: &mut App) {
     record::<PeerReconnecting>(app);
     record::<PeerReconnected>(app);
     record::<PeerError>(app);
+    record::<HostMigrated>(app);
 }
 
 /// The messages of type `M` an app has recorded.

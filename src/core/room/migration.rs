@@ -121,7 +121,10 @@ impl<L: LinkEnds> Room<L> {
             let cut_off: Vec<PeerId> = self
                 .peers
                 .iter()
-                .filter(|(_, r)| r.away_since.is_some_and(|s| now.saturating_sub(s) >= grace / 2))
+                .filter(|(_, r)| {
+                    r.away_since
+                        .is_some_and(|s| now.saturating_sub(s) >= grace / 2)
+                })
                 .map(|(p, _)| *p)
                 .collect();
             self.succession.cut_off.extend(cut_off);

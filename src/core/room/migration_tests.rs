@@ -125,13 +125,21 @@ fn the_new_host_admits_newcomers_and_the_survivors_bind_them_on_its_word() {
     }
     mesh.run(200);
     let newcomer = mesh.take_events(4);
-    assert_eq!(newcomer.len(), 3, "it meets all three survivors: {newcomer:?}");
+    assert_eq!(
+        newcomer.len(),
+        3,
+        "it meets all three survivors: {newcomer:?}"
+    );
     assert!(newcomer.contains(&RoomEvent::Connected {
         peer: at(heir),
         role: Role::Host
     }));
     assert_eq!(mesh.room(4).host(), Some(at(heir)));
-    assert_eq!(mesh.room(4).host_epoch(), 1, "it learns the epoch from its host");
+    assert_eq!(
+        mesh.room(4).host_epoch(),
+        1,
+        "it learns the epoch from its host"
+    );
     for i in 1..4 {
         assert_eq!(
             mesh.take_events(i),
@@ -151,7 +159,10 @@ fn a_host_hands_over_with_a_snapshot_and_leaves_and_everyone_follows_in_order() 
     mesh.room(0)
         .send(at(heir), 1, &7u16.to_le_bytes(), Delivery::Reliable)
         .unwrap();
-    assert!(!mesh.room(other).hand_over(at(heir)), "only a host hands over");
+    assert!(
+        !mesh.room(other).hand_over(at(heir)),
+        "only a host hands over"
+    );
     assert!(mesh.room(0).hand_over(at(heir)));
     assert_eq!(mesh.room(0).local().role, Role::Joiner, "at once");
     let now = mesh.now;
@@ -273,7 +284,11 @@ fn survivors_agree_on_one_host_under_packet_loss() {
         let heir = lowest(1..5);
         assert_hosted_by(&mut mesh, &[1, 2, 3, 4], heir);
         let (got, _) = mesh.split(1);
-        assert_eq!(got, (0..300).collect::<Vec<_>>(), "seed {seed}: exactly once, in order");
+        assert_eq!(
+            got,
+            (0..300).collect::<Vec<_>>(),
+            "seed {seed}: exactly once, in order"
+        );
         for i in 1..5 {
             let events = mesh.take_events(i);
             let last = migrations(&events).last().map(|m| m.1);

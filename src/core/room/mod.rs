@@ -1227,12 +1227,13 @@ impl<L: LinkEnds> Room<L> {
             self.remove_peer(host, DisconnectReason::Replaced);
             self.roster.clear();
         }
-        // Facts may have changed while it waited: a session it does not resume is replaced.
-        let resumes = v.resumes
-            && self
-                .peers
-                .get(&peer)
-                .is_some_and(|r| r.incarnation == v.incarnation);
+        // Facts may have changed while it waited: a session it does not resume is replaced,
+        // and one bound meanwhile on another link (a peer with two sockets in the room, both
+        // waiting for the host's word) is the same session.
+        let resumes = self
+            .peers
+            .get(&peer)
+            .is_some_and(|r| r.incarnation == v.incarnation);
         if !resumes && self.peers.contains_key(&peer) {
             self.remove_peer(peer, DisconnectReason::Replaced);
         }

@@ -186,4 +186,3 @@ pub(super) fn errors(events: &[RoomEvent]) -> Vec<PeerErrorKind> {
         })
         .collect()
 }
-
