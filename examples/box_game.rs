@@ -273,10 +273,11 @@ type LifecycleReaders<'w, 's> = (
     MessageReader<'w, 's, PeerReconnected>,
     MessageReader<'w, 's, PeerDisconnected>,
     MessageReader<'w, 's, PeerError>,
+    MessageReader<'w, 's, HostMigrated>,
 );
 
 fn lifecycle(
-    (mut connected, mut away, mut back, mut gone, mut errors): LifecycleReaders,
+    (mut connected, mut away, mut back, mut gone, mut errors, mut migrated): LifecycleReaders,
     mut players: ResMut<Players>,
     mut commands: Commands,
 ) {
@@ -310,6 +311,10 @@ fn lifecycle(
     }
     for e in errors.read() {
         warn!("box_game: error {:?}: {}", e.peer, e.error);
+    }
+    // The host left or vanished and the room moved on: the boxes keep moving.
+    for e in migrated.read() {
+        info!("box_game: host is now {} (was {})", e.new, e.old);
     }
 }
 

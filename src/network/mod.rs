@@ -142,6 +142,18 @@ impl PeerNetwork {
             out += &format!("  {line}\n");
         }
         if let Some(room) = &engine.room {
+            out += &format!(
+                "  room: we are {} ({}), host epoch {}\n",
+                room.local().id,
+                room.local().role,
+                room.host_epoch()
+            );
+            for (peer, role) in room.peers() {
+                let away = room
+                    .away_since(peer)
+                    .map_or(String::new(), |t| format!(", away since {t:?}"));
+                out += &format!("  peer {peer} ({role}){away}\n");
+            }
             for line in room.describe_links() {
                 out += &format!("  link {line}\n");
             }
@@ -395,6 +407,13 @@ impl PeerNetwork {
         self.target = None;
         self.phase = Phase::Offline;
     }
+}
+
+/// Since when our host, or a peer that hosted the room before it, has been away (see
+/// [`Room::hosts_away_since`](crate::core::room::Room::hosts_away_since)): the reconnect
+/// policy opens new links for them.
+fn hosts_away_since(engine: &Engine) -> Option<Duration> {
+    engine.room.as_ref()?.hosts_away_since()
 }
 
 /// The host we joined, while it is away.

@@ -7,7 +7,9 @@
 //! Who re-opens when:
 //! - a joiner whose host is away (silent for `liveness_timeout`, or its link dropped) opens a
 //!   new socket: a fresh signaling session and fresh WebRTC connections, to the host and to
-//!   every other peer; the sessions resume on them;
+//!   every other peer; the sessions resume on them. So does any peer while a peer that hosted
+//!   the room before a migration is away (after a partition healed, the side that moved on
+//!   reaches the side that did not);
 //! - any peer whose socket's signaling connection failed or was lost re-opens, keeping the old
 //!   socket while it still carries links in use (existing links keep working; the new socket
 //!   lets new joiners in and lets later drops recover);
@@ -22,7 +24,7 @@
 //! part lives with the room events in the driver.
 
 use super::{
-    Engine, PeerNetwork, Phase, apply_events, error, host_away_since, update_state, with_engine,
+    Engine, PeerNetwork, Phase, apply_events, error, hosts_away_since, update_state, with_engine,
 };
 use crate::{
     config::PeerMessageSettings,
@@ -140,7 +142,7 @@ pub(crate) fn reconnect(world: &mut World) {
         }
         apply_events(world, net, engine);
 
-        let host_away = host_away_since(engine);
+        let host_away = hosts_away_since(engine);
         let stalled_joiner = stalled > 0
             && engine
                 .room

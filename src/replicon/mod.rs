@@ -5,6 +5,7 @@ mod server;
 
 use crate::{
     PeerMessage,
+    config::PeerMessageSettings,
     core::error::{PeerErrorKind, SendError, Violation},
     core::peer::PeerId,
     core::session::SessionConfig,
@@ -71,6 +72,10 @@ use std::time::Duration;
 /// // Then `host(room)` on the server, `join(room)` on the clients, as without replicon.
 /// ```
 ///
+/// Host migration ([`HostMigrated`]) is turned off: replicon's server world lives on the host,
+/// so the room ends with it, as replicon's own backends do.
+///
+/// [`HostMigrated`]: crate::HostMigrated
 /// [`Peer`]: crate::Peer
 /// [`PeerId`]: crate::PeerId
 /// [`PeerStats`]: crate::PeerStats
@@ -129,6 +134,11 @@ impl Plugin for RepliconPeerMessagePlugin {
             most <= usize::from(u16::MAX),
             "bevy_replicon has {most} channels; RepliconPeerMessagePlugin carries at most 65535"
         );
+        // Replicon's server world lives on the host: the room ends with it (joiners time out
+        // and join again) rather than moving to a joiner that has no server world.
+        if let Some(mut settings) = app.world_mut().get_resource_mut::<PeerMessageSettings>() {
+            settings.resume.host_grace = None;
+        }
     }
 }
 

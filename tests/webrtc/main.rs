@@ -13,6 +13,7 @@ mod cuts;
 mod delivery;
 mod handshake;
 mod large;
+mod migration;
 mod reconnect;
 #[cfg(feature = "replicon")]
 mod replicon;

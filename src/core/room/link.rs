@@ -50,8 +50,6 @@ pub(super) struct Verified {
     pub role: Role,
     /// Its incarnation.
     pub incarnation: u64,
-    /// Whether it resumes a known session.
-    pub resumes: bool,
     /// Our host it replaces (see `Admission::Accept`).
     pub replaces_host: Option<PeerId>,
     /// What it waits for.

@@ -43,6 +43,8 @@ pub(super) struct Succession {
     pending: Option<(u32, PeerId)>,
     /// Host: peers away from us for at least half the grace this epoch.
     cut_off: HashSet<PeerId>,
+    /// Peers that hosted the room before its current host (kept across epochs).
+    former_hosts: HashSet<PeerId>,
 }
 
 impl Succession {
@@ -52,9 +54,12 @@ impl Succession {
     }
 
     /// A new host at `epoch`: everything said about the last one is void.
-    fn reset(&mut self, epoch: u32) {
+    fn reset(&mut self, epoch: u32, old: PeerId) {
+        let mut former_hosts = std::mem::take(&mut self.former_hosts);
+        former_hosts.insert(old);
         *self = Self {
             epoch,
+            former_hosts,
             ..Self::default()
         };
     }
@@ -88,6 +93,18 @@ impl<L: LinkEnds> Room<L> {
         self.send_control(None, Control::HandOver { new, epoch });
         self.step_down(new, epoch);
         true
+    }
+
+    /// Since when the earliest of our host and the peers that hosted before it (still here,
+    /// as joiners) has been away, if one is. Either side of a partition that healed must open
+    /// new links to the other for their sessions to resume: the side that moved to another
+    /// host has its old host away, the other side its own host's joiners.
+    pub fn hosts_away_since(&self) -> Option<Duration> {
+        self.peers
+            .iter()
+            .filter(|(p, r)| r.role == Role::Host || self.succession.former_hosts.contains(p))
+            .filter_map(|(_, r)| r.away_since)
+            .min()
     }
 
     /// The joiner a leaving host hands the room to: the live one with the lowest id.
@@ -298,7 +315,7 @@ impl<L: LinkEnds> Room<L> {
         if let Some(r) = self.peers.get_mut(&old) {
             r.role = Role::Joiner;
         }
-        self.succession.reset(epoch);
+        self.succession.reset(epoch, old);
         // Our peers were all admitted by a host; any we meet from now on, we admit.
         self.roster.clear();
         self.send_control(None, Control::Claim { epoch });
@@ -317,7 +334,7 @@ impl<L: LinkEnds> Room<L> {
         if let Some(r) = self.peers.get_mut(&new) {
             r.role = Role::Host;
         }
-        self.succession.reset(epoch);
+        self.succession.reset(epoch, old);
         self.events.push_back(RoomEvent::HostMigrated { old, new });
     }
 
@@ -327,7 +344,7 @@ impl<L: LinkEnds> Room<L> {
         if let Some(r) = self.peers.get_mut(&new) {
             r.role = Role::Host;
         }
-        self.succession.reset(epoch);
+        self.succession.reset(epoch, self.local.id);
         self.kicked.clear();
         // Everyone here was admitted by us: they need no word from the new host to be bound
         // again on a new link.

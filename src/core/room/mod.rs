@@ -1162,7 +1162,6 @@ impl<L: LinkEnds> Room<L> {
                 key,
                 role,
                 incarnation: hello.incarnation,
-                resumes,
                 replaces_host,
                 wait: wait.unwrap_or(Wait::Roster),
                 since: now,
@@ -1421,13 +1420,21 @@ impl<L: LinkEnds> Room<L> {
         }
     }
 
-    /// Says goodbye to everyone and forgets them. A host hands the room over first (to the
-    /// live joiner with the lowest id; see [`Room::hand_over`]) unless migration is off
+    /// Says goodbye to everyone and forgets them. A host with two or more live joiners hands
+    /// the room over first (to the one with the lowest id; see [`Room::hand_over`]) unless
+    /// migration is off
     /// ([`ResumePolicy::host_grace`]). What our sessions still have to send goes out before
     /// the goodbyes.
     pub fn leave(&mut self, now: Duration) {
+        let live_joiners = self
+            .peers
+            .values()
+            .filter(|r| r.role == Role::Joiner && r.away_since.is_none())
+            .count();
+        // (A single joiner would host a room of one: nobody to keep playing with.)
         if self.local.role == Role::Host
             && self.policy.host_grace.is_some()
+            && live_joiners >= 2
             && let Some(heir) = self.heir()
         {
             self.hand_over(heir);
