@@ -389,3 +389,41 @@ fn the_old_host_restarted_as_a_host_is_told_the_room_moved() {
     );
     assert_hosted_by(&mut mesh, &[1, 2], heir);
 }
+
+#[test]
+fn without_signaling_survivors_come_back_on_the_links_they_had() {
+    let mut mesh = mesh_of(4);
+    mesh.rooms[0] = None;
+    mesh.run(4_200);
+    for i in 1..4 {
+        mesh.take_events(i);
+    }
+    // Two survivors hear nothing of each other for 5 s, their links never reported down (no
+    // signaling server is left to make new ones): each takes the other for away, and both
+    // resume on the old link when its packets flow again.
+    stream(&mut mesh, 1, 3, 0..100);
+    mesh.run(10);
+    mesh.blocked.push((1, 2));
+    stream(&mut mesh, 1, 3, 100..200);
+    mesh.run(5_000);
+    let mut got = Vec::new();
+    for (i, other) in [(1, 2), (2, 1)] {
+        let (messages, events) = mesh.split(i);
+        got.extend(messages);
+        assert_eq!(events, vec![RoomEvent::Reconnecting { peer: at(other) }]);
+    }
+    mesh.blocked.clear();
+    stream(&mut mesh, 1, 3, 200..300);
+    mesh.run(500);
+    let (more, events) = mesh.split(2);
+    assert!(
+        matches!(events[..], [RoomEvent::Reconnected { peer, .. }] if peer == at(1)),
+        "{events:?}"
+    );
+    assert!(matches!(
+        mesh.take_events(1)[..],
+        [RoomEvent::Reconnected { .. }]
+    ));
+    let all: Vec<u16> = got.into_iter().chain(more).collect();
+    assert_eq!(all, (0..300).collect::<Vec<_>>(), "exactly once, in order");
+}

@@ -201,6 +201,8 @@ struct Remote<L> {
     meter: RateMeter,
     /// When it bound its recent links (the last minute's).
     linked_at: VecDeque<Duration>,
+    /// While it is away: when its dormant links are next probed.
+    probe_at: Duration,
 }
 
 impl<L> Remote<L> {
@@ -500,6 +502,36 @@ impl<L: LinkEnds> Room<L> {
             .map(|(id, _)| *id)
     }
 
+    /// Whether `peer` is away.
+    fn is_away(&self, peer: PeerId) -> bool {
+        self.peers
+            .get(&peer)
+            .is_some_and(|r| r.away_since.is_some())
+    }
+
+    /// A packet came from away `peer` on `link`, one of its dormant links: the connection
+    /// outlived the outage, and the session resumes on it from the peer's first ack, as on a
+    /// new link. (The peer does the same when it hears from us.) `false`: the link cannot
+    /// carry it (not reported up yet), and the peer stays away.
+    fn wake(&mut self, link: L, peer: PeerId, now: Duration) -> bool {
+        if !self.links.get(&link).is_some_and(Link::writable) {
+            return false;
+        }
+        let Some(remote) = self.peers.get_mut(&peer) else {
+            return false;
+        };
+        let Some(since) = remote.away_since.take() else {
+            return true;
+        };
+        remote.link = Some(link);
+        remote.session.handle_link_up(now);
+        self.events.push_back(RoomEvent::Reconnected {
+            peer,
+            downtime: now.saturating_sub(since),
+        });
+        true
+    }
+
     /// Whether `link` is bound to `peer` but is not the link we send it on.
     fn is_standby(&self, link: L, peer: PeerId) -> bool {
         self.peers.get(&peer).is_some_and(|r| r.link != Some(link))
@@ -551,12 +583,13 @@ impl<L: LinkEnds> Room<L> {
                 });
             }
         }
-        // Standby links the peer no longer uses.
+        // Standby links the peer no longer uses (an away peer's are dormant, not unused).
         let unused: Vec<L> = self
             .links
             .iter()
             .filter(|(id, l)| {
-                l.peer().is_some_and(|p| self.is_standby(**id, p))
+                l.peer()
+                    .is_some_and(|p| self.is_standby(**id, p) && !self.is_away(p))
                     && now.saturating_sub(l.last_heard()) >= policy.liveness_timeout
             })
             .map(|(id, _)| *id)
@@ -636,11 +669,22 @@ impl<L: LinkEnds> Room<L> {
             {
                 at(t);
             }
-            if link.peer().is_some_and(|p| self.is_standby(*id, p)) {
+            if link
+                .peer()
+                .is_some_and(|p| self.is_standby(*id, p) && !self.is_away(p))
+            {
                 at(link.last_heard() + policy.liveness_timeout);
             }
         }
-        for remote in self.peers.values() {
+        for (peer, remote) in &self.peers {
+            let dormant = || {
+                self.links
+                    .values()
+                    .any(|l| l.peer() == Some(*peer) && l.ready())
+            };
+            if remote.away_since.is_some() && dormant() {
+                at(remote.probe_at);
+            }
             match remote.away_since {
                 Some(since) => at(since + policy.resume_timeout),
                 None => at(remote.session.last_heard() + policy.liveness_timeout),
@@ -691,11 +735,12 @@ impl<L: LinkEnds> Room<L> {
         }
         remote.away_since = Some(now);
         remote.link = None;
-        // Its links are abandoned for good, even if they wake up: the peer comes back on a new
-        // link with a fresh handshake, and the streams resume from the acks.
-        for link in self.links_of(peer) {
-            self.close_link(link, None);
-        }
+        remote.probe_at = now;
+        // Its links stay, dormant: a WebRTC connection often outlives a short outage (a Wi-Fi
+        // blip, a stalled process), and with no signaling server to make new ones (it left
+        // with a host) it is the only way back. The first packet on one resumes the session
+        // there (see `Room::wake`); a new link resumes it as well, and the dormant ones are
+        // then closed as unused standbys.
         self.events.push_back(RoomEvent::Reconnecting { peer });
     }
 
@@ -897,6 +942,9 @@ impl<L: LinkEnds> Room<L> {
                     continue;
                 }
                 (Phase::Bound(peer), record) => {
+                    if self.is_away(peer) && !self.wake(link, peer, now) {
+                        continue;
+                    }
                     self.heard_on(link, peer, now);
                     (peer, record)
                 }
@@ -1277,6 +1325,7 @@ impl<L: LinkEnds> Room<L> {
                     session,
                     meter: RateMeter::new(&self.access.budgets, now),
                     linked_at: VecDeque::from([now]),
+                    probe_at: now,
                 },
             );
             self.events
@@ -1518,6 +1567,25 @@ impl<L: LinkEnds> Room<L> {
         for (id, link) in self.links.iter_mut() {
             if let Some(packet) = link.poll_transmit(now) {
                 out(*id, Channel::Reliable, packet);
+            }
+        }
+        // Away peers: a ping on each dormant link now and then, which wakes the session there
+        // if the connection outlived the outage (the peer answers on it; see `Room::wake`).
+        let probes: Vec<(PeerId, L)> = self
+            .peers
+            .iter()
+            .filter(|(_, r)| r.away_since.is_some() && now >= r.probe_at)
+            .flat_map(|(p, _)| {
+                self.links
+                    .iter()
+                    .filter(move |(_, l)| l.peer() == Some(*p) && l.ready())
+                    .map(move |(id, _)| (*p, *id))
+            })
+            .collect();
+        for (peer, link) in probes {
+            if let Some(remote) = self.peers.get_mut(&peer) {
+                remote.probe_at = now + self.config.ping_interval;
+                out(link, Channel::Reliable, remote.session.wake_probe(now));
             }
         }
         for remote in self.peers.values_mut() {

@@ -39,6 +39,9 @@ pub(super) struct Mesh {
     pub events: Vec<Vec<RoomEvent>>,
     /// Packets lost at random: the generator and the probability.
     pub loss: Option<(crate::core::rng::Rng, f32)>,
+    /// Socket pairs whose packets are dropped, both ways, while their links stay up (an
+    /// outage the transport does not report).
+    pub blocked: Vec<(usize, usize)>,
 }
 
 impl Mesh {
@@ -50,6 +53,7 @@ impl Mesh {
             captured: Vec::new(),
             events: vec![Vec::new(); n],
             loss: None,
+            blocked: Vec::new(),
         }
     }
 
@@ -99,6 +103,9 @@ impl Mesh {
                 }
             }
             for (from, to, p) in sent {
+                if self.blocked.contains(&(from.min(to), from.max(to))) {
+                    continue;
+                }
                 if let Some((rng, p)) = self.loss.as_mut()
                     && rng.next_f32() < *p
                 {

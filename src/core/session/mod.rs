@@ -570,6 +570,14 @@ impl Session {
         }
     }
 
+    /// A packet of one `Ping`, for a link the peer may still hear us on while it is away (its
+    /// answer is a round-trip sample like any other).
+    pub fn wake_probe(&self, now: Duration) -> Bytes {
+        let mut out = BytesMut::with_capacity(wire::SMALL_RECORD_LEN);
+        wire::encode_ping(&mut out, ping_nonce(now.saturating_sub(self.epoch), false));
+        out.freeze()
+    }
+
     fn handle_pong(&mut self, nonce: u64, now: Duration) {
         self.loss.answered(nonce);
         let sent = self.epoch + Duration::from_micros(nonce >> 1);
