@@ -73,8 +73,11 @@ impl Veth {
     pub fn create() -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed) % 250;
-        let pid = std::process::id();
-        let ns = format!("peer-message-{pid}-b{n}");
+        // Under tests/netns-run, named after its namespace: it deletes them all at the end.
+        let ns = match std::env::var("PEER_MESSAGE_NETNS") {
+            Ok(outer) if !outer.is_empty() => format!("{outer}-b{n}"),
+            _ => format!("peer-message-{}-b{n}", std::process::id()),
+        };
         let dev = format!("pm{n}a");
         let peer_dev = format!("pm{n}b");
         let addr_a = format!("10.77.{n}.1");
@@ -149,7 +152,13 @@ impl Veth {
 
 impl Drop for Veth {
     fn drop(&mut self) {
-        // Deleting the namespace deletes both ends of the pair.
+        // Under tests/netns-run the pair stays until the binary is done, and the runner deletes
+        // it: deleting it now would take an address away from this namespace while other tests
+        // here run, and a WebRTC connection of theirs may have picked it (ICE gathers every
+        // interface's address). Otherwise, deleting the namespace deletes both ends of the pair.
+        if std::env::var("PEER_MESSAGE_NETNS").is_ok_and(|ns| !ns.is_empty()) {
+            return;
+        }
         let _ = ip(&["netns", "delete", &self.ns]);
     }
 }
