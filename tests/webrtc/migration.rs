@@ -27,6 +27,27 @@ fn after(line: &str, marker: &str) -> Option<String> {
         .map(|(_, rest)| rest.trim().to_owned())
 }
 
+/// `n` joiners of `room` through the signaling server at `url`, once each is in a mesh of
+/// `room_size` peers.
+fn meshed_joiners(url: &str, room: &str, n: usize, room_size: usize) -> Vec<App> {
+    let mut joiners: Vec<App> = (0..n)
+        .map(|_| {
+            app(PeerMessagePlugin::default()
+                .signaling(Signaling::server(url))
+                .join_timeout(30 * SECOND))
+        })
+        .collect();
+    for j in &mut joiners {
+        net(j, |net| net.join(room));
+    }
+    let mut apps: Vec<&mut App> = joiners.iter_mut().collect();
+    run_until(&mut apps, 40 * SECOND, "a full mesh", |apps| {
+        apps.iter_mut()
+            .all(|a| net(a, |n| n.peers().count()) == room_size - 1)
+    });
+    joiners
+}
+
 /// Who an app thinks hosts the room (itself included).
 fn host_of(app: &mut App) -> Option<PeerId> {
     net(app, |n| n.host_id())
@@ -58,21 +79,8 @@ fn child_host() {
 #[test]
 #[ignore = "helper: started inside a peer namespace by four_peers_keep_playing_when_the_host_process_is_killed"]
 fn child_survivors() {
-    let url = param("PM_URL");
-    let mut joiners: Vec<App> = (0..3)
-        .map(|_| {
-            app(PeerMessagePlugin::default()
-                .signaling(Signaling::server(url.clone()))
-                .join_timeout(30 * SECOND))
-        })
-        .collect();
-    for j in &mut joiners {
-        net(j, |n| n.join("killed-host"));
-    }
+    let mut joiners = meshed_joiners(&param("PM_URL"), "killed-host", 3, 4);
     let mut apps: Vec<&mut App> = joiners.iter_mut().collect();
-    run_until(&mut apps, 40 * SECOND, "a mesh of four", |apps| {
-        apps.iter_mut().all(|a| net(a, |n| n.peers().count()) == 3)
-    });
     let ids: Vec<PeerId> = apps.iter_mut().map(|a| id(a)).collect();
     let heir_at = (0..3).min_by_key(|i| ids[*i]).expect("three");
     println!("HEIR {}", ids[heir_at].0);
@@ -252,21 +260,8 @@ fn a_host_hands_its_successor_a_snapshot_and_leaves() {
 #[test]
 #[ignore = "helper: started inside a peer namespace by a_partition_that_heals_ends_with_one_host"]
 fn child_far_side() {
-    let url = param("PM_URL");
-    let mut far: Vec<App> = (0..2)
-        .map(|_| {
-            app(PeerMessagePlugin::default()
-                .signaling(Signaling::server(url.clone()))
-                .join_timeout(30 * SECOND))
-        })
-        .collect();
-    for a in &mut far {
-        net(a, |n| n.join("partition"));
-    }
+    let mut far = meshed_joiners(&param("PM_URL"), "partition", 2, 4);
     let mut apps: Vec<&mut App> = far.iter_mut().collect();
-    run_until(&mut apps, 40 * SECOND, "a mesh of four", |apps| {
-        apps.iter_mut().all(|a| net(a, |n| n.peers().count()) == 3)
-    });
     println!("CONNECTED");
     let mut migrations = [0, 0];
     let mut counts = (usize::MAX, usize::MAX);

@@ -225,15 +225,15 @@ impl<L: LinkEnds> Room<L> {
         }
     }
 
-    /// A control message from `from` that is not its host's word to us (or is about hosts).
-    /// `Err`: drop `from`.
+    /// A control message from `from` (`from_our_host`: our host, and we a joiner) that is not
+    /// its host's word on who is in the room: a word on who hosts it. `Err`: drop `from`.
     pub(super) fn on_succession_control(
         &mut self,
         from: PeerId,
+        from_our_host: bool,
         control: Control,
         now: Duration,
     ) -> Result<(), PeerErrorKind> {
-        let from_our_host = self.local.role == Role::Joiner && self.host() == Some(from);
         match control {
             Control::HandOver { new, epoch } if from_our_host => {
                 if epoch < self.succession.epoch {

@@ -1406,7 +1406,7 @@ impl<L: LinkEnds> Room<L> {
                     self.remove_peer(peer, DisconnectReason::Evicted);
                 }
             }
-            other => return self.on_succession_control(from, other, now),
+            other => return self.on_succession_control(from, from_our_host, other, now),
         }
         Ok(())
     }
