@@ -112,7 +112,7 @@ pub use crate::io::ice::{IceServer, IceServers, TurnCredentials};
 #[cfg(feature = "plugin")]
 pub use crate::io::memory::MemoryNetwork;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
-pub use crate::io::server::EmbeddedServer;
+pub use crate::io::server::{EmbeddedServer, ServerLimits, ServerMetrics};
 #[cfg(feature = "plugin")]
 pub use crate::io::signaling::LocalSignalingHub;
 #[cfg(feature = "plugin")]

@@ -18,4 +18,5 @@ mod reconnect;
 #[cfg(feature = "replicon")]
 mod replicon;
 mod room;
+mod signaling_server;
 mod vanishing;
