@@ -9,6 +9,9 @@
 //!     --bind 0.0.0.0:3536 --max-rooms 10000 --max-peers-per-room 256 \
 //!     --max-connections-per-ip 64 --drain-secs 5
 //! ```
+//!
+//! Behind nginx, pass `--behind-proxy true` and have nginx set `X-Real-IP $remote_addr`: the
+//! per-address limit then counts players, not the proxy.
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
@@ -33,7 +36,8 @@ mod native {
     }
 
     const USAGE: &str = "usage: peer-message-signaling [--bind ADDR:PORT] [--max-rooms N] \
-                         [--max-peers-per-room N] [--max-connections-per-ip N] [--drain-secs N]";
+                         [--max-peers-per-room N] [--max-connections-per-ip N] [--drain-secs N] \
+                         [--behind-proxy true|false]";
 
     fn parse() -> Result<Args, String> {
         let mut args = Args {
@@ -57,6 +61,13 @@ mod native {
                 "--max-peers-per-room" => args.limits.max_peers_per_room = number()?,
                 "--max-connections-per-ip" => args.limits.max_connections_per_ip = number()?,
                 "--drain-secs" => args.drain = Duration::from_secs(number()? as u64),
+                "--behind-proxy" => {
+                    args.limits.behind_proxy = match value.as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(format!("--behind-proxy {value}: true or false")),
+                    }
+                }
                 other => return Err(format!("unknown option {other}")),
             }
         }

@@ -32,6 +32,10 @@ pub struct ServerLimits {
     pub max_peers_per_room: usize,
     /// Open connections from one IP address (default 64; players behind one NAT share one).
     pub max_connections_per_ip: usize,
+    /// Behind a reverse proxy (nginx): a connection's address is the one in its `X-Real-IP`
+    /// header, which the proxy sets, not the proxy's own (default `false`: never trust a
+    /// client's headers when clients reach the server directly).
+    pub behind_proxy: bool,
 }
 
 impl Default for ServerLimits {
@@ -40,6 +44,7 @@ impl Default for ServerLimits {
             max_rooms: 10_000,
             max_peers_per_room: 256,
             max_connections_per_ip: 64,
+            behind_proxy: false,
         }
     }
 }
@@ -115,8 +120,8 @@ struct Tally {
     rooms: HashMap<String, usize>,
     /// Connections per address.
     per_ip: HashMap<IpAddr, usize>,
-    /// Connections allowed and not yet given an id: their room.
-    upgrading: HashMap<SocketAddr, (String, Instant)>,
+    /// Connections allowed and not yet given an id: their room and address.
+    upgrading: HashMap<SocketAddr, (String, IpAddr, Instant)>,
     /// Connected peers: their address and room.
     peers: HashMap<SocketId, (IpAddr, String)>,
     metrics: ServerMetrics,
@@ -127,19 +132,20 @@ impl Tally {
     fn admit(
         &mut self,
         origin: SocketAddr,
+        ip: IpAddr,
         room: String,
     ) -> Result<(), (StatusCode, &'static str)> {
         let now = Instant::now();
         // Upgrades that never finished (the client went away) are forgotten after a while.
         self.upgrading
-            .retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(30));
+            .retain(|_, (_, _, at)| now.duration_since(*at) < Duration::from_secs(30));
         let limits = self.limits;
         let m = &mut self.metrics;
         if self.draining {
             m.refused_draining += 1;
             return Err((StatusCode::SERVICE_UNAVAILABLE, "draining"));
         }
-        if self.per_ip.get(&origin.ip()).copied().unwrap_or(0) >= limits.max_connections_per_ip {
+        if self.per_ip.get(&ip).copied().unwrap_or(0) >= limits.max_connections_per_ip {
             m.refused_per_ip += 1;
             return Err((StatusCode::TOO_MANY_REQUESTS, "too many connections"));
         }
@@ -154,18 +160,18 @@ impl Tally {
             }
             _ => {}
         }
-        self.upgrading.insert(origin, (room, now));
+        self.upgrading.insert(origin, (room, ip, now));
         Ok(())
     }
 
     /// The connection from `origin` is peer `id` now: it counts.
     fn joined(&mut self, origin: SocketAddr, id: SocketId) {
-        let Some((room, _)) = self.upgrading.remove(&origin) else {
+        let Some((room, ip, _)) = self.upgrading.remove(&origin) else {
             return;
         };
         *self.rooms.entry(room.clone()).or_insert(0) += 1;
-        *self.per_ip.entry(origin.ip()).or_insert(0) += 1;
-        self.peers.insert(id, (origin.ip(), room));
+        *self.per_ip.entry(ip).or_insert(0) += 1;
+        self.peers.insert(id, (ip, room));
         self.metrics.joins += 1;
         self.update();
     }
@@ -231,8 +237,13 @@ impl EmbeddedServer {
         let mut server = SignalingServer::full_mesh_builder(bind)
             .on_connection_request(move |meta| {
                 let room = meta.path.unwrap_or_default();
+                let forwarded = limits
+                    .behind_proxy
+                    .then(|| meta.headers.get("x-real-ip")?.to_str().ok()?.parse().ok())
+                    .flatten();
+                let ip = forwarded.unwrap_or(meta.origin.ip());
                 locked(&on_request)
-                    .admit(meta.origin, room)
+                    .admit(meta.origin, ip, room)
                     .map(|()| true)
                     .map_err(|refusal| refusal.into_response())
             })

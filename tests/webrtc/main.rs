@@ -18,5 +18,6 @@ mod reconnect;
 #[cfg(feature = "replicon")]
 mod replicon;
 mod room;
+mod scale_out;
 mod signaling_server;
 mod vanishing;

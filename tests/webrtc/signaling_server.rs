@@ -46,14 +46,44 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 /// A websocket upgrade to `room`: the status (101: connected) and the open stream.
 fn join(addr: SocketAddr, room: &str) -> (u16, TcpStream) {
+    join_with(addr, room, "")
+}
+
+/// [`join`] with extra header lines (each ending in `\r\n`).
+fn join_with(addr: SocketAddr, room: &str, headers: &str) -> (u16, TcpStream) {
     let (status, _, stream) = exchange(
         addr,
         &format!(
             "GET /{room} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
         ),
     );
     (status, stream)
+}
+
+/// Behind a proxy, the per-address limit counts the addresses the proxy names; directly, a
+/// client's `X-Real-IP` is ignored.
+#[test]
+fn behind_a_proxy_the_address_limit_counts_players_not_the_proxy() {
+    crate::harness::require_isolated_network();
+    for behind_proxy in [true, false] {
+        let limits = ServerLimits {
+            max_connections_per_ip: 1,
+            behind_proxy,
+            ..ServerLimits::default()
+        };
+        let server = EmbeddedServer::start_with("127.0.0.1:0".parse().unwrap(), limits).unwrap();
+        let addr = server.addr();
+        let (a, _a) = join_with(addr, "r", "X-Real-IP: 10.1.1.1\r\n");
+        wait_for_peers(&server, 1);
+        let (b, _b) = join_with(addr, "r", "X-Real-IP: 10.1.1.2\r\n");
+        let (c, _c) = join_with(addr, "r", "X-Real-IP: 10.1.1.1\r\n");
+        if behind_proxy {
+            assert_eq!((a, b, c), (101, 101, 429), "two players, one of them twice");
+        } else {
+            assert_eq!((a, b, c), (101, 429, 429), "one address: 127.0.0.1");
+        }
+    }
 }
 
 fn wait_for_peers(server: &EmbeddedServer, peers: usize) {
@@ -75,6 +105,7 @@ fn health_metrics_limits_drain_and_a_graceful_stop() {
         max_rooms: 2,
         max_peers_per_room: 2,
         max_connections_per_ip: 3,
+        behind_proxy: false,
     };
     let server = EmbeddedServer::start_with("127.0.0.1:0".parse().unwrap(), limits).unwrap();
     let addr = server.addr();
