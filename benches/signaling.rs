@@ -1,9 +1,10 @@
 //! Load on the signaling path: a bounded number of websocket clients (default 2,000 across
 //! 500 rooms) join the `peer-message-signaling` binary, run as its own process on loopback
-//! inside the bench's private network namespace (the cargo runner's `tests/netns-run`). Each
-//! join is timed from the TCP connect to the server's first message (`IdAssigned`), as a
-//! matchbox socket sees it. Prints joins per second and the latency percentiles, and checks the
-//! server's `/metrics` against what the clients did.
+//! inside the bench's private network namespace (the cargo runner's `tests/netns-run`): first
+//! one instance directly, then (when Debian's nginx is installed) two instances behind nginx
+//! routing by room. Each join is timed from the TCP connect to the server's first message
+//! (`IdAssigned`), as a matchbox socket sees it. Prints joins per second and the latency
+//! percentiles, and checks the servers' `/metrics` against what the clients did.
 //!
 //! ```text
 //! cargo bench --features server --bench signaling
@@ -106,6 +107,63 @@ fn metric(text: &str, name: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
 }
 
+/// A child process, killed by PID when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    format!("127.0.0.1:{port}").parse().expect("address")
+}
+
+/// nginx in front of `upstreams`, routing by room (as the README deploys it); its address.
+fn start_nginx(upstreams: &[SocketAddr]) -> Option<(Process, SocketAddr, std::path::PathBuf)> {
+    let dir = std::env::temp_dir().join(format!("pm-bench-nginx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok()?;
+    let addr = free_addr();
+    let servers: String = upstreams
+        .iter()
+        .map(|u| format!("server {u} max_fails=1 fail_timeout=30s; "))
+        .collect();
+    let d = dir.display();
+    let conf = format!(
+        "daemon off; master_process off; worker_rlimit_nofile 20000; error_log {d}/error.log warn;
+         pid {d}/nginx.pid; events {{ worker_connections 16384; }}
+         http {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
+           fastcgi_temp_path {d}/fastcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+           upstream signaling {{ hash $request_uri consistent; {servers} }}
+           server {{ listen {addr}; location / {{ proxy_pass http://signaling;
+             proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade;
+             proxy_set_header Connection \"upgrade\"; proxy_set_header X-Real-IP $remote_addr;
+             proxy_read_timeout 120s; proxy_next_upstream error timeout; }} }} }}"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).ok()?;
+    let child = Command::new("nginx")
+        .args(["-p", &d.to_string(), "-c", &path.display().to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .ok()?;
+    let process = Process(child);
+    let start = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        if start.elapsed() > Duration::from_secs(10) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some((process, addr, dir))
+}
+
 /// The signaling binary on a free loopback port, once it listens.
 fn start_server() -> (Child, SocketAddr) {
     let port = TcpListener::bind("127.0.0.1:0")
@@ -119,6 +177,8 @@ fn start_server() -> (Child, SocketAddr) {
             &addr.to_string(),
             "--max-connections-per-ip",
             "100000",
+            "--behind-proxy",
+            "true",
             "--drain-secs",
             "0",
         ])
@@ -141,15 +201,16 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return;
-    }
-    let clients = param("PM_CLIENTS", 2_000);
-    let rooms = param("PM_ROOMS", 500).max(1);
-    let threads = param("PM_THREADS", 8).max(1);
-    let (mut server, addr) = start_server();
-    // Each thread joins its share in turn and keeps every socket open to the end.
+struct Load {
+    latencies: Vec<Duration>,
+    failures: Vec<String>,
+    wall: Duration,
+    open: Vec<TcpStream>,
+}
+
+/// `clients` joins over `rooms` rooms through `addr`, from `threads` threads; every socket is
+/// kept open.
+fn load(addr: SocketAddr, clients: usize, rooms: usize, threads: usize) -> Load {
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(clients)));
     let failures = Arc::new(Mutex::new(Vec::new()));
     let open = Arc::new(Mutex::new(Vec::with_capacity(clients)));
@@ -176,43 +237,103 @@ fn main() {
     let wall = start.elapsed();
     let mut latencies = std::mem::take(&mut *latencies.lock().expect("lock"));
     latencies.sort();
-    let failures = std::mem::take(&mut *failures.lock().expect("lock"));
-    let metrics = get(addr, "/metrics");
-    let peers = metric(&metrics, "peer_message_signaling_peers");
-    let server_rooms = metric(&metrics, "peer_message_signaling_rooms");
-    let joins = latencies.len();
+    Load {
+        latencies,
+        failures: std::mem::take(&mut *failures.lock().expect("lock")),
+        wall,
+        open: std::mem::take(&mut *open.lock().expect("lock")),
+    }
+}
+
+/// A row of the table: `setup`, the load's figures, and what the servers counted.
+fn row(setup: &str, load: &Load, server: &str) {
+    let l = &load.latencies;
+    println!(
+        "| {setup} | {} | {} | {:.2} s | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {server} |",
+        l.len(),
+        load.failures.len(),
+        load.wall.as_secs_f64(),
+        l.len() as f64 / load.wall.as_secs_f64(),
+        percentile(l, 0.5).as_secs_f64() * 1e3,
+        percentile(l, 0.9).as_secs_f64() * 1e3,
+        percentile(l, 0.99).as_secs_f64() * 1e3,
+        l.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    );
+    if let Some(e) = load.failures.first() {
+        println!("first failure: {e}");
+    }
+}
+
+fn counted(addr: SocketAddr) -> (u64, u64) {
+    let text = get(addr, "/metrics");
+    (
+        metric(&text, "peer_message_signaling_peers").unwrap_or(0),
+        metric(&text, "peer_message_signaling_rooms").unwrap_or(0),
+    )
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let clients = param("PM_CLIENTS", 2_000);
+    let rooms = param("PM_ROOMS", 500).max(1);
+    let threads = param("PM_THREADS", 8).max(1);
     println!(
         "signaling load: {clients} websocket clients across {rooms} rooms, {threads} client \
-         threads, one server process, loopback in a private namespace"
+         threads, loopback in a private namespace"
     );
     println!();
     println!(
-        "| joined | failed | wall | joins/s | p50 | p90 | p99 | max | server peers | server rooms |"
+        "| setup | joined | failed | wall | joins/s | p50 | p90 | p99 | max | counted by the servers (peers, rooms) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    println!(
-        "| {joins} | {} | {:.2} s | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {} | {} |",
-        failures.len(),
-        wall.as_secs_f64(),
-        joins as f64 / wall.as_secs_f64(),
-        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
-        percentile(&latencies, 0.9).as_secs_f64() * 1e3,
-        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
-        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
-        peers.map_or("?".into(), |p| p.to_string()),
-        server_rooms.map_or("?".into(), |r| r.to_string()),
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+
+    let (server, addr) = start_server();
+    let server = Process(server);
+    let direct = load(addr, clients, rooms, threads);
+    let (peers, server_rooms) = counted(addr);
+    row("one instance", &direct, &format!("{peers}, {server_rooms}"));
+    assert!(
+        direct.failures.is_empty(),
+        "{} joins failed",
+        direct.failures.len()
     );
-    if let Some(e) = failures.first() {
-        println!("first failure: {e}");
-    }
-    drop(open);
-    let _ = server.kill();
-    let _ = server.wait();
-    assert!(failures.is_empty(), "{} joins failed", failures.len());
     assert_eq!(
-        peers,
-        Some(clients as u64),
-        "the server counts every client"
+        (peers, server_rooms),
+        (clients as u64, rooms.min(clients) as u64)
     );
-    assert_eq!(server_rooms, Some(rooms.min(clients) as u64));
+    drop(direct.open);
+    drop(server);
+
+    let (a, a_addr) = start_server();
+    let (b, b_addr) = start_server();
+    let (_a, _b) = (Process(a), Process(b));
+    let Some((_nginx, front, dir)) = start_nginx(&[a_addr, b_addr]) else {
+        println!("(no nginx here: apt-get install nginx for the two-instance row)");
+        return;
+    };
+    let behind = load(front, clients, rooms, threads);
+    let (a_counted, b_counted) = (counted(a_addr), counted(b_addr));
+    row(
+        "two instances behind nginx",
+        &behind,
+        &format!(
+            "{}, {} and {}, {}",
+            a_counted.0, a_counted.1, b_counted.0, b_counted.1
+        ),
+    );
+    assert!(
+        behind.failures.is_empty(),
+        "{} joins failed",
+        behind.failures.len()
+    );
+    assert_eq!(a_counted.0 + b_counted.0, clients as u64);
+    assert_eq!(
+        a_counted.1 + b_counted.1,
+        rooms.min(clients) as u64,
+        "no room split"
+    );
+    drop(behind.open);
+    let _ = std::fs::remove_dir_all(dir);
 }
