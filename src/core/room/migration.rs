@@ -17,9 +17,17 @@
 //! side) resolve the same way everywhere: the higher epoch wins, then the lower id. A host that
 //! loses steps down, tells its joiners (`HandOver`) and becomes a joiner itself: the old host
 //! back after a migration rejoins the room as a joiner, with its session intact. A host only
-//! steps down for a later epoch from a peer that was cut off from it for at least half the
-//! grace (one that had a reason to take the room); a claim from any other peer is a
-//! [`Violation::FalseHostClaim`] and that peer is dropped.
+//! steps down for the next epoch from a peer that was cut off from it for at least half the
+//! grace (one that had a reason to take the room), and for its own epoch only from a rival
+//! that took the room for the same failure (a lower id it saw away when it took the room). A
+//! claim from any other peer, or more than one epoch ahead, is a
+//! [`Violation::FalseHostClaim`] and that peer is dropped. A joiner forgets claims it heard
+//! while its host was away once the host is back.
+//!
+//! **Limits** (trust among peers that are not the host is the game's own): a joiner that goes
+//! silent for half the grace and then claims the room is believed by the host; a host whose
+//! process stalls for longer than the grace may not see its successor as cut off, refuse it
+//! and split the room; a peer that never votes keeps the others from moving on.
 
 use super::{LinkEnds, Room, RoomEvent, control::Control};
 use crate::core::{
@@ -45,6 +53,10 @@ pub(super) struct Succession {
     cut_off: HashSet<PeerId>,
     /// Peers that hosted the room before its current host (kept across epochs).
     former_hosts: HashSet<PeerId>,
+    /// Host that took the room on a failure: the peers with lower ids than ours that were away
+    /// then. Only they can have taken it at the same epoch too (our view and theirs differed),
+    /// so only their claims at our epoch are believed.
+    rivals: HashSet<PeerId>,
 }
 
 impl Succession {
@@ -89,7 +101,7 @@ impl<L: LinkEnds> Room<L> {
         if self.local.role != Role::Host || !live_joiner {
             return false;
         }
-        let epoch = self.succession.epoch + 1;
+        let epoch = self.succession.epoch.saturating_add(1);
         self.send_control(None, Control::HandOver { new, epoch });
         self.step_down(new, epoch);
         true
@@ -152,6 +164,8 @@ impl<L: LinkEnds> Room<L> {
         };
         let epoch = self.succession.epoch;
         if !self.host_gone(now) {
+            // Our host is back: claims heard while it was away are void.
+            self.succession.pending = None;
             if self.succession.voted {
                 self.succession.voted = false;
                 self.send_control(
@@ -194,7 +208,14 @@ impl<L: LinkEnds> Room<L> {
         let successor = live.iter().all(|p| *p > self.local.id);
         let agreed = live.iter().all(|p| self.succession.votes.contains(p));
         if !live.is_empty() && successor && agreed {
-            self.take_room(host, epoch + 1);
+            let rivals = self
+                .peers
+                .iter()
+                .filter(|(p, r)| **p != host && **p < self.local.id && r.away_since.is_some())
+                .map(|(p, _)| *p)
+                .collect();
+            self.take_room(host, epoch.saturating_add(1));
+            self.succession.rivals = rivals;
         }
     }
 
@@ -272,9 +293,21 @@ impl<L: LinkEnds> Room<L> {
     /// `from` says it took the room at `epoch`.
     fn on_claim(&mut self, from: PeerId, epoch: u32, now: Duration) -> Result<(), PeerErrorKind> {
         let ours = self.succession.epoch;
+        // A room moves one epoch at a time: a claim further ahead is made up (and would let a
+        // liar win every later conflict, or wrap the epoch around).
+        if epoch > ours.saturating_add(1) {
+            return Err(PeerErrorKind::Violation(Violation::FalseHostClaim));
+        }
         if self.local.role == Role::Host {
-            // Nobody takes a room at its first epoch; a later one only from a host it lost.
-            let credible = epoch > 0 && (epoch == ours || self.succession.cut_off.contains(&from));
+            // Nobody takes a room at its first epoch. The next epoch only from a peer that
+            // was cut off from us (it had a reason to take the room); ours only from a rival
+            // that took it for the same failure as we did.
+            let credible = epoch > 0
+                && if epoch == ours {
+                    self.succession.rivals.contains(&from)
+                } else {
+                    self.succession.cut_off.contains(&from)
+                };
             if !beats(epoch, from, ours, self.local.id) {
                 return if epoch == 0 {
                     Err(PeerErrorKind::Violation(Violation::FalseHostClaim))

@@ -427,3 +427,48 @@ fn without_signaling_survivors_come_back_on_the_links_they_had() {
     let all: Vec<u16> = got.into_iter().chain(more).collect();
     assert_eq!(all, (0..300).collect::<Vec<_>>(), "exactly once, in order");
 }
+
+#[test]
+fn after_a_migration_a_newcomer_cannot_claim_the_room_at_its_epoch_or_beyond() {
+    let mut mesh = mesh_of(4);
+    mesh.rooms[0] = None;
+    mesh.run(4_200);
+    let heir = lowest(1..4);
+    // A newcomer whose id is lower than the new host's: at the same epoch it would win a tie
+    // between two hosts, had it taken the room too; it did not.
+    let liar = (5..200u128)
+        .find(|n| peer(*n) < at(heir))
+        .expect("a lower id");
+    mesh.rooms.push(room(liar, Role::Joiner, open()));
+    mesh.events.push(Vec::new());
+    for i in 1..4 {
+        mesh.link(i, 4);
+    }
+    mesh.run(200);
+    for i in 1..5 {
+        mesh.take_events(i);
+    }
+    for epoch in [1, 2, 3] {
+        let claim = Control::Claim { epoch }.encode();
+        let to = mesh.room(heir).local().id;
+        let _ = mesh
+            .room(4)
+            .send(to, CONTROL_KIND, &claim, Delivery::Reliable);
+    }
+    mesh.run(50);
+    assert_eq!(
+        errors(&mesh.take_events(heir)),
+        vec![PeerErrorKind::Violation(Violation::FalseHostClaim)]
+    );
+    let others: Vec<usize> = (1..4).filter(|i| *i != heir).collect();
+    assert_hosted_by(&mut mesh, &[1, 2, 3], heir);
+    for i in others {
+        assert_eq!(
+            mesh.take_events(i),
+            vec![RoomEvent::Disconnected {
+                peer: peer(liar),
+                reason: DisconnectReason::Evicted
+            }]
+        );
+    }
+}

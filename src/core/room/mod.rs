@@ -1271,6 +1271,16 @@ impl<L: LinkEnds> Room<L> {
         };
         let peer = v.peer;
         if let Some(host) = v.replaces_host {
+            // Facts may have changed while it waited for its welcome: the room moved to
+            // another host, or ours came back. A second host is not taken then.
+            if self.host() != Some(host) || self.away_since(host).is_none() {
+                self.events.push_back(RoomEvent::Error {
+                    peer: Some(peer),
+                    error: PeerErrorKind::DuplicateHost,
+                });
+                self.close_link(link, Some(ByeReason::Refused));
+                return;
+            }
             self.remove_peer(host, DisconnectReason::Replaced);
             self.roster.clear();
         }
