@@ -110,7 +110,10 @@ impl PeerMessage<'_> {
     /// snapshot of the game first, and it has it when it becomes the host. Takes effect in this
     /// frame's [`PostUpdate`] (we see `HostMigrated` there); does nothing but log a warning on
     /// a joiner or for a peer that is not a live joiner here. Call [`leave`](Self::leave)
-    /// after it (in the same frame or later) to hand over and go.
+    /// after it (in the same frame or later) to hand over and go. A leaving host sends what is
+    /// still queued up to four in-flight windows (256 KiB by default) before its goodbye; for a
+    /// larger snapshot, wait for its [`TransferProgress`](crate::TransferProgress) to finish
+    /// before `leave()`.
     ///
     /// ```
     /// # use bevy::prelude::*;

@@ -472,3 +472,38 @@ fn after_a_migration_a_newcomer_cannot_claim_the_room_at_its_epoch_or_beyond() {
         );
     }
 }
+
+#[test]
+fn a_snapshot_larger_than_the_send_window_reaches_the_heir_before_the_hand_over() {
+    let mut mesh = mesh_of(3);
+    let heir = lowest(1..3);
+    // 200 KiB: many fragments, three times the in-flight window (a leaving host sends up to
+    // four; a larger snapshot needs `hand_over`, its transfer done, then `leave`).
+    let snapshot: Vec<u8> = (0..200 * 1024).map(|i| (i % 251) as u8).collect();
+    mesh.room(0)
+        .send(at(heir), 1, &snapshot, Delivery::Reliable)
+        .unwrap();
+    let now = mesh.now;
+    mesh.room(0).leave(now);
+    mesh.run(100);
+    let events = mesh.take_events(heir);
+    let summary: Vec<String> = events
+        .iter()
+        .map(|e| match e {
+            RoomEvent::Message { payload, .. } => format!("message of {}", payload.len()),
+            e => format!("{e:?}"),
+        })
+        .collect();
+    assert!(
+        matches!(&events[0], RoomEvent::Message { payload, .. } if payload[..] == snapshot[..]),
+        "the whole snapshot first: {summary:?}"
+    );
+    assert_eq!(
+        events[1],
+        RoomEvent::HostMigrated {
+            old: at(0),
+            new: at(heir)
+        }
+    );
+    assert_hosted_by(&mut mesh, &[1, 2], heir);
+}

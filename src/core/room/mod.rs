@@ -1506,7 +1506,7 @@ impl<L: LinkEnds> Room<L> {
                 let farewell = &mut self.farewell;
                 remote
                     .session
-                    .poll_transmit(now, true, &mut |ch, p| farewell.push((link, ch, p)));
+                    .poll_farewell(now, &mut |ch, p| farewell.push((link, ch, p)));
             }
         }
         let peers: Vec<PeerId> = self.peers.keys().copied().collect();

@@ -617,6 +617,14 @@ impl Session {
 
     /// Builds the packets to send now and hands them to `out`. `link_ready`: a link to the
     /// peer exists (otherwise everything waits, except unreliable records, which are dropped).
+    /// The last packets before a goodbye: what is queued, up to what a peer with our limits
+    /// takes past its last ack (four in-flight windows, not one: nothing is sent after these,
+    /// and a reliable transport carries them). The session is not used again.
+    pub fn poll_farewell(&mut self, now: Duration, out: &mut impl FnMut(Channel, Bytes)) {
+        self.config.max_in_flight = self.config.max_in_flight.saturating_mul(4);
+        self.poll_transmit(now, true, out);
+    }
+
     pub fn poll_transmit(
         &mut self,
         now: Duration,
