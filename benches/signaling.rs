@@ -11,10 +11,13 @@
 //! PM_CLIENTS=4000 PM_ROOMS=1000 PM_THREADS=16 cargo bench --features server --bench signaling
 //! ```
 
+#[path = "../tests/common/signaling_farm.rs"]
+mod farm;
+
+use farm::{Nginx, signaling_instance};
 use std::{
     io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
+    net::{SocketAddr, TcpStream},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -90,109 +93,6 @@ fn join(addr: SocketAddr, room: &str) -> Result<(TcpStream, Duration), String> {
     Ok((stream, start.elapsed()))
 }
 
-fn get(addr: SocketAddr, path: &str) -> String {
-    let Ok(mut stream) = TcpStream::connect(addr) else {
-        return String::new();
-    };
-    let _ = stream.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").as_bytes(),
-    );
-    let mut out = String::new();
-    let _ = stream.read_to_string(&mut out);
-    out
-}
-
-fn metric(text: &str, name: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-}
-
-/// A child process, killed by PID when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    format!("127.0.0.1:{port}").parse().expect("address")
-}
-
-/// nginx in front of `upstreams`, routing by room (as the README deploys it); its address.
-fn start_nginx(upstreams: &[SocketAddr]) -> Option<(Process, SocketAddr, std::path::PathBuf)> {
-    let dir = std::env::temp_dir().join(format!("pm-bench-nginx-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).ok()?;
-    let addr = free_addr();
-    let servers: String = upstreams
-        .iter()
-        .map(|u| format!("server {u} max_fails=1 fail_timeout=30s; "))
-        .collect();
-    let d = dir.display();
-    let conf = format!(
-        "daemon off; master_process off; worker_rlimit_nofile 20000; error_log {d}/error.log warn;
-         pid {d}/nginx.pid; events {{ worker_connections 16384; }}
-         http {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
-           fastcgi_temp_path {d}/fastcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-           upstream signaling {{ hash $request_uri consistent; {servers} }}
-           server {{ listen {addr}; location / {{ proxy_pass http://signaling;
-             proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade;
-             proxy_set_header Connection \"upgrade\"; proxy_set_header X-Real-IP $remote_addr;
-             proxy_read_timeout 120s; proxy_next_upstream error timeout; }} }} }}"
-    );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, conf).ok()?;
-    let child = Command::new("nginx")
-        .args(["-p", &d.to_string(), "-c", &path.display().to_string()])
-        .stdout(Stdio::null())
-        .spawn()
-        .ok()?;
-    let process = Process(child);
-    let start = Instant::now();
-    while TcpStream::connect(addr).is_err() {
-        if start.elapsed() > Duration::from_secs(10) {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some((process, addr, dir))
-}
-
-/// The signaling binary on a free loopback port, once it listens.
-fn start_server() -> (Child, SocketAddr) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
-    let child = Command::new(env!("CARGO_BIN_EXE_peer-message-signaling"))
-        .args([
-            "--bind",
-            &addr.to_string(),
-            "--max-connections-per-ip",
-            "100000",
-            "--behind-proxy",
-            "true",
-            "--drain-secs",
-            "0",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("the signaling binary");
-    let start = Instant::now();
-    while !get(addr, "/healthz").contains("ok") {
-        assert!(start.elapsed() < Duration::from_secs(10), "server up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child, addr)
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -265,10 +165,9 @@ fn row(setup: &str, load: &Load, server: &str) {
 }
 
 fn counted(addr: SocketAddr) -> (u64, u64) {
-    let text = get(addr, "/metrics");
     (
-        metric(&text, "peer_message_signaling_peers").unwrap_or(0),
-        metric(&text, "peer_message_signaling_rooms").unwrap_or(0),
+        farm::metric(addr, "peer_message_signaling_peers").unwrap_or(0),
+        farm::metric(addr, "peer_message_signaling_rooms").unwrap_or(0),
     )
 }
 
@@ -289,8 +188,9 @@ fn main() {
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
 
-    let (server, addr) = start_server();
-    let server = Process(server);
+    // All clients come from one address: no per-address limit in the way.
+    let per_ip = clients + 1;
+    let (server, addr) = signaling_instance(per_ip);
     let direct = load(addr, clients, rooms, threads);
     let (peers, server_rooms) = counted(addr);
     row("one instance", &direct, &format!("{peers}, {server_rooms}"));
@@ -306,14 +206,14 @@ fn main() {
     drop(direct.open);
     drop(server);
 
-    let (a, a_addr) = start_server();
-    let (b, b_addr) = start_server();
-    let (_a, _b) = (Process(a), Process(b));
-    let Some((_nginx, front, dir)) = start_nginx(&[a_addr, b_addr]) else {
+    if !farm::nginx_present() {
         println!("(no nginx here: apt-get install nginx for the two-instance row)");
         return;
-    };
-    let behind = load(front, clients, rooms, threads);
+    }
+    let (_a, a_addr) = signaling_instance(per_ip);
+    let (_b, b_addr) = signaling_instance(per_ip);
+    let nginx = Nginx::start(&[a_addr, b_addr]);
+    let behind = load(nginx.addr, clients, rooms, threads);
     let (a_counted, b_counted) = (counted(a_addr), counted(b_addr));
     row(
         "two instances behind nginx",
@@ -335,5 +235,4 @@ fn main() {
         "no room split"
     );
     drop(behind.open);
-    let _ = std::fs::remove_dir_all(dir);
 }

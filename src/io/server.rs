@@ -145,7 +145,11 @@ impl Tally {
             m.refused_draining += 1;
             return Err((StatusCode::SERVICE_UNAVAILABLE, "draining"));
         }
-        if self.per_ip.get(&ip).copied().unwrap_or(0) >= limits.max_connections_per_ip {
+        // Upgrades under way count too: a client that opens many and finishes none holds no
+        // more than its share of this table.
+        let upgrading = self.upgrading.values().filter(|(_, i, _)| *i == ip).count();
+        let open = self.per_ip.get(&ip).copied().unwrap_or(0) + upgrading;
+        if open >= limits.max_connections_per_ip {
             m.refused_per_ip += 1;
             return Err((StatusCode::TOO_MANY_REQUESTS, "too many connections"));
         }

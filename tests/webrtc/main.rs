@@ -19,5 +19,7 @@ mod reconnect;
 mod replicon;
 mod room;
 mod scale_out;
+#[path = "../common/signaling_farm.rs"]
+mod signaling_farm;
 mod signaling_server;
 mod vanishing;

@@ -5,53 +5,19 @@
 //! killed mid-game, the room's established WebRTC links keep working, and new joins land on
 //! the survivor, where the room's peers meet them again.
 
-use crate::harness::*;
+use crate::{harness::*, signaling_farm as farm};
 use bevy::prelude::*;
 use bevy_peer_message::prelude::*;
 use std::{
     io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
+    net::{SocketAddr, TcpStream},
     time::{Duration, Instant},
 };
 
 const SECOND: Duration = Duration::from_secs(1);
 
-/// A child process killed (by PID) when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-fn get(addr: SocketAddr, path: &str) -> String {
-    let Ok(mut stream) = TcpStream::connect(addr) else {
-        return String::new();
-    };
-    let _ = stream.set_read_timeout(Some(5 * SECOND));
-    let _ = stream.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
-    );
-    let mut out = String::new();
-    let _ = stream.read_to_string(&mut out);
-    out
-}
-
 fn metric(addr: SocketAddr, name: &str) -> u64 {
-    get(addr, "/metrics")
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0)
+    farm::metric(addr, name).unwrap_or(0)
 }
 
 fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
@@ -60,82 +26,6 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
         assert!(start.elapsed() < timeout, "{what}: not after {timeout:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn signaling_instance() -> (Process, SocketAddr) {
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
-        .parse()
-        .expect("address");
-    let child = Command::new(env!("CARGO_BIN_EXE_peer-message-signaling"))
-        .args(["--bind", &addr.to_string(), "--drain-secs", "0"])
-        // Every test client comes from 127.0.0.1 (nginx passes it on in X-Real-IP).
-        .args(["--behind-proxy", "true", "--max-connections-per-ip", "1000"])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("the signaling binary");
-    wait_until("an instance up", 10 * SECOND, || {
-        get(addr, "/healthz").contains("ok")
-    });
-    (Process(child), addr)
-}
-
-/// nginx in front of `upstreams`, routing by room; its address.
-fn nginx(upstreams: &[SocketAddr], dir: &std::path::Path) -> (Process, SocketAddr) {
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
-        .parse()
-        .expect("address");
-    let servers: String = upstreams
-        .iter()
-        .map(|u| format!("    server {u} max_fails=1 fail_timeout=30s;\n"))
-        .collect();
-    let conf = format!(
-        "daemon off;
-master_process off;
-error_log {dir}/error.log warn;
-pid {dir}/nginx.pid;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-  upstream signaling {{
-    hash $request_uri consistent;
-{servers}  }}
-  server {{
-    listen {addr};
-    location / {{
-      proxy_pass http://signaling;
-      proxy_http_version 1.1;
-      proxy_set_header Upgrade $http_upgrade;
-      proxy_set_header Connection \"upgrade\";
-      proxy_set_header X-Real-IP $remote_addr;
-      proxy_read_timeout 120s;
-      proxy_next_upstream error timeout;
-      proxy_connect_timeout 2s;
-    }}
-  }}
-}}
-",
-        dir = dir.display()
-    );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, conf).expect("nginx.conf");
-    let child = Command::new("nginx")
-        .args([
-            "-p",
-            &dir.display().to_string(),
-            "-c",
-            &path.display().to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("nginx starts");
-    wait_until("nginx up", 10 * SECOND, || TcpStream::connect(addr).is_ok());
-    (Process(child), addr)
 }
 
 /// A websocket joined to `room` through `addr`, open until dropped; `None` if refused.
@@ -172,30 +62,18 @@ fn raw_join(addr: SocketAddr, room: &str) -> Option<TcpStream> {
     Some(stream)
 }
 
-/// Whether nginx is there to test with (Debian's `nginx`; `.ci/run` installs it).
-fn nginx_present() -> bool {
-    let present = Command::new("nginx")
-        .arg("-v")
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !present {
-        eprintln!("scale_out: no nginx here (apt-get install nginx); not run");
-    }
-    present
-}
-
 #[test]
 fn two_instances_behind_nginx_route_by_room_and_survive_losing_one() {
     require_isolated_network();
-    if !nginx_present() {
+    if !farm::nginx_present() {
+        eprintln!("scale_out: no nginx here (apt-get install nginx); not run");
         return;
     }
-    let dir = std::env::temp_dir().join(format!("pm-nginx-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("nginx dir");
-    let (first, first_addr) = signaling_instance();
-    let (_second, second_addr) = signaling_instance();
-    let (_nginx, front) = nginx(&[first_addr, second_addr], &dir);
+    // Every test client comes from 127.0.0.1 (nginx passes it on in X-Real-IP).
+    let (first, first_addr) = farm::signaling_instance(1000);
+    let (_second, second_addr) = farm::signaling_instance(1000);
+    let nginx = farm::Nginx::start(&[first_addr, second_addr]);
+    let front = nginx.addr;
 
     // Many rooms, two peers each: spread over both instances, never split.
     let rooms = 100;
@@ -281,5 +159,4 @@ fn two_instances_behind_nginx_route_by_room_and_survive_losing_one() {
             "nobody left the game"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

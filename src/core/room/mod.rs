@@ -351,7 +351,7 @@ impl<L: LinkEnds> Room<L> {
         self.kinds = kinds;
     }
 
-    fn check_kind(&self, record: &Record, from: PeerId) -> Result<(), PeerErrorKind> {
+    fn check_kind(&self, record: &Record) -> Result<(), PeerErrorKind> {
         let (kind, delivery) = match record {
             Record::Reliable { kind, .. } | Record::Fragment { kind, .. } => {
                 (*kind, Delivery::Reliable)
@@ -363,7 +363,6 @@ impl<L: LinkEnds> Room<L> {
         if kind == CONTROL_KIND {
             // The room's own messages: only reliable (what each may say is checked when it is
             // read).
-            let _ = from;
             return match delivery {
                 Delivery::Reliable => Ok(()),
                 _ => Err(PeerErrorKind::Violation(Violation::WrongDelivery)),
@@ -1002,7 +1001,7 @@ impl<L: LinkEnds> Room<L> {
                     if let Some(l) = self.links.get_mut(&link) {
                         l.session_data();
                     }
-                    if let Err(e) = self.check_kind(&record, peer) {
+                    if let Err(e) = self.check_kind(&record) {
                         return self.fail_link(link, e);
                     }
                     let Some(remote) = self.peers.get_mut(&peer) else {
