@@ -94,7 +94,7 @@ pub use crate::core::{
     conditioner::LinkConditionerConfig,
     error::{Fault, PeerErrorKind, SendError, ServerError, SignalingError, Violation},
     peer::{PeerId, Role},
-    room::{DisconnectReason, ResumePolicy},
+    room::{DisconnectReason, ResumePolicy, Topology},
     session::{SessionConfig, Stats, Transfer, TransferDirection},
     wire::{ByeReason, WireError},
 };
@@ -132,7 +132,7 @@ pub mod prelude {
         PeerErrorKind, PeerId, PeerMessage, PeerMessageAppExt, PeerMessageDiagnosticsPlugin,
         PeerMessagePlugin, PeerMessageSet, PeerMessageSettings, PeerReconnected, PeerReconnecting,
         PeerStats, Received, Role, RoomSecret, SendError, SessionConfig, Signaling,
-        SignalingServerInfo, TransferDirection, TransferProgress, TurnCredentials,
+        SignalingServerInfo, Topology, TransferDirection, TransferProgress, TurnCredentials,
     };
 }
 
@@ -141,7 +141,10 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod internals {
     pub use crate::core::auth::{LinkBinding, make_auth};
-    pub use crate::core::room::{Access, LinkEnds, LocalIdentity, Room, RoomEvent, testing};
+    pub use crate::core::room::{
+        Access, LinkEnds, LocalIdentity, RelayCounts, RelayFilter, RelayView, Room, RoomEvent,
+        testing,
+    };
     pub use crate::core::{codec, wire};
     #[cfg(feature = "plugin")]
     pub use crate::registry::MessageRegistry;

@@ -105,6 +105,11 @@ pub enum Violation {
     /// never cut off from us long enough to have had a reason to.
     #[error("claimed the room from a host it never lost")]
     FalseHostClaim,
+    /// In a star room: a message whose route header does not decode, addresses its own
+    /// sender, or takes a way the sender may not (a joiner relaying to its host's joiners, a
+    /// host sending for everyone).
+    #[error("message with a malformed or forbidden route (star topology)")]
+    BadRoute,
 }
 
 /// Why the connection to the signaling server, or a socket, failed.

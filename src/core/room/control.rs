@@ -14,6 +14,9 @@ const EVICT: u8 = 2;
 const HAND_OVER: u8 = 3;
 const CLAIM: u8 = 4;
 const HOST_AWAY: u8 = 5;
+const JOINED: u8 = 6;
+const AWAY: u8 = 7;
+const LEFT: u8 = 8;
 
 /// A control message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +55,26 @@ pub(super) enum Control {
         /// Away, or back.
         away: bool,
     },
+    /// Star rooms, from the host: `peer`, a joiner, is in the room, reached through the host.
+    Joined {
+        /// The joiner.
+        peer: PeerId,
+    },
+    /// Star rooms, from the host: joiner `peer` is away (`true`) or back.
+    Away {
+        /// The joiner.
+        peer: PeerId,
+        /// Away, or back.
+        away: bool,
+    },
+    /// Star rooms, from the host: joiner `peer` is out of the room, for `reason` (a
+    /// [`super::DisconnectReason`] as [`super::star::reason_to_wire`] writes it).
+    Left {
+        /// The joiner.
+        peer: PeerId,
+        /// Why.
+        reason: u8,
+    },
 }
 
 impl Control {
@@ -82,6 +105,20 @@ impl Control {
                 out.extend_from_slice(&host.0.to_le_bytes());
                 out.extend_from_slice(&epoch.to_le_bytes());
                 out.push(away as u8);
+            }
+            Control::Joined { peer } => {
+                out.push(JOINED);
+                out.extend_from_slice(&peer.0.to_le_bytes());
+            }
+            Control::Away { peer, away } => {
+                out.push(AWAY);
+                out.extend_from_slice(&peer.0.to_le_bytes());
+                out.push(away as u8);
+            }
+            Control::Left { peer, reason } => {
+                out.push(LEFT);
+                out.extend_from_slice(&peer.0.to_le_bytes());
+                out.push(reason);
             }
         }
         out
@@ -119,6 +156,21 @@ impl Control {
                     _ => return None,
                 },
             }),
+            (&JOINED, 17) => Some(Control::Joined {
+                peer: PeerId(u128_at(1)?),
+            }),
+            (&AWAY, 18) => Some(Control::Away {
+                peer: PeerId(u128_at(1)?),
+                away: match bytes[17] {
+                    0 => false,
+                    1 => true,
+                    _ => return None,
+                },
+            }),
+            (&LEFT, 18) => Some(Control::Left {
+                peer: PeerId(u128_at(1)?),
+                reason: bytes[17],
+            }),
             _ => None,
         }
     }
@@ -150,6 +202,15 @@ mod tests {
                 host: PeerId(5),
                 epoch: 1,
                 away: false,
+            },
+            Control::Joined { peer: PeerId(11) },
+            Control::Away {
+                peer: PeerId(12),
+                away: true,
+            },
+            Control::Left {
+                peer: PeerId(13),
+                reason: 4,
             },
         ] {
             let bytes = c.encode();

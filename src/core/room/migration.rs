@@ -92,13 +92,14 @@ impl<L: LinkEnds> Room<L> {
     /// Host: hands the room to `new`, a joiner in the room that is not away. Every peer gets a
     /// [`RoomEvent::HostMigrated`] once it reads the hand-over, which comes after everything we
     /// sent it before (a snapshot for `new`, say); we become a joiner of `new` at once. `false`
-    /// (and nothing done) on a joiner, or for a peer that is not a live joiner here.
+    /// (and nothing done) on a joiner, in a star room (it has no migration), or for a peer
+    /// that is not a live joiner here.
     pub fn hand_over(&mut self, new: PeerId) -> bool {
         let live_joiner = self
             .peers
             .get(&new)
             .is_some_and(|r| r.role == Role::Joiner && r.away_since.is_none());
-        if self.local.role != Role::Host || !live_joiner {
+        if self.local.role != Role::Host || !live_joiner || self.star.on() {
             return false;
         }
         let epoch = self.succession.epoch.saturating_add(1);
@@ -255,6 +256,10 @@ impl<L: LinkEnds> Room<L> {
         control: Control,
         now: Duration,
     ) -> Result<(), PeerErrorKind> {
+        // A star room has no migration: nobody may speak of it.
+        if self.star.on() {
+            return Err(PeerErrorKind::Violation(Violation::BadControl));
+        }
         match control {
             Control::HandOver { new, epoch } if from_our_host => {
                 if epoch < self.succession.epoch {
@@ -285,7 +290,12 @@ impl<L: LinkEnds> Room<L> {
                 }
             }
             // From a host we no longer follow (it was still sending when the room moved).
-            Control::HandOver { .. } | Control::Admit { .. } | Control::Evict { .. } => {}
+            Control::HandOver { .. }
+            | Control::Admit { .. }
+            | Control::Evict { .. }
+            | Control::Joined { .. }
+            | Control::Away { .. }
+            | Control::Left { .. } => {}
         }
         Ok(())
     }

@@ -19,6 +19,9 @@ mod migration;
 mod migration_tests;
 #[cfg(test)]
 mod sim;
+mod star;
+#[cfg(test)]
+mod star_tests;
 pub mod testing;
 #[cfg(test)]
 mod trust_tests;
@@ -39,6 +42,8 @@ pub(crate) use control::CONTROL_KIND;
 use control::Control;
 use link::{Link, LinkState, Verified, Wait};
 use migration::Succession;
+use star::Star;
+pub use star::{RelayCounts, RelayFilter, RelayView, Topology};
 use std::{
     collections::{HashMap, VecDeque},
     hash::Hash,
@@ -303,6 +308,8 @@ pub struct Room<L> {
     succession: Succession,
     /// What our sessions still had to send when we left, sent before the goodbyes.
     farewell: Vec<(L, Channel, Bytes)>,
+    /// The topology, and in a star, the relay's state.
+    star: Star,
 }
 
 impl<L: LinkEnds> Room<L> {
@@ -335,6 +342,7 @@ impl<L: LinkEnds> Room<L> {
             refused_by_host: false,
             succession: Succession::default(),
             farewell: Vec::new(),
+            star: Star::default(),
         }
     }
 
@@ -388,9 +396,13 @@ impl<L: LinkEnds> Room<L> {
         &self.config
     }
 
-    /// The connected peers and their roles.
+    /// The connected peers and their roles (in a star room, a joiner's fellow joiners too,
+    /// reached through the host).
     pub fn peers(&self) -> impl Iterator<Item = (PeerId, Role)> + '_ {
-        self.peers.iter().map(|(id, r)| (*id, r.role))
+        self.peers
+            .iter()
+            .map(|(id, r)| (*id, r.role))
+            .chain(self.members().map(|p| (p, Role::Joiner)))
     }
 
     /// The host, if we are a joiner connected to one.
@@ -433,7 +445,10 @@ impl<L: LinkEnds> Room<L> {
 
     /// Since when `peer` has been away, if it is.
     pub fn away_since(&self, peer: PeerId) -> Option<Duration> {
-        self.peers.get(&peer).and_then(|r| r.away_since)
+        match self.peers.get(&peer) {
+            Some(r) => r.away_since,
+            None => self.member_away_since(peer),
+        }
     }
 
     /// Whether a transport link is bound to a peer (as its link or a standby), or still in its
@@ -528,6 +543,7 @@ impl<L: LinkEnds> Room<L> {
             peer,
             downtime: now.saturating_sub(since),
         });
+        self.tell_joiners(peer, Control::Away { peer, away: false });
         true
     }
 
@@ -653,6 +669,7 @@ impl<L: LinkEnds> Room<L> {
             self.remove_peer(peer, DisconnectReason::Timeout);
         }
         self.check_succession(now);
+        self.flush_backlog();
     }
 
     /// The next instant the room needs [`Room::handle_timeout`] or
@@ -741,6 +758,7 @@ impl<L: LinkEnds> Room<L> {
         // there (see `Room::wake`); a new link resumes it as well, and the dormant ones are
         // then closed as unused standbys.
         self.events.push_back(RoomEvent::Reconnecting { peer });
+        self.tell_joiners(peer, Control::Away { peer, away: true });
     }
 
     /// The next event, oldest first. A message taken here counts as taken by the game: while
@@ -748,10 +766,16 @@ impl<L: LinkEnds> Room<L> {
     /// [`SessionConfig::max_undelivered_bytes`] (flow control for stalled frames).
     pub fn poll_event(&mut self) -> Option<RoomEvent> {
         let event = self.events.pop_front()?;
-        if let RoomEvent::Message { from, payload, .. } = &event
-            && let Some(remote) = self.peers.get_mut(from)
-        {
-            remote.session.handle_taken(payload.len());
+        if let RoomEvent::Message { from, payload, .. } = &event {
+            // A star joiner's messages from fellow joiners came on its host's session.
+            let carrier = match self.peers.contains_key(from) {
+                true => Some(*from),
+                false if self.star.on() => self.host(),
+                false => None,
+            };
+            if let Some(remote) = carrier.and_then(|c| self.peers.get_mut(&c)) {
+                remote.session.handle_taken(payload.len());
+            }
         }
         Some(event)
     }
@@ -1024,10 +1048,15 @@ impl<L: LinkEnds> Room<L> {
                         return self.fail_link(link, PeerErrorKind::OverBudget { budget, limit });
                     }
                     let events = &mut self.events;
+                    // A star routes messages and controls in one list, in order.
+                    let star = self.star.on();
+                    let mut routed = std::mem::take(&mut self.star.inbound);
                     let result = remote
                         .session
                         .handle_record(record, now, &mut |m: Inbound| {
-                            if m.kind == CONTROL_KIND {
+                            if star {
+                                routed.push(m);
+                            } else if m.kind == CONTROL_KIND {
                                 control.push(m.payload);
                             } else {
                                 events.push_back(RoomEvent::Message {
@@ -1040,20 +1069,39 @@ impl<L: LinkEnds> Room<L> {
                     if let Err(e) = result {
                         return self.fail_link(link, e);
                     }
-                    for payload in control.drain(..) {
-                        if let Some(remote) = self.peers.get_mut(&peer) {
-                            remote.session.handle_taken(payload.len());
-                        }
-                        let result = match Control::decode(&payload) {
-                            Some(c) => self.on_control(peer, c, now),
-                            None => Err(PeerErrorKind::Violation(Violation::BadControl)),
+                    for m in routed.drain(..) {
+                        let result = match m.kind {
+                            CONTROL_KIND => self.control_from(peer, &m.payload, now),
+                            _ => self.route_inbound(peer, m, now),
                         };
                         if let Err(e) = result {
                             return self.fail_link(link, e);
                         }
                     }
+                    self.star.inbound = routed;
+                    for payload in control.drain(..) {
+                        if let Err(e) = self.control_from(peer, &payload, now) {
+                            return self.fail_link(link, e);
+                        }
+                    }
                 }
             }
+        }
+    }
+
+    /// A control message `peer` handed up: taken, decoded, acted on. `Err`: drop `peer`.
+    fn control_from(
+        &mut self,
+        peer: PeerId,
+        payload: &[u8],
+        now: Duration,
+    ) -> Result<(), PeerErrorKind> {
+        if let Some(remote) = self.peers.get_mut(&peer) {
+            remote.session.handle_taken(payload.len());
+        }
+        match Control::decode(payload) {
+            Some(c) => self.on_control(peer, c, now),
+            None => Err(PeerErrorKind::Violation(Violation::BadControl)),
         }
     }
 
@@ -1199,6 +1247,12 @@ impl<L: LinkEnds> Room<L> {
             // not any more (the room moved): nothing to wait for.
             (Role::Joiner, Role::Host) if resumes && self.host() != Some(peer) => None,
             (Role::Joiner, Role::Host) => Some(Wait::Welcome),
+            // Star: joiners reach each other through the host only (a mesh-wide signaling
+            // server may still link them: the link goes, quietly).
+            (Role::Joiner, Role::Joiner) if self.star.on() => {
+                self.close_link(link, None);
+                return;
+            }
             (Role::Joiner, Role::Joiner) if resumes || self.roster.contains_key(&peer) => None,
             (Role::Joiner, Role::Joiner) => Some(Wait::Roster),
         };
@@ -1319,6 +1373,7 @@ impl<L: LinkEnds> Room<L> {
                     peer,
                     downtime: now.saturating_sub(since),
                 });
+                self.tell_joiners(peer, Control::Away { peer, away: false });
             }
         } else {
             let mut session = Session::new(peer, self.config.clone(), now);
@@ -1348,6 +1403,9 @@ impl<L: LinkEnds> Room<L> {
     /// Host: tells every joiner that `peer` (on `link`) is admitted, and `peer` whom else is
     /// (and, after a migration, at what epoch we took the room).
     fn announce(&mut self, peer: PeerId, link: L) {
+        if self.star.on() {
+            return self.announce_member(peer);
+        }
         let epoch = self.succession.epoch();
         if epoch > 0
             && let Some(r) = self.peers.get_mut(&peer)
@@ -1415,6 +1473,9 @@ impl<L: LinkEnds> Room<L> {
                     self.remove_peer(peer, DisconnectReason::Evicted);
                 }
             }
+            Control::Joined { .. } | Control::Away { .. } | Control::Left { .. } => {
+                return self.on_member_control(from_our_host, control, now);
+            }
             other => return self.on_succession_control(from, from_our_host, other, now),
         }
         Ok(())
@@ -1437,7 +1498,8 @@ impl<L: LinkEnds> Room<L> {
 
     /// Host: tells every joiner that `peer` is out of the room.
     fn evict(&mut self, peer: PeerId) {
-        if self.local.role != Role::Host {
+        // (A star host's joiners heard it already, with the reason: see `Room::member_gone`.)
+        if self.local.role != Role::Host || self.star.on() {
             return;
         }
         let news = Control::Evict { peer }.encode();
@@ -1453,12 +1515,19 @@ impl<L: LinkEnds> Room<L> {
     }
 
     fn remove_peer(&mut self, peer: PeerId, reason: DisconnectReason) {
-        if self.peers.remove(&peer).is_some() {
+        if let Some(remote) = self.peers.remove(&peer) {
             for link in self.links_of(peer) {
                 self.close_link(link, None);
             }
             self.events
                 .push_back(RoomEvent::Disconnected { peer, reason });
+            if self.star.on() {
+                match self.local.role {
+                    Role::Host => self.member_gone(peer, reason),
+                    Role::Joiner if remote.role == Role::Host => self.members_lost(),
+                    Role::Joiner => {}
+                }
+            }
         }
     }
 
@@ -1546,6 +1615,9 @@ impl<L: LinkEnds> Room<L> {
         payload: &[u8],
         delivery: Delivery,
     ) -> Result<(), SendError> {
+        if self.star.on() {
+            return self.star_send(peer, kind, payload, delivery);
+        }
         let remote = self
             .peers
             .get_mut(&peer)
@@ -1561,6 +1633,9 @@ impl<L: LinkEnds> Room<L> {
         delivery: Delivery,
         failed: &mut impl FnMut(PeerId, SendError),
     ) {
+        if self.star.on() {
+            return self.star_broadcast(kind, payload, delivery, failed);
+        }
         for (peer, remote) in self.peers.iter_mut() {
             if let Err(e) = remote.session.send(kind, payload, delivery) {
                 failed(*peer, e);
@@ -1570,6 +1645,7 @@ impl<L: LinkEnds> Room<L> {
 
     /// Builds every packet due now; `out(link, channel, packet)` sends one.
     pub fn poll_transmit(&mut self, now: Duration, out: &mut impl FnMut(L, Channel, Bytes)) {
+        self.flush_backlog();
         for (link, channel, packet) in self.farewell.drain(..) {
             out(link, channel, packet);
         }

@@ -168,6 +168,8 @@ pub struct Inbound {
     pub kind: u32,
     /// The encoded message (zero-copy slice of the packet, or a reassembled buffer).
     pub payload: Bytes,
+    /// How it travelled.
+    pub delivery: Delivery,
 }
 
 /// Counters and estimates for one peer, exposed as the `PeerStats` component.
@@ -463,7 +465,7 @@ impl Session {
                     if self.reassembler.in_progress() {
                         return Err(PeerErrorKind::Violation(Violation::WholeInsideFragmented));
                     }
-                    self.hand_up(kind, payload, deliver);
+                    self.hand_up(kind, payload, Delivery::Reliable, deliver);
                 }
             }
             Record::Fragment {
@@ -490,14 +492,16 @@ impl Session {
                             done: message.len(),
                             total: message.len(),
                         });
-                        self.hand_up(kind, message, deliver);
+                        self.hand_up(kind, message, Delivery::Reliable, deliver);
                     }
                 }
             }
-            Record::Unreliable { kind, payload } => self.hand_up_unreliable(kind, payload, deliver),
+            Record::Unreliable { kind, payload } => {
+                self.hand_up_unreliable(kind, payload, Delivery::Unreliable, deliver)
+            }
             Record::Sequenced { kind, seq, payload } => {
                 if self.sequence_in.admit(kind, seq) {
-                    self.hand_up_unreliable(kind, payload, deliver);
+                    self.hand_up_unreliable(kind, payload, Delivery::UnreliableSequenced, deliver);
                 }
             }
         }
@@ -526,17 +530,33 @@ impl Session {
         }
     }
 
-    fn hand_up(&mut self, kind: u32, payload: Bytes, deliver: &mut impl FnMut(Inbound)) {
+    fn hand_up(
+        &mut self,
+        kind: u32,
+        payload: Bytes,
+        delivery: Delivery,
+        deliver: &mut impl FnMut(Inbound),
+    ) {
         self.undelivered += payload.len();
         self.stats.messages_in += 1;
-        deliver(Inbound { kind, payload });
+        deliver(Inbound {
+            kind,
+            payload,
+            delivery,
+        });
     }
 
-    fn hand_up_unreliable(&mut self, kind: u32, payload: Bytes, deliver: &mut impl FnMut(Inbound)) {
+    fn hand_up_unreliable(
+        &mut self,
+        kind: u32,
+        payload: Bytes,
+        delivery: Delivery,
+        deliver: &mut impl FnMut(Inbound),
+    ) {
         if self.undelivered > self.config.max_undelivered_bytes {
             self.stats.shed += 1;
         } else {
-            self.hand_up(kind, payload, deliver);
+            self.hand_up(kind, payload, delivery, deliver);
         }
     }
 
