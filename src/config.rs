@@ -153,6 +153,9 @@ pub struct PeerMessageSettings {
     pub join_timeout: Duration,
     /// Most joiners a host admits.
     pub max_peers: usize,
+    /// How the room's peers link: a full mesh (default) or a star around the host (see
+    /// [`Topology`](crate::Topology)). Every peer of a room must use the same.
+    pub topology: crate::Topology,
     /// Limits and timings of each peer session (packet size, message size, resend buffer).
     pub session: SessionConfig,
     /// How long a socket stays open after `leave()` so the goodbyes get out.
@@ -192,6 +195,7 @@ impl Default for PeerMessageSettings {
             ice_servers: IceServers::default(),
             join_timeout: Duration::from_secs(10),
             max_peers: 16,
+            topology: crate::Topology::Mesh,
             session: SessionConfig::default(),
             linger: Duration::from_millis(500),
             resume: ResumePolicy::default(),

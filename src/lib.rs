@@ -118,7 +118,7 @@ pub use crate::io::signaling::LocalSignalingHub;
 #[cfg(feature = "plugin")]
 pub use crate::plugin::{PeerMessagePlugin, PeerMessageSet};
 #[cfg(feature = "plugin")]
-pub use crate::registry::{PeerMessageAppExt, PeerMessageType, Received};
+pub use crate::registry::{PeerMessageAppExt, PeerMessageType, Received, Relayed};
 #[cfg(feature = "replicon")]
 pub use crate::replicon::RepliconPeerMessagePlugin;
 
@@ -131,7 +131,7 @@ pub mod prelude {
         MemoryNetwork, NetworkPath, Peer, PeerConnected, PeerDisconnected, PeerError,
         PeerErrorKind, PeerId, PeerMessage, PeerMessageAppExt, PeerMessageDiagnosticsPlugin,
         PeerMessagePlugin, PeerMessageSet, PeerMessageSettings, PeerReconnected, PeerReconnecting,
-        PeerStats, Received, Role, RoomSecret, SendError, SessionConfig, Signaling,
+        PeerStats, Received, Relayed, Role, RoomSecret, SendError, SessionConfig, Signaling,
         SignalingServerInfo, Topology, TransferDirection, TransferProgress, TurnCredentials,
     };
 }

@@ -151,9 +151,25 @@ impl PeerMessagePlugin {
         self
     }
 
-    /// Most joiners a host admits (default 16).
+    /// Most joiners a host admits (default 16). A mesh costs every peer a WebRTC connection
+    /// per other peer; past a dozen or so, a [`Topology::Star`](crate::Topology) costs joiners
+    /// far less (BENCHMARKS.md, "Topologies").
     pub fn max_peers(mut self, max: usize) -> Self {
         self.settings.max_peers = max;
+        self
+    }
+
+    /// How the room's peers link (default [`Topology::Mesh`](crate::Topology)). Every peer of
+    /// a room must use the same one: it is part of the protocol hash.
+    ///
+    /// ```
+    /// use bevy_peer_message::prelude::*;
+    ///
+    /// // Joiners link only to the host, which relays what they send each other.
+    /// let plugin = PeerMessagePlugin::default().topology(Topology::Star).max_peers(64);
+    /// ```
+    pub fn topology(mut self, topology: crate::Topology) -> Self {
+        self.settings.topology = topology;
         self
     }
 

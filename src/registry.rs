@@ -3,12 +3,14 @@
 
 use crate::core::{
     codec::{self, CodecError},
+    error::PeerErrorKind,
     peer::PeerId,
+    room::{RelayFilter, RelayView},
     wire::Delivery,
 };
 use bevy::{platform::collections::HashMap, prelude::*};
 use serde::{Serialize, de::DeserializeOwned};
-use std::any::TypeId;
+use std::{any::TypeId, sync::Arc};
 
 /// What a type needs to be sent to peers: serde both ways, and thread-safe.
 pub trait PeerMessageType: Serialize + DeserializeOwned + Send + Sync + 'static {}
@@ -25,7 +27,33 @@ pub struct Received<T: Send + Sync + 'static> {
     pub message: T,
 }
 
+/// A message a star room's host relays from one joiner to others, as the game's filter sees it
+/// (see [`PeerMessageAppExt::filter_relayed`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Relayed<'a, T> {
+    /// The joiner that sent it.
+    pub from: PeerId,
+    /// The joiner it is for; `None`: every joiner (the host itself gets its own copy as a
+    /// [`Received<T>`], whatever the filter says).
+    pub to: Option<PeerId>,
+    /// The value.
+    pub message: &'a T,
+}
+
 pub(crate) type DeliverFn = fn(&mut World, PeerId, &[u8], usize) -> Result<(), CodecError>;
+
+/// A filter on one type's relayed messages: decodes (bounded by the size given) and decides.
+type FilterFn = Arc<dyn Fn(&RelayView<'_>, usize) -> Result<bool, PeerErrorKind> + Send + Sync>;
+
+/// The game's relay filters, by wire id.
+#[derive(Default, Clone)]
+struct RelayFilters(HashMap<u32, FilterFn>);
+
+impl std::fmt::Debug for RelayFilters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
 
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
@@ -40,6 +68,7 @@ pub(crate) struct Entry {
 pub struct MessageRegistry {
     by_kind: HashMap<u32, Entry>,
     by_type: HashMap<TypeId, u32>,
+    filters: RelayFilters,
 }
 
 impl MessageRegistry {
@@ -69,6 +98,47 @@ impl MessageRegistry {
 
     pub(crate) fn entry(&self, kind: u32) -> Option<&Entry> {
         self.by_kind.get(&kind)
+    }
+
+    /// The core's filter for a star host, from the game's filters (none: relay everything).
+    /// Relayed payloads decode within `max` bytes.
+    pub(crate) fn relay_filter(&self, max: usize) -> Option<RelayFilter> {
+        if self.filters.0.is_empty() {
+            return None;
+        }
+        let filters = self.filters.clone();
+        Some(RelayFilter(Arc::new(
+            move |view: &RelayView<'_>| match filters.0.get(&view.kind) {
+                Some(filter) => filter(view, max),
+                None => Ok(true),
+            },
+        )))
+    }
+
+    fn add_filter<T: PeerMessageType>(
+        &mut self,
+        filter: impl Fn(&Relayed<'_, T>) -> bool + Send + Sync + 'static,
+    ) {
+        let Some(&kind) = self.by_type.get(&TypeId::of::<T>()) else {
+            panic!(
+                "bevy_peer_message: filter_relayed::<{}> before add_peer_message::<{0}>",
+                std::any::type_name::<T>()
+            );
+        };
+        let filter = move |view: &RelayView<'_>, max: usize| {
+            let message: T = codec::decode_bounded(view.payload, max).map_err(|error| {
+                PeerErrorKind::Decode {
+                    type_name: std::any::type_name::<T>(),
+                    error,
+                }
+            })?;
+            Ok(filter(&Relayed {
+                from: view.from,
+                to: view.to,
+                message: &message,
+            }))
+        };
+        self.filters.0.insert(kind, Arc::new(filter));
     }
 
     fn register<T: PeerMessageType>(&mut self, name: String, delivery: Delivery) {
@@ -136,6 +206,31 @@ pub trait PeerMessageAppExt {
         name: &str,
         delivery: Delivery,
     ) -> &mut Self;
+
+    /// Star host ([`Topology::Star`](crate::Topology)): `filter` sees every `T` one joiner
+    /// sends another (or everyone) before the host relays it, and says whether it goes on
+    /// (`true`) or is dropped (`false`: its receivers never see it, its sender is not told).
+    /// A relayed `T` that does not decode drops its sender with a [`PeerError`](crate::PeerError).
+    /// Types without a filter are relayed without being decoded. Register `T` first.
+    ///
+    /// ```
+    /// use bevy::prelude::*;
+    /// use bevy_peer_message::prelude::*;
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Chat(String);
+    ///
+    /// App::new()
+    ///     .add_plugins(PeerMessagePlugin::default().topology(Topology::Star))
+    ///     .add_peer_message::<Chat>(Delivery::Reliable)
+    ///     // Whispers stay short; shouting at everyone is the host's privilege.
+    ///     .filter_relayed::<Chat>(|r: &Relayed<Chat>| r.to.is_some() && r.message.0.len() < 200);
+    /// ```
+    fn filter_relayed<T: PeerMessageType>(
+        &mut self,
+        filter: impl Fn(&Relayed<'_, T>) -> bool + Send + Sync + 'static,
+    ) -> &mut Self;
 }
 
 impl PeerMessageAppExt for App {
@@ -153,6 +248,17 @@ impl PeerMessageAppExt for App {
             .resource_mut::<MessageRegistry>()
             .register::<T>(name.to_owned(), delivery);
         self.add_message::<Received<T>>();
+        self
+    }
+
+    fn filter_relayed<T: PeerMessageType>(
+        &mut self,
+        filter: impl Fn(&Relayed<'_, T>) -> bool + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.init_resource::<MessageRegistry>();
+        self.world_mut()
+            .resource_mut::<MessageRegistry>()
+            .add_filter(filter);
         self
     }
 }

@@ -11,6 +11,8 @@ mod migration;
 #[cfg(feature = "replicon")]
 #[path = "memory/replicon.rs"]
 mod replicon;
+#[path = "memory/star.rs"]
+mod star;
 
 use bevy::{prelude::*, time::TimeUpdateStrategy};
 use bevy_peer_message::{Budget, ByeReason, prelude::*};

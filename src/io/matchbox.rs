@@ -51,7 +51,11 @@ impl Transport for Matchbox {
     }
 
     fn open(&self, target: &SocketTarget) -> Box<dyn Socket> {
-        let watched = Watched::new(target.signaller.clone(), target.connect_timeout);
+        let watched = Watched::new(
+            target.signaller.clone(),
+            target.connect_timeout,
+            target.offers,
+        );
         let status = watched.status();
         let builder = WebRtcSocketBuilder::new(target.room_url.clone())
             // One signaling attempt per socket: retries, with backoff, are the plugin's job.

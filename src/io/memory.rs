@@ -85,6 +85,8 @@ struct Hub {
 struct Slot {
     room: String,
     owner: PeerId,
+    /// Offers connections to later sockets (see [`SocketTarget::offers`]).
+    offers: bool,
     phase: SignalingPhase,
     ended: Option<Result<(), SignalingError>>,
     links: HashSet<RemoteId>,
@@ -253,6 +255,7 @@ impl Transport for MemoryNetwork {
             Slot {
                 room: target.room_url.clone(),
                 owner: target.local,
+                offers: target.offers,
                 phase: if reachable {
                     SignalingPhase::Up
                 } else {
@@ -265,12 +268,14 @@ impl Transport for MemoryNetwork {
             },
         );
         if reachable {
-            // Signalling introduces it to every socket in the room (matchbox's full mesh).
+            // Signalling introduces it to every socket in the room (matchbox's full mesh), and
+            // those that offer connect.
             let others: Vec<RemoteId> = hub
                 .sockets
                 .iter()
                 .filter(|(other, s)| {
                     **other != id
+                        && s.offers
                         && s.room == target.room_url
                         && s.ended.is_none()
                         && s.phase == SignalingPhase::Up

@@ -67,6 +67,10 @@ pub(crate) struct SocketTarget {
     pub connect_timeout: Duration,
     /// Who opens it (the in-memory network uses it to cut one app off).
     pub local: PeerId,
+    /// Whether it offers connections to the sockets that join the room after it (matchbox's
+    /// `NewPeer`). A star room's joiners do not: only the host links to them, and they to
+    /// nobody else.
+    pub offers: bool,
 }
 
 /// One open socket: a signalling session and the links made through it. Every method returns

@@ -226,15 +226,23 @@ pub(crate) struct Watched {
     inner: Arc<dyn SignallerBuilder>,
     status: SignalingStatus,
     connect_timeout: Duration,
+    /// Whether our socket offers connections to newcomers (see `SocketTarget::offers`).
+    offers: bool,
 }
 
 impl Watched {
-    /// Wraps `inner`.
-    pub(crate) fn new(inner: Arc<dyn SignallerBuilder>, connect_timeout: Duration) -> Self {
+    /// Wraps `inner`; without `offers`, newcomers are not offered a connection (their
+    /// `NewPeer` is not passed on).
+    pub(crate) fn new(
+        inner: Arc<dyn SignallerBuilder>,
+        connect_timeout: Duration,
+        offers: bool,
+    ) -> Self {
         Self {
             inner,
             status: SignalingStatus::default(),
             connect_timeout,
+            offers,
         }
     }
 
@@ -274,6 +282,7 @@ impl SignallerBuilder for Watched {
                 Ok(Box::new(WatchedSignaller {
                     inner,
                     status: self.status.clone(),
+                    offers: self.offers,
                 }))
             }
             Err(e) => {
@@ -287,6 +296,7 @@ impl SignallerBuilder for Watched {
 struct WatchedSignaller {
     inner: Box<dyn Signaller>,
     status: SignalingStatus,
+    offers: bool,
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
@@ -304,13 +314,17 @@ impl Signaller for WatchedSignaller {
     }
 
     async fn next_message(&mut self) -> Result<PeerEvent, SignalingError> {
-        let result = self.inner.next_message().await;
-        match &result {
-            Ok(PeerEvent::Signal { data, .. }) => self.status.saw(data),
-            Ok(_) | Err(SignalingError::UnknownFormat) => {}
-            Err(_) => self.status.set(SignalingPhase::Down),
+        loop {
+            let result = self.inner.next_message().await;
+            match &result {
+                // Not ours to offer to: the newcomer hears from whoever does.
+                Ok(PeerEvent::NewPeer(_)) if !self.offers => continue,
+                Ok(PeerEvent::Signal { data, .. }) => self.status.saw(data),
+                Ok(_) | Err(SignalingError::UnknownFormat) => {}
+                Err(_) => self.status.set(SignalingPhase::Down),
+            }
+            return result;
         }
-        result
     }
 }
 

@@ -16,7 +16,7 @@ use crate::{
     core::conditioner::LinkConditioner,
     core::error::{PeerErrorKind, SendError},
     core::peer::{PeerId, Role},
-    core::room::{Access, DisconnectReason, LocalIdentity, Room, RoomEvent},
+    core::room::{Access, DisconnectReason, LocalIdentity, Room, RoomEvent, Topology},
     core::session::{Stats, Transfer, TransferDirection},
     core::wire::Delivery,
     events::{
@@ -309,8 +309,9 @@ impl PeerNetwork {
         }
         let settings = world.resource::<PeerMessageSettings>().clone();
         let registry = world.resource::<MessageRegistry>();
-        let protocol_hash = registry.protocol_hash();
+        let protocol_hash = registry.protocol_hash() ^ settings.topology.protocol_salt();
         let kinds = registry.wire_kinds();
+        let relay_filter = registry.relay_filter(settings.session.max_message_size);
         let websocket: Arc<dyn SignallerBuilder> = Arc::new(WebSocketSignallerBuilder);
         let (url, signaller) = match &settings.signaling {
             #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
@@ -345,6 +346,10 @@ impl PeerNetwork {
         session.ping_interval = settings.resume.heartbeat_interval(session.ping_interval);
         let mut room = Room::with_policy(local, session, settings.max_peers, settings.resume);
         room.set_kinds(kinds);
+        room.set_topology(settings.topology);
+        if role == Role::Host {
+            room.set_relay_filter(relay_filter);
+        }
         room.set_access(Access {
             secret: settings.room_secret.clone(),
             join_payload: join_payload.into(),
@@ -359,6 +364,7 @@ impl PeerNetwork {
             ice: settings.ice_servers.clone(),
             connect_timeout: settings.signaling_connect_timeout,
             local: id,
+            offers: !(settings.topology == Topology::Star && role == Role::Joiner),
         };
         engine.sockets.open(&*self.transport, &target, now);
         engine.conditioner = settings

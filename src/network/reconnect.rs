@@ -16,7 +16,10 @@
 //! - a joiner whose new link never carried a `Hello` re-opens for fresh connections (a host
 //!   leaves that to the joiner, who hears nothing from it and does the same);
 //! - a host whose joiner is away does nothing but wait: the joiner comes back through
-//!   signaling; so does a joiner whose fellow joiner is away.
+//!   signaling; so does a joiner whose fellow joiner is away;
+//! - a star joiner without a host a second after opening its socket opens another: it offers
+//!   connections to nobody, so a host that arrived after it never heard of it (the host
+//!   links to the new socket).
 //!
 //! Each attempt waits per the backoff. The first failure of an outage is one [`PeerError`](crate::PeerError); the
 //! other attempts of the same outage go to the log. A joiner whose host stays away past
@@ -31,10 +34,15 @@ use crate::{
     core::error::{PeerErrorKind, SignalingError},
     core::peer::Role,
     core::rng::Rng,
+    core::room::Topology,
     io::SignalingPhase,
 };
 use bevy::prelude::*;
 use std::time::Duration;
+
+/// How long a star joiner's socket waits for its host before a new one is opened (see
+/// `reconnect`).
+const STAR_WAIT: Duration = Duration::from_secs(1);
 
 /// The reconnect system's memory.
 #[derive(Debug)]
@@ -164,6 +172,19 @@ pub(crate) fn reconnect(world: &mut World) {
                 need = true;
             }
             if host_away.is_some_and(|since| current.opened_at <= since) {
+                need = true;
+            }
+            // A star joiner offers connections to nobody, so a host that came after its socket
+            // never hears of it: with no host a while after opening (and no handshake under
+            // way), it opens a new socket, which the host, there by then, links to.
+            if let Some(room) = engine.room.as_ref()
+                && room.topology() == Topology::Star
+                && room.local().role == Role::Joiner
+                && room.host().is_none()
+                && current.signaling() == SignalingPhase::Up
+                && now.saturating_sub(current.opened_at) >= STAR_WAIT
+                && !current.links().any(|l| room.link_in_use(l))
+            {
                 need = true;
             }
             if current.signaling() == SignalingPhase::Up {

@@ -59,6 +59,17 @@ pub enum Topology {
     Star,
 }
 
+impl Topology {
+    /// What it adds to the protocol hash, so that peers of different topologies refuse each
+    /// other at the handshake (a mesh adds nothing).
+    pub(crate) fn protocol_salt(self) -> u64 {
+        match self {
+            Topology::Mesh => 0,
+            Topology::Star => 0x5354_4152_0000_0001,
+        }
+    }
+}
+
 const DIRECT: u8 = 0;
 const EVERYONE: u8 = 1;
 const VIA: u8 = 2;
