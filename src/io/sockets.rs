@@ -73,6 +73,11 @@ pub(crate) struct OpenSocket {
 }
 
 impl OpenSocket {
+    /// Whether WebRTC negotiated through this socket (an offer or answer went either way).
+    pub(crate) fn negotiated(&self) -> bool {
+        self.socket.negotiation().tried
+    }
+
     /// How long this socket's signaling connection took to come up.
     pub(crate) fn connect_time(&self) -> Option<Duration> {
         self.socket.connect_time()

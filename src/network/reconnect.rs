@@ -175,14 +175,20 @@ pub(crate) fn reconnect(world: &mut World) {
                 need = true;
             }
             // A star joiner offers connections to nobody, so a host that came after its socket
-            // never hears of it: with no host a while after opening (and no handshake under
-            // way), it opens a new socket, which the host, there by then, links to.
+            // never hears of it: with no host a second after opening, and nobody trying to
+            // connect, it opens a new socket, which the host, there by then, links to. (A
+            // connection under way gets twice the handshake timeout: WebRTC's setup takes
+            // seconds on a loaded machine.)
+            let wait = match current.negotiated() {
+                false => STAR_WAIT,
+                true => settings.resume.handshake_timeout * 2,
+            };
             if let Some(room) = engine.room.as_ref()
                 && room.topology() == Topology::Star
                 && room.local().role == Role::Joiner
                 && room.host().is_none()
                 && current.signaling() == SignalingPhase::Up
-                && now.saturating_sub(current.opened_at) >= STAR_WAIT
+                && now.saturating_sub(current.opened_at) >= wait
                 && !current.links().any(|l| room.link_in_use(l))
             {
                 need = true;

@@ -22,4 +22,5 @@ mod scale_out;
 #[path = "../common/signaling_farm.rs"]
 mod signaling_farm;
 mod signaling_server;
+mod star;
 mod vanishing;
