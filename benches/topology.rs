@@ -11,8 +11,8 @@
 //! ```
 //!
 //! The host runs in a process of its own (this binary again, `--host`), so that its CPU time and
-//! memory are its own; the joiners share this process (their CPU is this process's, divided by
-//! their number). Everything runs on loopback in the private network namespace Cargo's runner
+//! memory are its own; the joiners share another (`--joiners`; a joiner's CPU and memory are
+//! that process's, divided by their number). Everything runs on loopback in the private network namespace Cargo's runner
 //! (`tests/netns-run`) gives the binary, with no ICE servers. The machine has 2 cores: past a
 //! dozen peers, the joiners' process competes with the host for them, which is what a mesh
 //! costs.
@@ -32,6 +32,7 @@ use std::{
 };
 
 const HOST_FLAG: &str = "--host";
+const JOINERS_FLAG: &str = "--joiners";
 const FRAME: Duration = Duration::from_micros(16_667);
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug)]
@@ -177,6 +178,7 @@ fn host_main() {
 }
 
 /// One room's figures.
+#[derive(Default)]
 struct Row {
     topology: &'static str,
     n: usize,
@@ -186,7 +188,8 @@ struct Row {
     joiner_cpu_us: f64,
     joiner_rss: f64,
     fps: f64,
-    rtt: Vec<Duration>,
+    rtt_p50: Option<Duration>,
+    rtt_p95: Option<Duration>,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
@@ -195,35 +198,27 @@ fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
 }
 
 fn ms(d: Option<Duration>) -> String {
-    d.map_or("-".into(), |d| format!("{:.1}", d.as_secs_f64() * 1e3))
+    d.map_or("none".into(), |d| format!("{:.1}", d.as_secs_f64() * 1e3))
 }
 
-fn room(topology_name: &'static str, n: usize, window: Duration) -> Row {
-    let topology = topology_named(topology_name);
-    let addr = free_addr();
-    let exe = std::env::current_exe().expect("this binary");
-    let mut child = Command::new(exe)
-        .arg(HOST_FLAG)
-        .env("PM_TOPOLOGY", topology_name)
-        .env("PM_N", n.to_string())
-        .env("PM_PORT", addr.port().to_string())
-        .env("PM_WINDOW", window.as_secs().to_string())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the host's process");
-    let lines = BufReader::new(child.stdout.take().expect("its output")).lines();
-    let host = Process(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    // Give the host's server a moment to listen (joiners retry anyway).
-    std::thread::sleep(Duration::from_millis(300));
-    let url = format!("ws://127.0.0.1:{}", addr.port());
+/// Microseconds on the wire between processes (`None`: not measured).
+fn micros(d: Option<Duration>) -> String {
+    d.map_or("-".into(), |d| d.as_micros().to_string())
+}
+
+fn parse_micros(s: Option<&str>) -> Option<Duration> {
+    s?.parse().ok().map(Duration::from_micros)
+}
+
+/// The joiners' process: `PM_N - 1` joiners of the room on `PM_PORT`; prints
+/// `JOINERS <connect µs> <CPU µs per joiner-frame> <RSS MiB per joiner> <frames/s> <RTT p50 µs>
+/// <RTT p95 µs>` and exits.
+fn joiners_main() {
+    let topology = topology_named(&param("PM_TOPOLOGY", String::new()));
+    let n: usize = param("PM_N", 4);
+    let window = Duration::from_secs(param("PM_WINDOW", 5));
+    let url = format!("ws://127.0.0.1:{}", param::<u16>("PM_PORT", 0));
+    let rss_before = rss_mib();
     let mut joiners: Vec<App> = (1..n)
         .map(|_| {
             app(PeerMessagePlugin::default()
@@ -250,21 +245,11 @@ fn room(topology_name: &'static str, n: usize, window: Duration) -> Row {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    let mut row = Row {
-        topology: topology_name,
-        n,
-        connect,
-        host_cpu_us: 0.0,
-        host_rss: 0.0,
-        joiner_cpu_us: 0.0,
-        joiner_rss: 0.0,
-        fps: 0.0,
-        rtt: Vec::new(),
-    };
     if connect.is_none() {
         let done = joiners.iter_mut().map(peers).filter(|p| p + 1 >= n).count();
-        eprintln!("{topology_name} {n}: {done} of {} joiners connected in {limit:?}", n - 1);
-        return row;
+        eprintln!("{n}: {done} of {} joiners connected in {limit:?}", n - 1);
+        println!("JOINERS - 0 0 0 - -");
+        return;
     }
     // Steady play, warm-up then the CPU window: every joiner broadcasts a position each frame.
     let ids: Vec<PeerId> = joiners.iter_mut().map(|j| net(j, |n| n.id())).collect();
@@ -273,37 +258,93 @@ fn room(topology_name: &'static str, n: usize, window: Duration) -> Row {
     let (at, cpu, f0) = (Instant::now(), cpu_time(), frame);
     play(&mut joiners, &mut frame, window, None);
     let frames = (frame - f0) as f64;
-    row.fps = frames / at.elapsed().as_secs_f64();
-    row.joiner_cpu_us = (cpu_time() - cpu).as_micros() as f64 / frames / joiners.len() as f64;
-    row.joiner_rss = rss_mib() / joiners.len() as f64;
+    let fps = frames / at.elapsed().as_secs_f64();
+    let joiner_cpu = (cpu_time() - cpu).as_micros() as f64 / frames / joiners.len() as f64;
+    let joiner_rss = (rss_mib() - rss_before) / joiners.len() as f64;
     // Then round trips: the first joiner pings the last every 50 ms, which answers at once;
     // both run flat out between frames (the others keep their 60 Hz), so that a round trip
     // is the network's and the relay's, not a wait for the next frame.
+    let mut rtt = Vec::new();
     let pair = (0, joiners.len() - 1, ids[joiners.len() - 1]);
-    play(&mut joiners, &mut frame, window, Some((pair, &mut row.rtt)));
-    // The host's own measurement of the same period.
-    let deadline = Instant::now() + window + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        for j in &mut joiners {
-            j.update();
-            let _ = drain::<Received<Pos>>(j);
-        }
-        match rx.try_recv() {
-            Ok(line) if line.starts_with("HOST ") => {
-                let f: Vec<f64> = line[5..]
-                    .split_whitespace()
-                    .filter_map(|v| v.parse().ok())
-                    .collect();
-                row.host_cpu_us = f.first().copied().unwrap_or(0.0);
-                row.host_rss = f.get(1).copied().unwrap_or(0.0);
-                break;
+    play(&mut joiners, &mut frame, window, Some((pair, &mut rtt)));
+    rtt.sort();
+    println!(
+        "JOINERS {} {joiner_cpu:.0} {joiner_rss:.1} {fps:.1} {} {}",
+        micros(connect),
+        micros(percentile(&rtt, 0.5)),
+        micros(percentile(&rtt, 0.95)),
+    );
+}
+
+/// Starts this binary again as `role` for one room; its output lines.
+fn spawn(
+    role: &str,
+    topology: &str,
+    n: usize,
+    port: u16,
+    window: Duration,
+) -> (Process, std::sync::mpsc::Receiver<String>) {
+    let exe = std::env::current_exe().expect("this binary");
+    let mut child = Command::new(exe)
+        .arg(role)
+        .env("PM_TOPOLOGY", topology)
+        .env("PM_N", n.to_string())
+        .env("PM_PORT", port.to_string())
+        .env("PM_WINDOW", window.as_secs().to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("a child process");
+    let lines = BufReader::new(child.stdout.take().expect("its output")).lines();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
             }
-            _ => std::thread::sleep(Duration::from_millis(5)),
+        }
+    });
+    (Process(child), rx)
+}
+
+/// Waits for the line starting with `tag`; its fields.
+fn fields(rx: &std::sync::mpsc::Receiver<String>, tag: &str, limit: Duration) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.starts_with(tag) => {
+                return line.split_whitespace().skip(1).map(str::to_owned).collect();
+            }
+            Ok(_) => {}
+            Err(_) => break,
         }
     }
+    Vec::new()
+}
+
+fn room(topology: &'static str, n: usize, window: Duration) -> Row {
+    let port = free_addr().port();
+    let (host, host_out) = spawn(HOST_FLAG, topology, n, port, window);
+    // Give the host's server a moment to listen (joiners retry anyway).
+    std::thread::sleep(Duration::from_millis(300));
+    let (joiners, joiners_out) = spawn(JOINERS_FLAG, topology, n, port, window);
+    let limit = Duration::from_secs(param("PM_CONNECT_LIMIT", 240)) + window * 3;
+    let j = fields(&joiners_out, "JOINERS", limit);
+    let h = fields(&host_out, "HOST", Duration::from_secs(5));
     drop(joiners);
     drop(host);
-    row
+    let f = |v: &[String], i: usize| v.get(i).and_then(|s| s.parse::<f64>().ok());
+    Row {
+        topology,
+        n,
+        connect: parse_micros(j.first().map(String::as_str)),
+        host_cpu_us: f(&h, 0).unwrap_or(0.0),
+        host_rss: f(&h, 1).unwrap_or(0.0),
+        joiner_cpu_us: f(&j, 1).unwrap_or(0.0),
+        joiner_rss: f(&j, 2).unwrap_or(0.0),
+        fps: f(&j, 3).unwrap_or(0.0),
+        rtt_p50: parse_micros(j.get(4).map(String::as_str)),
+        rtt_p95: parse_micros(j.get(5).map(String::as_str)),
+    }
 }
 
 /// Plays `duration` of 60 Hz frames: each joiner broadcasts a position and updates. With a
@@ -369,9 +410,37 @@ fn play(
     }
 }
 
+/// Raises this process's open-file limit as far as it may: the joiners of a mesh of 32 share
+/// this process, with 930 WebRTC connections between them, each several sockets (a real
+/// joiner holds 31).
+fn raise_file_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we hand them.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        let wanted = 262_144.max(limit.rlim_cur);
+        let raised = libc::rlimit {
+            rlim_cur: wanted,
+            rlim_max: wanted.max(limit.rlim_max),
+        };
+        // Root may raise the hard limit too; anyone may raise the soft one up to it.
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 fn main() {
+    raise_file_limit();
     if std::env::args().any(|a| a == HOST_FLAG) {
         host_main();
+        return;
+    }
+    if std::env::args().any(|a| a == JOINERS_FLAG) {
+        joiners_main();
         return;
     }
     // `cargo test --bench topology` passes test-harness flags: run anyway.
@@ -386,14 +455,14 @@ fn main() {
         for topology in ["mesh", "star"] {
             let row = room(topology, n, window);
             eprintln!(
-                "{} {}: connected in {} ms, host {:.0} µs/frame {:.0} MiB, joiner {:.0} µs/frame, {} RTT samples",
+                "{} {}: connected in {} ms, host {:.0} µs/frame {:.0} MiB, joiner {:.0} µs/frame, RTT p50 {} ms",
                 row.topology,
                 row.n,
                 ms(row.connect),
                 row.host_cpu_us,
                 row.host_rss,
                 row.joiner_cpu_us,
-                row.rtt.len()
+                ms(row.rtt_p50)
             );
             rows.push(row);
         }
@@ -402,21 +471,22 @@ fn main() {
         "\n| peers | topology | all connected (s) | host CPU/frame (µs) | host RSS (MiB) | joiner CPU/frame (µs) | joiners' RSS / joiner (MiB) | joiners' frame rate | RTT joiner→joiner p50 / p95 (ms) |"
     );
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
-    for row in &mut rows {
-        row.rtt.sort();
+    for row in &rows {
         println!(
             "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.0} | {} / {} |",
             row.n,
             row.topology,
-            row.connect
-                .map_or("not in the limit".into(), |d| format!("{:.1}", d.as_secs_f64())),
+            row.connect.map_or("not in the limit".into(), |d| format!(
+                "{:.1}",
+                d.as_secs_f64()
+            )),
             row.host_cpu_us,
             row.host_rss,
             row.joiner_cpu_us,
             row.joiner_rss,
             row.fps,
-            ms(percentile(&row.rtt, 0.5)),
-            ms(percentile(&row.rtt, 0.95)),
+            ms(row.rtt_p50),
+            ms(row.rtt_p95),
         );
     }
     println!("\nstar / mesh:");
@@ -424,15 +494,13 @@ fn main() {
     println!("|---:|---:|---:|---:|---:|---:|");
     for pair in rows.chunks(2) {
         let [mesh, star] = pair else { continue };
-        let ratio = |s: f64, m: f64| {
-            if m > 0.0 {
-                format!("{:.2}", s / m)
-            } else {
-                "-".into()
-            }
+        let ratio = |s: f64, m: f64| match s / m {
+            r if m <= 0.0 || !r.is_finite() => "-".into(),
+            r if r < 0.1 => format!("{r:.4}"),
+            r => format!("{r:.2}"),
         };
         let secs = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64());
-        let p50 = |r: &Row| percentile(&r.rtt, 0.5).map_or(0.0, |d| d.as_secs_f64());
+        let p50 = |r: &Row| r.rtt_p50.map_or(0.0, |d| d.as_secs_f64());
         println!(
             "| {} | {} | {} | {} | {} | {} |",
             mesh.n,

@@ -151,8 +151,9 @@ pub struct PeerMessageSettings {
     /// A `join()` that finds no host within this fails with
     /// [`PeerErrorKind::JoinTimeout`](crate::core::error::PeerErrorKind).
     pub join_timeout: Duration,
-    /// Most joiners a host admits.
-    pub max_peers: usize,
+    /// Most joiners a host admits; `None` (default): as many as its topology carries well,
+    /// 16 in a mesh and 64 in a star (see [`PeerMessageSettings::room_limit`]).
+    pub max_peers: Option<usize>,
     /// How the room's peers link: a full mesh (default) or a star around the host (see
     /// [`Topology`](crate::Topology)). Every peer of a room must use the same.
     pub topology: crate::Topology,
@@ -183,6 +184,18 @@ pub struct PeerMessageSettings {
     pub rejoin: bool,
 }
 
+impl PeerMessageSettings {
+    /// Most joiners a host admits: `max_peers`, or the topology's default. (A mesh of 16
+    /// already costs each joiner three times a star's CPU per frame; BENCHMARKS.md,
+    /// "Topologies".)
+    pub fn room_limit(&self) -> usize {
+        self.max_peers.unwrap_or(match self.topology {
+            crate::Topology::Mesh => 16,
+            crate::Topology::Star => 64,
+        })
+    }
+}
+
 impl Default for PeerMessageSettings {
     fn default() -> Self {
         Self {
@@ -194,7 +207,7 @@ impl Default for PeerMessageSettings {
             rejoin: true,
             ice_servers: IceServers::default(),
             join_timeout: Duration::from_secs(10),
-            max_peers: 16,
+            max_peers: None,
             topology: crate::Topology::Mesh,
             session: SessionConfig::default(),
             linger: Duration::from_millis(500),

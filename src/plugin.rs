@@ -151,11 +151,12 @@ impl PeerMessagePlugin {
         self
     }
 
-    /// Most joiners a host admits (default 16). A mesh costs every peer a WebRTC connection
-    /// per other peer; past a dozen or so, a [`Topology::Star`](crate::Topology) costs joiners
-    /// far less (BENCHMARKS.md, "Topologies").
+    /// Most joiners a host admits (default 16 in a mesh, 64 in a star). A mesh costs every
+    /// peer a WebRTC connection per other peer; past a dozen or so, a
+    /// [`Topology::Star`](crate::Topology) costs joiners far less (BENCHMARKS.md,
+    /// "Topologies").
     pub fn max_peers(mut self, max: usize) -> Self {
-        self.settings.max_peers = max;
+        self.settings.max_peers = Some(max);
         self
     }
 
@@ -166,7 +167,7 @@ impl PeerMessagePlugin {
     /// use bevy_peer_message::prelude::*;
     ///
     /// // Joiners link only to the host, which relays what they send each other.
-    /// let plugin = PeerMessagePlugin::default().topology(Topology::Star).max_peers(64);
+    /// let plugin = PeerMessagePlugin::default().topology(Topology::Star).max_peers(100);
     /// ```
     pub fn topology(mut self, topology: crate::Topology) -> Self {
         self.settings.topology = topology;

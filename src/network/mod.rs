@@ -344,7 +344,7 @@ impl PeerNetwork {
         // `SessionConfig::retransmit`).
         session.retransmit = settings.conditioner.is_some();
         session.ping_interval = settings.resume.heartbeat_interval(session.ping_interval);
-        let mut room = Room::with_policy(local, session, settings.max_peers, settings.resume);
+        let mut room = Room::with_policy(local, session, settings.room_limit(), settings.resume);
         room.set_kinds(kinds);
         room.set_topology(settings.topology);
         if role == Role::Host {

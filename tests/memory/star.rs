@@ -196,3 +196,27 @@ fn a_star_room_does_not_migrate_and_ends_with_its_host() {
         assert_eq!(net_peers(app), 0);
     }
 }
+
+#[test]
+fn a_star_room_takes_more_joiners_by_default_than_a_mesh() {
+    let network = MemoryNetwork::default();
+    let mut apps: Vec<App> = (1..=41).map(|n| app(&network, n, star())).collect();
+    net(&mut apps[0], |n| n.host("big"));
+    apps[0].update();
+    for app in &mut apps[1..] {
+        net(app, |n| n.join("big"));
+    }
+    let mut refs: Vec<&mut App> = apps.iter_mut().collect();
+    run_until(&network, &mut refs, 5 * SECOND, "a room of 41", |apps| {
+        apps.iter()
+            .all(|app| inbox::<PeerConnected>(app).len() == 40)
+    });
+    net(&mut apps[40], |net| net.broadcast(Numbered(7)));
+    let mut refs: Vec<&mut App> = apps.iter_mut().collect();
+    run(&network, &mut refs, SECOND / 2);
+    for (i, app) in apps.iter().enumerate().take(40) {
+        assert_eq!(numbers(app), vec![7], "app {}", i + 1);
+    }
+    let all: Vec<&App> = apps.iter().collect();
+    assert_no_errors(&all);
+}

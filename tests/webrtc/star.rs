@@ -96,9 +96,8 @@ fn joiners_of_a_star_talk_through_the_host_on_one_connection_each() {
 /// they open new sockets until the host links to them, then talk through it.
 #[test]
 fn joiners_waiting_before_the_host_are_linked_once_it_comes() {
-    let server =
-        bevy_peer_message::EmbeddedServer::start("127.0.0.1:0".parse().expect("address"))
-            .expect("a signaling server");
+    let server = bevy_peer_message::EmbeddedServer::start("127.0.0.1:0".parse().expect("address"))
+        .expect("a signaling server");
     let url = format!("ws://127.0.0.1:{}", server.addr().port());
     let plugin = || {
         star()
@@ -119,9 +118,12 @@ fn joiners_waiting_before_the_host_are_linked_once_it_comes() {
     wait_connected(&mut apps, 3);
     let ids: Vec<PeerId> = apps.iter_mut().map(|a| id(a)).collect();
     net(apps[1], |net| net.send(ids[3], Numbered(1)));
-    run_until(&mut apps, Duration::from_secs(10), "a relayed message", |a| {
-        !from(a[3], ids[1]).is_empty()
-    });
+    run_until(
+        &mut apps,
+        Duration::from_secs(10),
+        "a relayed message",
+        |a| !from(a[3], ids[1]).is_empty(),
+    );
     for (i, a) in apps.iter_mut().enumerate().skip(1) {
         assert_eq!(connections(a), 1, "joiner {i}");
     }
