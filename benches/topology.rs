@@ -264,9 +264,14 @@ fn joiners_main() {
     // Then round trips: the first joiner pings the last every 50 ms, which answers at once;
     // both run flat out between frames (the others keep their 60 Hz), so that a round trip
     // is the network's and the relay's, not a wait for the next frame.
-    let mut rtt = Vec::new();
-    let pair = (0, joiners.len() - 1, ids[joiners.len() - 1]);
-    play(&mut joiners, &mut frame, window, Some((pair, &mut rtt)));
+    let mut pinger = Pinger {
+        first: 0,
+        last: joiners.len() - 1,
+        to: ids[joiners.len() - 1],
+        rtt: Vec::new(),
+    };
+    play(&mut joiners, &mut frame, window, Some(&mut pinger));
+    let mut rtt = pinger.rtt;
     rtt.sort();
     println!(
         "JOINERS {} {joiner_cpu:.0} {joiner_rss:.1} {fps:.1} {} {}",
@@ -347,15 +352,18 @@ fn room(topology: &'static str, n: usize, window: Duration) -> Row {
     }
 }
 
+/// Two joiners timing round trips: `first` pings `last` (whose id is `to`).
+struct Pinger {
+    first: usize,
+    last: usize,
+    to: PeerId,
+    rtt: Vec<Duration>,
+}
+
 /// Plays `duration` of 60 Hz frames: each joiner broadcasts a position and updates. With a
-/// pair `(first, last, last's id)`, those two also update between frames, `first` pings `last`
-/// every 50 ms and the round trips go to `rtt`.
-fn play(
-    joiners: &mut [App],
-    frame: &mut u32,
-    duration: Duration,
-    mut pair: Option<((usize, usize, PeerId), &mut Vec<Duration>)>,
-) {
+/// pinger, its two joiners also update between frames, the first pings the last every 50 ms,
+/// and the round trips are kept.
+fn play(joiners: &mut [App], frame: &mut u32, duration: Duration, mut pinger: Option<&mut Pinger>) {
     let end = Instant::now() + duration;
     let mut next = Instant::now();
     let mut sent: std::collections::HashMap<u32, Instant> = Default::default();
@@ -376,25 +384,25 @@ fn play(
         *frame += 1;
         next += FRAME;
         loop {
-            if let Some(((first, last, to), rtt)) = pair.as_mut() {
-                for Received { from, message } in drain::<Received<Ping>>(&mut joiners[*last]) {
-                    net(&mut joiners[*last], |net| net.send(from, Pong(message.0)));
+            if let Some(p) = pinger.as_mut() {
+                for Received { from, message } in drain::<Received<Ping>>(&mut joiners[p.last]) {
+                    net(&mut joiners[p.last], |net| net.send(from, Pong(message.0)));
                 }
-                for Received { message, .. } in drain::<Received<Pong>>(&mut joiners[*first]) {
+                for Received { message, .. } in drain::<Received<Pong>>(&mut joiners[p.first]) {
                     if let Some(at) = sent.remove(&message.0) {
-                        rtt.push(at.elapsed());
+                        p.rtt.push(at.elapsed());
                     }
                 }
                 if last_ping.elapsed() >= Duration::from_millis(50) {
                     last_ping = Instant::now();
                     seq += 1;
                     sent.insert(seq, Instant::now());
-                    let to = *to;
-                    net(&mut joiners[*first], |net| net.send(to, Ping(seq)));
+                    let to = p.to;
+                    net(&mut joiners[p.first], |net| net.send(to, Ping(seq)));
                 }
                 if Instant::now() < next {
-                    joiners[*first].update();
-                    joiners[*last].update();
+                    joiners[p.first].update();
+                    joiners[p.last].update();
                     std::thread::sleep(Duration::from_micros(200));
                     continue;
                 }

@@ -142,8 +142,8 @@ pub mod prelude {
 pub mod internals {
     pub use crate::core::auth::{LinkBinding, make_auth};
     pub use crate::core::room::{
-        Access, LinkEnds, LocalIdentity, RelayCounts, RelayFilter, RelayView, Room, RoomEvent,
-        testing,
+        Access, LinkEnds, LocalIdentity, RelayCounts, RelayFilter, RelayFilterFn, RelayView, Room,
+        RoomEvent, testing,
     };
     pub use crate::core::{codec, wire};
     #[cfg(feature = "plugin")]

@@ -88,7 +88,7 @@ fn joiners_meet_the_whole_room_through_the_host_and_send_and_broadcast_keep_work
 fn the_hosts_game_filters_what_it_relays() {
     let network = MemoryNetwork::default();
     let mut host = app(&network, 1, star());
-    host.filter_relayed::<Numbered>(|r: &Relayed<Numbered>| r.message.0 % 2 == 0);
+    host.filter_relayed::<Numbered>(|r: &Relayed<Numbered>| r.message.0.is_multiple_of(2));
     let mut apps = star_of_four(&network, host);
     for n in 0..10 {
         net(&mut apps[1], |net| net.broadcast(Numbered(n)));

@@ -43,7 +43,7 @@ use control::Control;
 use link::{Link, LinkState, Verified, Wait};
 use migration::Succession;
 use star::Star;
-pub use star::{RelayCounts, RelayFilter, RelayView, Topology};
+pub use star::{RelayCounts, RelayFilter, RelayFilterFn, RelayView, Topology};
 use std::{
     collections::{HashMap, VecDeque},
     hash::Hash,

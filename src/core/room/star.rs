@@ -139,9 +139,10 @@ pub struct RelayView<'a> {
 /// sender with that error (it sent something it must not: a payload that does not decode,
 /// say).
 #[derive(Clone)]
-pub struct RelayFilter(
-    pub Arc<dyn Fn(&RelayView<'_>) -> Result<bool, PeerErrorKind> + Send + Sync>,
-);
+pub struct RelayFilter(pub Arc<RelayFilterFn>);
+
+/// What a [`RelayFilter`] calls.
+pub type RelayFilterFn = dyn Fn(&RelayView<'_>) -> Result<bool, PeerErrorKind> + Send + Sync;
 
 impl std::fmt::Debug for RelayFilter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

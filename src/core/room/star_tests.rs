@@ -41,10 +41,10 @@ fn star_with(n: usize, config: SessionConfig, all_pairs: bool) -> Mesh {
         let events = mesh.take_events(i);
         let mut met: Vec<PeerId> = events
             .iter()
-            .filter_map(|e| match e {
+            .map(|e| match e {
                 RoomEvent::Connected { peer, role } => {
                     assert_eq!(*role == Role::Host, *peer == at(0), "{peer}'s role");
-                    Some(*peer)
+                    *peer
                 }
                 other => panic!("socket {i}: unexpected {other:?}"),
             })
