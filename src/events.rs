@@ -140,6 +140,11 @@ pub struct Peer {
 /// [`PeerMessageSet::Receive`](crate::PeerMessageSet): the session's [`Stats`]
 /// (round-trip time, jitter, bytes and packets each way, records resent; read them straight
 /// through, as in `stats.rtt`) plus the bytes waiting for the peer's acknowledgement.
+///
+/// In a star room ([`Topology::Star`](crate::Topology)) a joiner has a session with its host
+/// only: its fellow joiners' `PeerStats` stay empty (what reaches them travels in the host's
+/// session, whose figures are the host's), and a large message relayed from one of them
+/// reports its [`TransferProgress`] as the host's.
 #[derive(Component, Debug, Clone, Default, PartialEq)]
 pub struct PeerStats {
     /// The session's counters and estimates.

@@ -5,10 +5,14 @@
 //! whatever the fuzzer says, including replays of the honest peers' own packets. Invariants, checked throughout:
 //! nothing panics, the honest stream arrives exactly once and in order, nobody drops or
 //! disturbs the honest pair, and what the host holds for any peer stays within its limits.
+//!
+//! The first byte's high bit picks the topology: a mesh, or a star, where the host relays
+//! between its joiners (the fuzzer's routes reach the relay, and the member's relayed messages
+//! ride the host's stream to the honest joiner between its numbered ones).
 #![no_main]
 
 use bevy_peer_message::{
-    Delivery, PeerId, Role, SessionConfig,
+    Delivery, PeerId, Role, SessionConfig, Topology,
     internals::{Room, RoomEvent, testing},
 };
 use bytes::Bytes;
@@ -18,6 +22,7 @@ use std::{sync::OnceLock, time::Duration};
 /// Every run starts from a copy of one connected world (the handshakes' signatures are the
 /// expensive part, and the same every time).
 static CONNECTED: OnceLock<World> = OnceLock::new();
+static CONNECTED_STAR: OnceLock<World> = OnceLock::new();
 
 const HASH: u64 = 0xf022;
 const KIND: u32 = 1;
@@ -44,20 +49,22 @@ struct World {
     ids: [PeerId; 2],
 }
 
-fn room(n: u128, role: Role) -> Room<u32> {
-    Room::new(
+fn room(n: u128, role: Role, topology: Topology) -> Room<u32> {
+    let mut room = Room::new(
         testing::identity(n, role, HASH),
         SessionConfig::default(),
         4,
-    )
+    );
+    room.set_topology(topology);
+    room
 }
 
 impl World {
-    fn new() -> Self {
+    fn new(topology: Topology) -> Self {
         let mut w = World {
-            host: room(1, Role::Host),
-            honest: room(2, Role::Joiner),
-            member: room(3, Role::Joiner),
+            host: room(1, Role::Host, topology),
+            honest: room(2, Role::Joiner, topology),
+            member: room(3, Role::Joiner, topology),
             now: Duration::ZERO,
             generation: 0,
             captured: Vec::new(),
@@ -186,7 +193,11 @@ impl World {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut w = CONNECTED.get_or_init(World::new).clone();
+    let mut w = match data.first() {
+        Some(b) if b & 0x80 != 0 => CONNECTED_STAR.get_or_init(|| World::new(Topology::Star)),
+        _ => CONNECTED.get_or_init(|| World::new(Topology::Mesh)),
+    }
+    .clone();
     let mut bytes = data.iter().copied();
     while let Some(op) = bytes.next() {
         let arg = bytes.next().unwrap_or(0);
@@ -208,6 +219,9 @@ fuzz_target!(|data: &[u8]| {
                     if w.host.send(w.ids[1], KIND, &n, Delivery::Reliable).is_ok() {
                         w.back_sent += 1;
                     }
+                    // In a star, the member's own messages to the honest joiner, relayed by
+                    // the host between the numbered ones (in a mesh it has no link to it).
+                    let _ = w.member.send(w.ids[1], KIND, &[0xee; 4], Delivery::Reliable);
                 }
                 w.pump();
             }

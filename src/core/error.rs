@@ -106,8 +106,8 @@ pub enum Violation {
     #[error("claimed the room from a host it never lost")]
     FalseHostClaim,
     /// In a star room: a message whose route header does not decode, addresses its own
-    /// sender, or takes a way the sender may not (a joiner relaying to its host's joiners, a
-    /// host sending for everyone).
+    /// sender, takes a way the sender may not (a host sending "for everyone"), or is too large
+    /// to relay (its sender skipped the size check).
     #[error("message with a malformed or forbidden route (star topology)")]
     BadRoute,
 }

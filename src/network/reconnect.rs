@@ -174,21 +174,22 @@ pub(crate) fn reconnect(world: &mut World) {
             if host_away.is_some_and(|since| current.opened_at <= since) {
                 need = true;
             }
-            // A star joiner offers connections to nobody, so a host that came after its socket
-            // never hears of it: with no host a second after opening, and nobody trying to
-            // connect, it opens a new socket, which the host, there by then, links to. (A
-            // connection under way gets twice the handshake timeout: WebRTC's setup takes
-            // seconds on a loaded machine.)
+            // A star joiner offers connections to nobody, so a host whose socket came after
+            // its own never hears of it: with no host (or an away one) a second after its
+            // signaling came up, and nobody trying to connect, it opens a new socket, which
+            // the host, there by then, links to. (A connection under way gets twice the
+            // handshake timeout: WebRTC's setup takes seconds on a loaded machine.)
             let wait = match current.negotiated() {
                 false => STAR_WAIT,
                 true => settings.resume.handshake_timeout * 2,
             };
+            let up_at = current.opened_at + current.connect_time().unwrap_or_default();
             if let Some(room) = engine.room.as_ref()
                 && room.topology() == Topology::Star
                 && room.local().role == Role::Joiner
-                && room.host().is_none()
+                && room.host().is_none_or(|h| room.away_since(h).is_some())
                 && current.signaling() == SignalingPhase::Up
-                && now.saturating_sub(current.opened_at) >= wait
+                && now.saturating_sub(up_at) >= wait
                 && !current.links().any(|l| room.link_in_use(l))
             {
                 need = true;

@@ -220,3 +220,33 @@ fn a_star_room_takes_more_joiners_by_default_than_a_mesh() {
     let all: Vec<&App> = apps.iter().collect();
     assert_no_errors(&all);
 }
+
+#[test]
+fn after_the_hosts_outage_every_joiner_resumes_and_nothing_is_lost() {
+    let network = MemoryNetwork::default();
+    let mut apps = star_of_four(&network, app(&network, 1, star()));
+    network.set_online(pid(1), false);
+    for n in 0..20 {
+        net(&mut apps[1], |net| net.send(pid(3), Numbered(n)));
+    }
+    let mut refs: Vec<&mut App> = apps.iter_mut().collect();
+    run(&network, &mut refs, 3 * SECOND);
+    for n in 20..40 {
+        net(&mut apps[1], |net| net.send(pid(3), Numbered(n)));
+    }
+    network.set_online(pid(1), true);
+    let mut refs: Vec<&mut App> = apps.iter_mut().collect();
+    run_until(&network, &mut refs, 10 * SECOND, "resumed", |apps| {
+        numbers(apps[2]).len() >= 40
+            && apps[1..]
+                .iter()
+                .all(|a| !inbox::<PeerReconnected>(a).is_empty())
+    });
+    assert_eq!(numbers(&apps[2]), (0..40).collect::<Vec<_>>());
+    for app in &apps {
+        assert!(inbox::<PeerDisconnected>(app).is_empty());
+    }
+    for app in &mut apps[1..] {
+        assert_eq!(bound_links(app), 1, "one connection, to the host");
+    }
+}

@@ -1396,15 +1396,19 @@ impl<L: LinkEnds> Room<L> {
                 .push_back(RoomEvent::Connected { peer, role: v.role });
         }
         if self.local.role == Role::Host {
-            self.announce(peer, link);
+            self.announce(peer, link, resumes);
         }
     }
 
     /// Host: tells every joiner that `peer` (on `link`) is admitted, and `peer` whom else is
     /// (and, after a migration, at what epoch we took the room).
-    fn announce(&mut self, peer: PeerId, link: L) {
+    fn announce(&mut self, peer: PeerId, link: L, resumed: bool) {
         if self.star.on() {
-            return self.announce_member(peer);
+            // A resumed joiner's stream still holds everything it was told.
+            if !resumed {
+                self.announce_member(peer);
+            }
+            return;
         }
         let epoch = self.succession.epoch();
         if epoch > 0
@@ -1531,8 +1535,14 @@ impl<L: LinkEnds> Room<L> {
         }
     }
 
-    /// Drops a peer from above (for example, a payload that does not decode).
+    /// Drops a peer from above (for example, a payload that does not decode). A star joiner
+    /// cannot drop a fellow joiner from the room (the host holds it): it stops listening to it
+    /// (`Disconnected` here; what the host relays from it afterwards is ignored).
     pub fn drop_peer(&mut self, peer: PeerId, error: PeerErrorKind) {
+        if self.is_member(peer) {
+            self.mute_member(peer, error);
+            return;
+        }
         let link = self.peers.get(&peer).and_then(|r| r.link);
         match link {
             Some(link) if self.links.contains_key(&link) => self.fail_link(link, error),

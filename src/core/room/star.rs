@@ -74,8 +74,8 @@ const DIRECT: u8 = 0;
 const EVERYONE: u8 = 1;
 const VIA: u8 = 2;
 
-/// The most fellow joiners a star joiner keeps, whatever its own `max_peers`: a host that
-/// names more lies (and would grow the table without bound).
+/// The most fellow joiners a star joiner keeps: this many, or its own `max_peers` if that is
+/// more. A host that names more lies (and would grow the table without bound).
 const MAX_MEMBERS: usize = 1024;
 
 /// The longest route: a tag and a [`PeerId`]. Star rooms take it off every message limit.
@@ -150,19 +150,94 @@ impl std::fmt::Debug for RelayFilter {
     }
 }
 
-/// A reliable message waiting at the host for room in a joiner's send buffer.
+/// What waits at the host for room in a joiner's send buffer: a relayed reliable message, or
+/// the host's own news about the room's joiners (which must not overtake what is queued: a
+/// `Left` before the peer's last messages would make the joiner drop them).
 #[derive(Debug, Clone)]
-struct Pending {
-    from: PeerId,
-    kind: u32,
-    payload: Bytes,
+enum Pending {
+    Relayed {
+        from: PeerId,
+        kind: u32,
+        payload: Bytes,
+    },
+    Control(Vec<u8>),
 }
 
-/// Host: per joiner, the relayed reliable messages waiting for room in its send buffer, in
-/// order, and their bytes.
+/// What a queued entry costs beside its bytes (so that empty messages cannot queue for free).
+const ENTRY_OVERHEAD: usize = 64;
+
+impl Pending {
+    fn cost(&self) -> usize {
+        ENTRY_OVERHEAD
+            + match self {
+                Pending::Relayed { payload, .. } => payload.len(),
+                Pending::Control(bytes) => bytes.len(),
+            }
+    }
+}
+
+/// Host: per joiner, what waits for room in its send buffer, in order, and what it costs.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Backlog {
     queues: HashMap<PeerId, (VecDeque<Pending>, usize)>,
+    /// Entries that ever waited (diagnostics).
+    queued: u64,
+}
+
+impl Backlog {
+    /// Sends `item()` to `peer` now, or queues it behind what waits for it (or when its send
+    /// buffer is full). `true`: its queue now costs more than `limit`.
+    fn offer(
+        &mut self,
+        peer: PeerId,
+        remote: &mut super::Remote<impl Sized>,
+        scratch: &mut Vec<u8>,
+        item: impl FnOnce() -> Pending,
+        limit: usize,
+    ) -> bool {
+        let waiting = self.queues.get(&peer).is_some_and(|(q, _)| !q.is_empty());
+        let item = item();
+        if !waiting {
+            match send_pending(remote, scratch, &item) {
+                Err(SendError::Backpressure { .. }) => {}
+                // Sent (or refused for good: sizes are checked when it comes in).
+                _ => return false,
+            }
+        }
+        self.queued += 1;
+        let (queue, cost) = self.queues.entry(peer).or_default();
+        *cost += item.cost();
+        queue.push_back(item);
+        *cost > limit
+    }
+
+    /// Drops what waits for `peer`; what it cost.
+    fn forget(&mut self, peer: PeerId) -> usize {
+        self.queues.remove(&peer).map_or(0, |(_, cost)| cost)
+    }
+}
+
+/// Sends one backlog entry on `remote`'s session.
+fn send_pending(
+    remote: &mut super::Remote<impl Sized>,
+    scratch: &mut Vec<u8>,
+    item: &Pending,
+) -> Result<(), SendError> {
+    match item {
+        Pending::Relayed {
+            from,
+            kind,
+            payload,
+        } => {
+            write(scratch, Route::Via(*from), payload);
+            remote.session.send(*kind, scratch, Delivery::Reliable)
+        }
+        Pending::Control(bytes) => {
+            remote
+                .session
+                .send(super::CONTROL_KIND, bytes, Delivery::Reliable)
+        }
+    }
 }
 
 /// How many messages the host relayed, filtered out, and dropped because a joiner could not
@@ -229,8 +304,8 @@ fn reason_from_wire(reason: u8) -> Option<DisconnectReason> {
 }
 
 impl<L: LinkEnds> Room<L> {
-    /// Sets the room's topology (before the first link). A star room has no host migration
-    /// (its `host_grace` is `None`).
+    /// Sets the room's topology, before the first link (the room does not convert its links
+    /// later). A star room has no host migration (its `host_grace` is `None`).
     pub fn set_topology(&mut self, topology: Topology) {
         self.star.topology = topology;
         if topology == Topology::Star {
@@ -369,6 +444,10 @@ impl<L: LinkEnds> Room<L> {
             _ => return Err(bad),
         };
         if let Some(to) = relay_to {
+            // What its sender's `route_fits` let through, with a route of either length: a
+            // larger one could not be relayed, and only a sender that skips the check sends it.
+            self.route_fits(rest.len(), message.delivery)
+                .map_err(|_| PeerErrorKind::Violation(Violation::BadRoute))?;
             self.relay(from, to, message.kind, message.delivery, &rest, now)?;
         }
         let taken = match deliver_from {
@@ -412,68 +491,52 @@ impl<L: LinkEnds> Room<L> {
                 return Ok(());
             }
         }
-        let limit = self.config.max_undelivered_bytes;
+        let limit = self.laggard_limit();
         let mut laggards = Vec::new();
-        let Star {
-            scratch,
-            backlog,
-            counts,
-            ..
-        } = &mut self.star;
         for (peer, remote) in self.peers.iter_mut() {
             if *peer == from || to.is_some_and(|t| t != *peer) || remote.role != Role::Joiner {
                 continue;
             }
-            counts.relayed += 1;
-            let waiting = backlog.queues.get_mut(peer).filter(|(q, _)| !q.is_empty());
-            if delivery == Delivery::Reliable
-                && let Some((queue, bytes)) = waiting
-            {
-                queue.push_back(Pending {
-                    from,
-                    kind,
-                    payload: payload.clone(),
-                });
-                *bytes += payload.len();
-                counts.queued += 1;
-                if *bytes > limit {
-                    laggards.push(*peer);
-                }
+            self.star.counts.relayed += 1;
+            let item = || Pending::Relayed {
+                from,
+                kind,
+                // A copy: a slice would keep the whole packet it came in alive.
+                payload: Bytes::copy_from_slice(payload),
+            };
+            if delivery != Delivery::Reliable {
+                // At most once: what does not fit now is dropped.
+                write(&mut self.star.scratch, Route::Via(from), payload);
+                let _ = remote.session.send(kind, &self.star.scratch, delivery);
                 continue;
             }
-            write(scratch, Route::Via(from), payload);
-            match remote.session.send(kind, scratch, delivery) {
-                Err(SendError::Backpressure { .. }) if delivery == Delivery::Reliable => {
-                    let (queue, bytes) = backlog.queues.entry(*peer).or_default();
-                    queue.push_back(Pending {
-                        from,
-                        kind,
-                        payload: payload.clone(),
-                    });
-                    *bytes += payload.len();
-                    counts.queued += 1;
-                }
-                // Unreliable: at most once. (Sizes were checked at the sender: a route
-                // costs the same both ways.)
-                _ => {}
+            if self
+                .star
+                .backlog
+                .offer(*peer, remote, &mut self.star.scratch, item, limit)
+            {
+                laggards.push(*peer);
             }
         }
+        self.star.counts.queued = self.star.backlog.queued;
         for peer in laggards {
             self.drop_laggard(peer);
         }
         Ok(())
     }
 
-    /// Host: a joiner whose relay backlog passed `max_undelivered_bytes` cannot keep up: it
-    /// is dropped (every other joiner carries on).
+    /// Host: what a joiner's backlog may cost before it is dropped.
+    fn laggard_limit(&self) -> usize {
+        self.config.max_undelivered_bytes
+    }
+
+    /// Host: a joiner whose backlog passed the limit cannot keep up with what the room sends
+    /// it (it was away too long under heavy traffic, or its link is too slow): it is dropped,
+    /// and every other joiner carries on. (In a mesh, its senders' sends to it would fail
+    /// instead.)
     fn drop_laggard(&mut self, peer: PeerId) {
-        let limit = self.config.max_undelivered_bytes;
-        let unacked = self
-            .star
-            .backlog
-            .queues
-            .remove(&peer)
-            .map_or(0, |(_, bytes)| bytes);
+        let limit = self.laggard_limit();
+        let unacked = self.star.backlog.forget(peer);
         self.events.push_back(RoomEvent::Error {
             peer: Some(peer),
             error: PeerErrorKind::Send(SendError::Backpressure {
@@ -496,37 +559,46 @@ impl<L: LinkEnds> Room<L> {
         let Star {
             scratch, backlog, ..
         } = &mut self.star;
-        for (peer, (queue, bytes)) in backlog.queues.iter_mut() {
+        for (peer, (queue, cost)) in backlog.queues.iter_mut() {
             let Some(remote) = self.peers.get_mut(peer) else {
                 queue.clear();
                 continue;
             };
             while let Some(next) = queue.front() {
-                write(scratch, Route::Via(next.from), &next.payload);
-                match remote.session.send(next.kind, scratch, Delivery::Reliable) {
-                    Err(SendError::Backpressure { .. }) => break,
-                    _ => {
-                        *bytes -= next.payload.len();
-                        queue.pop_front();
-                    }
+                if let Err(SendError::Backpressure { .. }) = send_pending(remote, scratch, next) {
+                    break;
                 }
+                *cost = cost.saturating_sub(next.cost());
+                queue.pop_front();
             }
         }
         backlog.queues.retain(|_, (queue, _)| !queue.is_empty());
     }
 
-    /// Star host: tells every joiner but `except` some news about joiners.
+    /// Star host: tells every joiner but `except` some news about joiners, behind whatever
+    /// waits for each.
     pub(super) fn tell_joiners(&mut self, except: PeerId, news: Control) {
         if !self.star.on() || self.local.role != Role::Host {
             return;
         }
         let bytes = news.encode();
+        let limit = self.laggard_limit();
+        let mut laggards = Vec::new();
         for (peer, remote) in self.peers.iter_mut() {
-            if *peer != except {
-                let _ = remote
-                    .session
-                    .send(super::CONTROL_KIND, &bytes, Delivery::Reliable);
+            if *peer == except {
+                continue;
             }
+            let item = || Pending::Control(bytes.clone());
+            if self
+                .star
+                .backlog
+                .offer(*peer, remote, &mut self.star.scratch, item, limit)
+            {
+                laggards.push(*peer);
+            }
+        }
+        for peer in laggards {
+            self.drop_laggard(peer);
         }
     }
 
@@ -540,31 +612,49 @@ impl<L: LinkEnds> Room<L> {
             .filter(|(p, r)| **p != peer && r.role == Role::Joiner)
             .map(|(p, r)| (*p, r.away_since.is_some()))
             .collect();
+        let limit = self.laggard_limit();
         let Some(remote) = self.peers.get_mut(&peer) else {
             return;
         };
+        let mut lagging = false;
         for (other, away) in others {
-            let _ = remote.session.send(
-                super::CONTROL_KIND,
-                &Control::Joined { peer: other }.encode(),
-                Delivery::Reliable,
-            );
+            let mut news = vec![Control::Joined { peer: other }];
             if away {
-                let _ = remote.session.send(
-                    super::CONTROL_KIND,
-                    &Control::Away { peer: other, away }.encode(),
-                    Delivery::Reliable,
-                );
+                news.push(Control::Away { peer: other, away });
             }
+            for c in news {
+                let item = || Pending::Control(c.encode());
+                lagging |=
+                    self.star
+                        .backlog
+                        .offer(peer, remote, &mut self.star.scratch, item, limit);
+            }
+        }
+        if lagging {
+            self.drop_laggard(peer);
         }
     }
 
     /// Star host: `peer` is out of the room: its joiners hear why, and its backlog goes.
     pub(super) fn member_gone(&mut self, peer: PeerId, reason: DisconnectReason) {
-        self.star.backlog.queues.remove(&peer);
+        self.star.backlog.forget(peer);
         if reason != DisconnectReason::LocalLeave {
             let reason = reason_to_wire(reason);
             self.tell_joiners(peer, Control::Left { peer, reason });
+        }
+    }
+
+    /// Star joiner: stops listening to fellow joiner `peer`, which sent something we refuse.
+    pub(super) fn mute_member(&mut self, peer: PeerId, error: PeerErrorKind) {
+        if self.star.members.remove(&peer).is_some() {
+            self.events.push_back(RoomEvent::Error {
+                peer: Some(peer),
+                error,
+            });
+            self.events.push_back(RoomEvent::Disconnected {
+                peer,
+                reason: DisconnectReason::ProtocolViolation,
+            });
         }
     }
 

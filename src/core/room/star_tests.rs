@@ -450,3 +450,87 @@ fn a_newcomer_meets_the_room_and_messages_over_the_limit_less_a_route_are_refuse
     let (got, _) = received(&mut mesh, 2);
     assert_eq!(got.len(), 1, "the largest message, relayed whole");
 }
+
+#[test]
+fn news_of_a_leaving_joiner_waits_behind_its_last_messages_and_empty_ones_cost_too() {
+    let config = SessionConfig {
+        max_unacked_bytes: 4 * 1024,
+        max_undelivered_bytes: 64 * 1024,
+        ..SessionConfig::default()
+    };
+    let mut mesh = star_with(4, config, false);
+    // Socket 3 is cut off while socket 1 streams to it and leaves.
+    mesh.blocked.push((0, 3));
+    for n in 0..200u16 {
+        let mut payload = n.to_le_bytes().to_vec();
+        payload.resize(100, 0);
+        mesh.room(1)
+            .send(at(3), 1, &payload, Delivery::Reliable)
+            .unwrap();
+        mesh.run(1);
+    }
+    let now = mesh.now;
+    mesh.room(1).leave(now);
+    mesh.run(300);
+    mesh.blocked.clear();
+    mesh.run(2_000);
+    let (got, other) = received(&mut mesh, 3);
+    assert_eq!(got, from(1, 0..200), "every message of the leaver");
+    assert!(
+        other.contains(&RoomEvent::Disconnected {
+            peer: at(1),
+            reason: DisconnectReason::Left
+        }),
+        "then its goodbye: {other:?}"
+    );
+
+    // Empty messages queue at a cost: a flood of them drops the laggard, not the host.
+    mesh.blocked.push((0, 3));
+    let mut sent = 0;
+    // (Until socket 2 hears it is gone.)
+    while mesh.room(2).send(at(3), 1, &[], Delivery::Reliable).is_ok() {
+        sent += 1;
+        assert!(sent < 5_000, "never dropped");
+        mesh.run(1);
+    }
+    let host = mesh.take_events(0);
+    assert!(
+        errors(&host)
+            .iter()
+            .any(|e| matches!(e, PeerErrorKind::Send(SendError::Backpressure { peer, .. }) if *peer == at(3))),
+        "{host:?}"
+    );
+}
+
+#[test]
+fn a_relay_too_large_to_forward_drops_its_sender_and_a_joiner_mutes_a_peer_it_refuses() {
+    let mut mesh = star_of(4);
+    // Route "everyone" (1 byte) then as much as a message holds: 16 bytes too many to relay.
+    let limit = mesh.room(1).config().max_message_size;
+    let mut payload = vec![1u8];
+    payload.resize(limit, 7);
+    raw_to_host(&mut mesh, 1, 1, &payload);
+    mesh.run(1_000);
+    let (_, host) = received(&mut mesh, 0);
+    assert!(
+        errors(&host).contains(&PeerErrorKind::Violation(Violation::BadRoute)),
+        "{host:?}"
+    );
+    assert!(received(&mut mesh, 2).0.is_empty(), "nothing of it relayed");
+
+    // Socket 2 refuses what socket 3 sent (say, it did not decode): it stops listening to it.
+    let refused = PeerErrorKind::UnknownMessage(9);
+    mesh.room(2).drop_peer(at(3), refused.clone());
+    let mut events = Vec::new();
+    while let Some(e) = mesh.room(2).poll_event() {
+        events.push(e);
+    }
+    assert!(events.contains(&RoomEvent::Disconnected {
+        peer: at(3),
+        reason: DisconnectReason::ProtocolViolation
+    }));
+    stream(&mut mesh, 3, 3, 0..5); // socket 3 to socket 2
+    mesh.run(50);
+    assert!(received(&mut mesh, 2).0.is_empty(), "muted");
+    assert!(mesh.room(0).peers.contains_key(&at(3)), "still in the room");
+}
