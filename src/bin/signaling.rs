@@ -36,7 +36,8 @@ mod native {
     }
 
     const USAGE: &str = "usage: peer-message-signaling [--bind ADDR:PORT] [--max-rooms N] \
-                         [--max-peers-per-room N] [--max-connections-per-ip N] [--drain-secs N] \
+                         [--max-peers-per-room N] [--max-connections-per-ip N] \
+                         [--max-message-size BYTES] [--drain-secs N] \
                          [--behind-proxy true|false]";
 
     fn parse() -> Result<Args, String> {
@@ -60,6 +61,7 @@ mod native {
                 "--max-rooms" => args.limits.max_rooms = number()?,
                 "--max-peers-per-room" => args.limits.max_peers_per_room = number()?,
                 "--max-connections-per-ip" => args.limits.max_connections_per_ip = number()?,
+                "--max-message-size" => args.limits.max_message_size = number()?,
                 "--drain-secs" => args.drain = Duration::from_secs(number()? as u64),
                 "--behind-proxy" => {
                     args.limits.behind_proxy = match value.as_str() {

@@ -32,6 +32,10 @@ pub struct ServerLimits {
     pub max_peers_per_room: usize,
     /// Open connections from one IP address (default 64; players behind one NAT share one).
     pub max_connections_per_ip: usize,
+    /// The largest websocket message a peer may send, in bytes (default 64 KiB; an offer or
+    /// an answer with every ICE candidate takes a few KiB). A peer that sends more is
+    /// disconnected while the message is still arriving, before it is buffered whole.
+    pub max_message_size: usize,
     /// Behind a reverse proxy (nginx): a connection's address is the one in its `X-Real-IP`
     /// header, which the proxy sets, not the proxy's own (default `false`: never trust a
     /// client's headers when clients reach the server directly).
@@ -44,6 +48,7 @@ impl Default for ServerLimits {
             max_rooms: 10_000,
             max_peers_per_room: 256,
             max_connections_per_ip: 64,
+            max_message_size: 64 << 10,
             behind_proxy: false,
         }
     }
@@ -255,6 +260,7 @@ impl EmbeddedServer {
             .on_peer_disconnected(move |id| locked(&on_gone).left(id))
             .mutate_router(move |router| with_status_routes(router, routes))
             .with_shutdown(shutdown_rx)
+            .max_message_size(limits.max_message_size)
             .build();
         let addr = server.bind().map_err(|e| {
             error!("signaling server: cannot listen on {bind}: {e}");

@@ -105,7 +105,7 @@ fn health_metrics_limits_drain_and_a_graceful_stop() {
         max_rooms: 2,
         max_peers_per_room: 2,
         max_connections_per_ip: 3,
-        behind_proxy: false,
+        ..ServerLimits::default()
     };
     let server = EmbeddedServer::start_with("127.0.0.1:0".parse().unwrap(), limits).unwrap();
     let addr = server.addr();
@@ -196,4 +196,52 @@ fn the_binary_drains_and_exits_on_sigterm() {
     assert!(status.success(), "{status:?}");
     let last = lines.next().and_then(Result::ok).unwrap_or_default();
     assert_eq!(last, "stopped; peers still connected: 1");
+}
+
+/// Writes one masked websocket text frame of `len` bytes (a client's frames are masked).
+fn send_text(stream: &mut TcpStream, len: usize) -> std::io::Result<()> {
+    let mut frame = vec![0x81u8];
+    match len {
+        0..=125 => frame.push(0x80 | len as u8),
+        126..=65_535 => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    let mask = [1u8, 2, 3, 4];
+    frame.extend_from_slice(&mask);
+    frame.extend((0..len).map(|i| b' ' ^ mask[i % 4]));
+    stream.write_all(&frame)
+}
+
+#[test]
+fn a_message_over_the_size_limit_ends_its_peers_connection_and_no_other() {
+    crate::harness::require_isolated_network();
+    let limits = ServerLimits {
+        max_message_size: 4096,
+        ..ServerLimits::default()
+    };
+    let server = EmbeddedServer::start_with("127.0.0.1:0".parse().expect("address"), limits)
+        .expect("server");
+    let addr = server.addr();
+    let (status, mut flooder) = join(addr, "room");
+    assert_eq!(status, 101);
+    let (status, mut honest) = join(addr, "room");
+    assert_eq!(status, 101);
+    wait_for_peers(&server, 2);
+    // Whitespace is not JSON, but a message that size is refused before it is read as any.
+    send_text(&mut honest, 1000).expect("a small message");
+    // Announced whole in the header, 1 MiB: the connection ends while it is still arriving.
+    let _ = send_text(&mut flooder, 1 << 20);
+    wait_for_peers(&server, 1);
+    let mut rest = Vec::new();
+    let _ = flooder.read_to_end(&mut rest);
+    // The honest peer is still connected and counted.
+    send_text(&mut honest, 100).expect("still open");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(server.metrics().peers, 1);
 }
