@@ -2,8 +2,9 @@
 //! 500 rooms) join the `peer-message-signaling` binary, run as its own process on loopback
 //! inside the bench's private network namespace (the cargo runner's `tests/netns-run`): first
 //! one instance directly, then (when Debian's nginx is installed) two instances behind nginx
-//! routing by room. Each join is timed from the TCP connect to the server's first message
-//! (`IdAssigned`), as a matchbox socket sees it. Prints joins per second and the latency
+//! routing by room, then the same with one of them killed (SIGKILL) half-way. Each join is
+//! timed from the TCP connect to the server's first message (`IdAssigned`), as a matchbox socket
+//! sees it. Prints joins per second and the latency
 //! percentiles, and checks the servers' `/metrics` against what the clients did.
 //!
 //! ```text
@@ -235,4 +236,41 @@ fn main() {
         "no room split"
     );
     drop(behind.open);
+    drop(nginx);
+
+    // The same, and one instance killed (SIGKILL) once half the clients joined: nginx takes it
+    // out (`max_fails=1`) and every later join lands on the survivor.
+    let (a, a_addr) = signaling_instance(per_ip);
+    let (_b, b_addr) = signaling_instance(per_ip);
+    let nginx = Nginx::start(&[a_addr, b_addr]);
+    let target = nginx.addr;
+    let running = std::thread::spawn(move || load(target, clients, rooms, threads));
+    let joins = |addr| farm::metric(addr, "peer_message_signaling_joins_total").unwrap_or(0);
+    while joins(a_addr) + joins(b_addr) < clients as u64 / 2 && !running.is_finished() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (a_before, b_before) = (joins(a_addr), joins(b_addr));
+    drop(a);
+    let killed = running.join().expect("the load");
+    let b_after = joins(b_addr) - b_before;
+    let joined_after =
+        killed.latencies.len() as u64 - (a_before + b_before).min(killed.latencies.len() as u64);
+    row(
+        "two behind nginx, one killed half-way",
+        &killed,
+        &format!(
+            "killed after {} joins ({a_before} on it); after: {b_after} joins on the survivor",
+            a_before + b_before
+        ),
+    );
+    // (A join or two may complete on the doomed instance between its count and the kill.)
+    assert!(
+        b_after + threads as u64 >= joined_after,
+        "every join after the kill is on the survivor: {b_after} of {joined_after}"
+    );
+    println!(
+        "after the kill: {joined_after} joins answered, {b_after} on the survivor; {} failed in all",
+        killed.failures.len()
+    );
+    drop(killed.open);
 }
