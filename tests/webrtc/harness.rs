@@ -186,6 +186,15 @@ pub fn wait_connected(apps: &mut [&mut App], each: usize) {
     });
 }
 
+/// The numbers of the [`Numbered`] messages an app received from `from`, in order.
+pub fn numbers_from(app: &App, from: PeerId) -> Vec<u32> {
+    inbox::<Received<Numbered>>(app)
+        .iter()
+        .filter(|r| r.from == from)
+        .map(|r| r.message.0)
+        .collect()
+}
+
 /// The id of an app.
 pub fn id(app: &mut App) -> PeerId {
     net(app, |n| n.id())

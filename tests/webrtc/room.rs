@@ -5,14 +5,6 @@ use bevy::prelude::*;
 use bevy_peer_message::{EmbeddedServer, prelude::*};
 use std::time::{Duration, Instant};
 
-fn numbers_from(app: &App, from: PeerId) -> Vec<u32> {
-    inbox::<Received<Numbered>>(app)
-        .iter()
-        .filter(|r| r.from == from)
-        .map(|r| r.message.0)
-        .collect()
-}
-
 /// Three peers in one room: everyone connects to everyone, and a broadcast reaches each other
 /// peer exactly once, from the host and from a joiner alike.
 #[test]

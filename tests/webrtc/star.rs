@@ -23,14 +23,6 @@ fn connections(app: &mut App) -> usize {
         .sum()
 }
 
-fn from(app: &App, sender: PeerId) -> Vec<u32> {
-    inbox::<Received<Numbered>>(app)
-        .iter()
-        .filter(|r| r.from == sender)
-        .map(|r| r.message.0)
-        .collect()
-}
-
 #[test]
 fn joiners_of_a_star_talk_through_the_host_on_one_connection_each() {
     let (mut host, url) = host_app("star", star());
@@ -67,14 +59,14 @@ fn joiners_of_a_star_talk_through_the_host_on_one_connection_each() {
     let blob: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     net(apps[4], |net| net.send(ids[1], Blob(blob.clone())));
     run_until(&mut apps, Duration::from_secs(30), "relayed traffic", |a| {
-        from(a[2], ids[1]).len() == 300
+        numbers_from(a[2], ids[1]).len() == 300
             && !inbox::<Received<Blob>>(a[1]).is_empty()
             && [0, 1, 2, 4]
                 .iter()
                 .all(|i| !inbox::<Received<Chat>>(a[*i]).is_empty())
     });
     run_for(&mut apps, Duration::from_millis(300));
-    assert_eq!(from(apps[2], ids[1]), (0..300).collect::<Vec<_>>());
+    assert_eq!(numbers_from(apps[2], ids[1]), (0..300).collect::<Vec<_>>());
     let blobs = inbox::<Received<Blob>>(apps[1]);
     assert_eq!(blobs.len(), 1);
     assert_eq!(blobs[0].from, ids[4]);
@@ -122,7 +114,7 @@ fn joiners_waiting_before_the_host_are_linked_once_it_comes() {
         &mut apps,
         Duration::from_secs(10),
         "a relayed message",
-        |a| !from(a[3], ids[1]).is_empty(),
+        |a| !numbers_from(a[3], ids[1]).is_empty(),
     );
     for (i, a) in apps.iter_mut().enumerate().skip(1) {
         assert_eq!(connections(a), 1, "joiner {i}");

@@ -76,6 +76,22 @@ fn received(mesh: &mut Mesh, i: usize) -> (Vec<(PeerId, u16)>, Vec<RoomEvent>) {
     (got, other)
 }
 
+/// Send buffers small enough for a backlog to form within a test's traffic.
+fn small_buffers() -> SessionConfig {
+    SessionConfig {
+        max_unacked_bytes: 4 * 1024,
+        max_undelivered_bytes: 64 * 1024,
+        ..SessionConfig::default()
+    }
+}
+
+/// A 100-byte message that starts with its number.
+fn numbered(n: u16) -> Vec<u8> {
+    let mut payload = n.to_le_bytes().to_vec();
+    payload.resize(100, 0);
+    payload
+}
+
 fn from(sender: usize, range: std::ops::Range<u16>) -> Vec<(PeerId, u16)> {
     range.map(|n| (at(sender), n)).collect()
 }
@@ -173,17 +189,11 @@ fn relayed_streams_survive_packet_loss_and_an_outage_of_the_receiver() {
 
 #[test]
 fn a_slow_joiner_waits_in_its_own_backlog_and_one_that_cannot_keep_up_is_dropped() {
-    let config = SessionConfig {
-        max_unacked_bytes: 4 * 1024,
-        max_undelivered_bytes: 64 * 1024,
-        ..SessionConfig::default()
-    };
-    let mut mesh = star_with(4, config, false);
+    let mut mesh = star_with(4, small_buffers(), false);
     // Socket 3 is cut off; socket 1 broadcasts 40 KiB in 400 messages.
     mesh.blocked.push((0, 3));
     for n in 0..400u16 {
-        let mut payload = n.to_le_bytes().to_vec();
-        payload.resize(100, 0);
+        let payload = numbered(n);
         mesh.room(1)
             .broadcast(1, &payload, Delivery::Reliable, &mut |p, e| {
                 panic!("{p}: {e}")
@@ -201,8 +211,7 @@ fn a_slow_joiner_waits_in_its_own_backlog_and_one_that_cannot_keep_up_is_dropped
     // Past `max_undelivered_bytes` waiting, the laggard is dropped; the others carry on.
     mesh.blocked.push((0, 3));
     for n in 0..1_000u16 {
-        let mut payload = n.to_le_bytes().to_vec();
-        payload.resize(100, 0);
+        let payload = numbered(n);
         mesh.room(1)
             .broadcast(1, &payload, Delivery::Reliable, &mut |_, _| {});
         mesh.run(1);
@@ -453,17 +462,11 @@ fn a_newcomer_meets_the_room_and_messages_over_the_limit_less_a_route_are_refuse
 
 #[test]
 fn news_of_a_leaving_joiner_waits_behind_its_last_messages_and_empty_ones_cost_too() {
-    let config = SessionConfig {
-        max_unacked_bytes: 4 * 1024,
-        max_undelivered_bytes: 64 * 1024,
-        ..SessionConfig::default()
-    };
-    let mut mesh = star_with(4, config, false);
+    let mut mesh = star_with(4, small_buffers(), false);
     // Socket 3 is cut off while socket 1 streams to it and leaves.
     mesh.blocked.push((0, 3));
     for n in 0..200u16 {
-        let mut payload = n.to_le_bytes().to_vec();
-        payload.resize(100, 0);
+        let payload = numbered(n);
         mesh.room(1)
             .send(at(3), 1, &payload, Delivery::Reliable)
             .unwrap();
