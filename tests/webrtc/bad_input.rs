@@ -315,3 +315,117 @@ fn malformed_input_drops_only_the_offending_peer() {
         inbox::<PeerError>(&good)
     );
 }
+
+/// A signaling client speaking the matchbox protocol by hand: to every socket that joins the
+/// room after it, it sends an "offer" that is not SDP. Returns how many it sent once `stop`.
+fn send_garbage_offers(
+    addr: std::net::SocketAddr,
+    room: &str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    use std::io::{Read, Write};
+    let room = room.to_owned();
+    std::thread::spawn(move || {
+        let mut ws = std::net::TcpStream::connect(addr).expect("connect");
+        ws.write_all(
+            format!(
+                "GET /{room} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .expect("upgrade");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            ws.read_exact(&mut byte).expect("head");
+            head.push(byte[0]);
+        }
+        ws.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        let mut sent = 0;
+        let mut buffer = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut chunk = [0u8; 4096];
+            match ws.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                Err(_) => continue,
+            }
+            // The server's frames are unmasked text frames.
+            loop {
+                let (header, len) = match buffer.get(1).map(|b| b & 0x7f) {
+                    None => break,
+                    Some(126) if buffer.len() >= 4 => {
+                        (4, u16::from_be_bytes([buffer[2], buffer[3]]) as usize)
+                    }
+                    Some(127) if buffer.len() >= 10 => {
+                        let mut n = [0u8; 8];
+                        n.copy_from_slice(&buffer[2..10]);
+                        (10, u64::from_be_bytes(n) as usize)
+                    }
+                    Some(126 | 127) => break,
+                    Some(n) => (2, n as usize),
+                };
+                if buffer.len() < header + len {
+                    break;
+                }
+                let text = String::from_utf8_lossy(&buffer[header..header + len]).into_owned();
+                buffer.drain(..header + len);
+                let Some(rest) = text.strip_prefix("{\"NewPeer\":\"") else {
+                    continue;
+                };
+                let uuid = rest.trim_end_matches("\"}");
+                let request = format!(
+                    "{{\"Signal\":{{\"receiver\":\"{uuid}\",\"data\":{{\"Offer\":\"not sdp\"}}}}}}"
+                );
+                let mask = [7u8, 1, 3, 5];
+                let mut frame = vec![0x81, 0x80 | request.len() as u8];
+                frame.extend_from_slice(&mask);
+                frame.extend(request.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+                ws.write_all(&frame).expect("signal");
+                sent += 1;
+            }
+        }
+        sent
+    })
+}
+
+/// A room member's "offer" that is not SDP abandons that one handshake: the socket that got it
+/// (and its links) carries on. (matchbox 0.15 unwrapped the parse and panicked the socket's
+/// loop, which took every connection of that peer down; see patches/matchbox_socket.)
+#[test]
+fn an_offer_that_is_not_sdp_ends_only_its_own_handshake() {
+    let (mut host, url) = host_app("sdp", PeerMessagePlugin::default());
+    let addr = url
+        .trim_start_matches("ws://")
+        .parse()
+        .expect("the server's address");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attacker = send_garbage_offers(addr, "sdp", stop.clone());
+    run_for(&mut [&mut host], Duration::from_millis(300));
+    let mut joiner = app(PeerMessagePlugin::default()
+        .signaling(Signaling::server(url))
+        .join_timeout(Duration::from_secs(30)));
+    net(&mut joiner, |n| n.join("sdp"));
+    wait_connected(&mut [&mut host, &mut joiner], 1);
+    run_for(&mut [&mut host, &mut joiner], Duration::from_secs(2));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = attacker.join().expect("the attacker");
+    assert!(sent >= 1, "the joiner's socket got a garbage offer");
+    net(&mut joiner, |n| n.send_to_host(Numbered(7)));
+    let joiner_id = id(&mut joiner);
+    run_until(
+        &mut [&mut host, &mut joiner],
+        Duration::from_secs(10),
+        "a message",
+        |a| !numbers_from(a[0], joiner_id).is_empty(),
+    );
+    assert!(inbox::<PeerDisconnected>(&joiner).is_empty());
+    assert!(
+        inbox::<PeerReconnecting>(&joiner).is_empty(),
+        "its socket never fell over"
+    );
+    let errors = inbox::<PeerError>(&joiner);
+    assert!(errors.is_empty(), "{errors:?}");
+}

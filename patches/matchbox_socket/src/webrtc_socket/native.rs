@@ -157,13 +157,15 @@ impl Messenger for NativeMessenger {
         let (peer_disconnected_tx, peer_disconnected_rx) = futures_channel::mpsc::channel(1);
 
         debug!("making offer");
-        let (connection, trickle) = create_rtc_peer_connection(
-            signal_peer.clone(),
-            ice_servers,
-            peer_disconnected_tx.clone(),
-        )
-        .await
-        .unwrap();
+        let (connection, trickle) = abandon_on_error(
+            "creating the peer connection",
+            create_rtc_peer_connection(
+                signal_peer.clone(),
+                ice_servers,
+                peer_disconnected_tx.clone(),
+            )
+            .await,
+        )?;
 
         let (data_channel_ready_txs, data_channels_ready_fut) =
             create_data_channels_ready_fut(channel_configs);
@@ -179,9 +181,12 @@ impl Messenger for NativeMessenger {
         .await;
 
         // TODO: maybe pass in options? ice restart etc.?
-        let offer = connection.create_offer(None).await.unwrap();
+        let offer = abandon_on_error("creating an offer", connection.create_offer(None).await)?;
         let sdp = offer.sdp.clone();
-        connection.set_local_description(offer).await.unwrap();
+        abandon_on_error(
+            "setting our offer",
+            connection.set_local_description(offer).await,
+        )?;
         signal_peer.send(PeerSignal::Offer(sdp));
 
         let answer = loop {
@@ -203,11 +208,14 @@ impl Messenger for NativeMessenger {
             };
         };
 
-        let remote_description = RTCSessionDescription::answer(answer).unwrap();
-        connection
-            .set_remote_description(remote_description)
-            .await
-            .unwrap();
+        // bevy_peer_message patch: the peer's answer is the peer's: one that does not parse or
+        // apply abandons this handshake (it used to panic the socket's loop).
+        let remote_description =
+            abandon_on_error("the peer's answer", RTCSessionDescription::answer(answer))?;
+        abandon_on_error(
+            "applying the peer's answer",
+            connection.set_remote_description(remote_description).await,
+        )?;
 
         let signaled = SignaledCandidates::default();
         let trickle_fut = complete_handshake(
@@ -246,13 +254,15 @@ impl Messenger for NativeMessenger {
         let (peer_disconnected_tx, peer_disconnected_rx) = futures_channel::mpsc::channel(1);
 
         debug!("handshake_accept");
-        let (connection, trickle) = create_rtc_peer_connection(
-            signal_peer.clone(),
-            ice_servers,
-            peer_disconnected_tx.clone(),
-        )
-        .await
-        .unwrap();
+        let (connection, trickle) = abandon_on_error(
+            "creating the peer connection",
+            create_rtc_peer_connection(
+                signal_peer.clone(),
+                ice_servers,
+                peer_disconnected_tx.clone(),
+            )
+            .await,
+        )?;
 
         let (data_channel_ready_txs, data_channels_ready_fut) =
             create_data_channels_ready_fut(channel_configs);
@@ -279,15 +289,21 @@ impl Messenger for NativeMessenger {
             }
         };
         debug!("received offer");
-        let remote_description = RTCSessionDescription::offer(offer).unwrap();
-        connection
-            .set_remote_description(remote_description)
-            .await
-            .unwrap();
+        // bevy_peer_message patch: the peer's offer is the peer's: one that does not parse or
+        // apply abandons this handshake (it used to panic the socket's loop).
+        let remote_description =
+            abandon_on_error("the peer's offer", RTCSessionDescription::offer(offer))?;
+        abandon_on_error(
+            "applying the peer's offer",
+            connection.set_remote_description(remote_description).await,
+        )?;
 
-        let answer = connection.create_answer(None).await.unwrap();
+        let answer = abandon_on_error("creating an answer", connection.create_answer(None).await)?;
         signal_peer.send(PeerSignal::Answer(answer.sdp.clone()));
-        connection.set_local_description(answer).await.unwrap();
+        abandon_on_error(
+            "setting our answer",
+            connection.set_local_description(answer).await,
+        )?;
 
         let signaled = SignaledCandidates::default();
         let trickle_fut = complete_handshake(
@@ -619,6 +635,18 @@ impl CandidateTrickle {
         }
 
         Ok(())
+    }
+}
+
+/// bevy_peer_message patch: a handshake step that failed abandons that one handshake (`None`),
+/// with a warning, instead of panicking the loop that runs every peer's connection.
+fn abandon_on_error<T, E: std::fmt::Display>(what: &str, result: Result<T, E>) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(e) => {
+            warn!("abandoning a handshake: {what}: {e}");
+            None
+        }
     }
 }
 

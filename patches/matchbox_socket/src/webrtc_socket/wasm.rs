@@ -200,10 +200,12 @@ impl Messenger for WasmMessenger {
         let remote_description = RtcSessionDescriptionInit::new(RtcSdpType::Answer);
         remote_description.set_sdp(&sdp);
         debug!("setting remote description");
-        JsFuture::from(conn.set_remote_description(&remote_description))
-            .await
-            .efix()
-            .unwrap();
+        // bevy_peer_message patch: the peer's answer is the peer's: one the browser refuses
+        // abandons this handshake (a panic here ended the whole wasm app).
+        if let Err(e) = JsFuture::from(conn.set_remote_description(&remote_description)).await {
+            warn!("abandoning a handshake: applying the peer's answer: {e:?}");
+            return None;
+        }
 
         let signaled = SignaledCandidates::default();
         let peer_signal_rx = complete_handshake(
@@ -276,9 +278,13 @@ impl Messenger for WasmMessenger {
             let remote_description = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
             let sdp = offer;
             remote_description.set_sdp(&sdp);
-            JsFuture::from(conn.set_remote_description(&remote_description))
-                .await
-                .expect("failed to set remote description");
+            // bevy_peer_message patch: the peer's offer is the peer's: one the browser refuses
+            // abandons this handshake (a panic here ended the whole wasm app).
+            if let Err(e) = JsFuture::from(conn.set_remote_description(&remote_description)).await
+            {
+                warn!("abandoning a handshake: applying the peer's offer: {e:?}");
+                return None;
+            }
             debug!("set remote_description from offer");
         }
 
@@ -557,11 +563,15 @@ async fn try_add_rtc_ice_candidate(
         Some(candidate)
     };
 
-    JsFuture::from(
+    // bevy_peer_message patch: a candidate the browser refuses (the peer's) is ignored, as one
+    // that does not parse is (a panic here ended the whole wasm app).
+    if let Err(e) = JsFuture::from(
         connection.add_ice_candidate_with_opt_rtc_ice_candidate_init(candidate_init.as_ref()),
     )
     .await
-    .expect("failed to add ice candidate");
+    {
+        warn!("ignoring an ICE candidate the browser refused: {e:?}");
+    }
 }
 
 fn create_rtc_peer_connection(ice_servers: &[RtcIceServerConfig]) -> RtcPeerConnection {
