@@ -310,6 +310,8 @@ pub struct Room<L> {
     farewell: Vec<(L, Channel, Bytes)>,
     /// The topology, and in a star, the relay's state.
     star: Star,
+    /// What one record handed up (kept to reuse its buffer).
+    inbound: Vec<Inbound>,
 }
 
 impl<L: LinkEnds> Room<L> {
@@ -343,6 +345,7 @@ impl<L: LinkEnds> Room<L> {
             succession: Succession::default(),
             farewell: Vec::new(),
             star: Star::default(),
+            inbound: Vec::new(),
         }
     }
 
@@ -865,7 +868,6 @@ impl<L: LinkEnds> Room<L> {
             Err(e) => return self.fail_link(link, e.into()),
         };
         let mut counted = false;
-        let mut control = Vec::new();
         for record in records {
             let record = match record {
                 Ok(r) => r,
@@ -1047,43 +1049,33 @@ impl<L: LinkEnds> Room<L> {
                     {
                         return self.fail_link(link, PeerErrorKind::OverBudget { budget, limit });
                     }
-                    let events = &mut self.events;
-                    // A star routes messages and controls in one list, in order.
-                    let star = self.star.on();
-                    let mut routed = std::mem::take(&mut self.star.inbound);
+                    // What the record handed up, messages and controls in one list, acted on
+                    // in order (a control never overtakes the messages sent before it).
+                    let mut inbound = std::mem::take(&mut self.inbound);
                     let result = remote
                         .session
-                        .handle_record(record, now, &mut |m: Inbound| {
-                            if star {
-                                routed.push(m);
-                            } else if m.kind == CONTROL_KIND {
-                                control.push(m.payload);
-                            } else {
-                                events.push_back(RoomEvent::Message {
-                                    from: peer,
-                                    kind: m.kind,
-                                    payload: m.payload,
-                                })
-                            }
-                        });
+                        .handle_record(record, now, &mut |m: Inbound| inbound.push(m));
                     if let Err(e) = result {
                         return self.fail_link(link, e);
                     }
-                    for m in routed.drain(..) {
+                    for m in inbound.drain(..) {
                         let result = match m.kind {
                             CONTROL_KIND => self.control_from(peer, &m.payload, now),
-                            _ => self.route_inbound(peer, m, now),
+                            _ if self.star.on() => self.route_inbound(peer, m),
+                            _ => {
+                                self.events.push_back(RoomEvent::Message {
+                                    from: peer,
+                                    kind: m.kind,
+                                    payload: m.payload,
+                                });
+                                Ok(())
+                            }
                         };
                         if let Err(e) = result {
                             return self.fail_link(link, e);
                         }
                     }
-                    self.star.inbound = routed;
-                    for payload in control.drain(..) {
-                        if let Err(e) = self.control_from(peer, &payload, now) {
-                            return self.fail_link(link, e);
-                        }
-                    }
+                    self.inbound = inbound;
                 }
             }
         }

@@ -180,7 +180,7 @@ impl Pending {
 #[derive(Debug, Clone, Default)]
 pub(super) struct Backlog {
     queues: HashMap<PeerId, (VecDeque<Pending>, usize)>,
-    /// Entries that ever waited (diagnostics).
+    /// Entries that ever waited (diagnostics: [`RelayCounts::queued`]).
     queued: u64,
 }
 
@@ -266,9 +266,6 @@ pub(super) struct Star {
     counts: RelayCounts,
     /// Where routes are written (no allocation per message once warm).
     scratch: Vec<u8>,
-    /// What one packet handed up, in order (star rooms route messages and controls in one
-    /// list, so that a `Left` never overtakes the peer's last message).
-    pub(super) inbound: Vec<Inbound>,
 }
 
 impl Star {
@@ -325,7 +322,10 @@ impl<L: LinkEnds> Room<L> {
 
     /// Star host: what it relayed so far.
     pub fn relay_counts(&self) -> RelayCounts {
-        self.star.counts
+        RelayCounts {
+            queued: self.star.backlog.queued,
+            ..self.star.counts
+        }
     }
 
     /// Star joiner: the joiners reached through the host.
@@ -421,7 +421,6 @@ impl<L: LinkEnds> Room<L> {
         &mut self,
         from: PeerId,
         message: Inbound,
-        now: Duration,
     ) -> Result<(), PeerErrorKind> {
         let bad = PeerErrorKind::Violation(Violation::BadRoute);
         let (route, rest) = parse(&message.payload).ok_or(bad.clone())?;
@@ -448,7 +447,7 @@ impl<L: LinkEnds> Room<L> {
             // larger one could not be relayed, and only a sender that skips the check sends it.
             self.route_fits(rest.len(), message.delivery)
                 .map_err(|_| PeerErrorKind::Violation(Violation::BadRoute))?;
-            self.relay(from, to, message.kind, message.delivery, &rest, now)?;
+            self.relay(from, to, message.kind, message.delivery, &rest)?;
         }
         let taken = match deliver_from {
             Some(sender) => {
@@ -476,7 +475,6 @@ impl<L: LinkEnds> Room<L> {
         kind: u32,
         delivery: Delivery,
         payload: &Bytes,
-        _now: Duration,
     ) -> Result<(), PeerErrorKind> {
         if let Some(filter) = &self.star.filter {
             let view = RelayView {
@@ -493,6 +491,9 @@ impl<L: LinkEnds> Room<L> {
         }
         let limit = self.laggard_limit();
         let mut laggards = Vec::new();
+        // What waits in backlogs is a copy (a slice would keep the whole packet it came in
+        // alive), one shared by every receiver that needs it.
+        let mut copy: Option<Bytes> = None;
         for (peer, remote) in self.peers.iter_mut() {
             if *peer == from || to.is_some_and(|t| t != *peer) || remote.role != Role::Joiner {
                 continue;
@@ -501,8 +502,9 @@ impl<L: LinkEnds> Room<L> {
             let item = || Pending::Relayed {
                 from,
                 kind,
-                // A copy: a slice would keep the whole packet it came in alive.
-                payload: Bytes::copy_from_slice(payload),
+                payload: copy
+                    .get_or_insert_with(|| Bytes::copy_from_slice(payload))
+                    .clone(),
             };
             if delivery != Delivery::Reliable {
                 // At most once: what does not fit now is dropped.
@@ -518,7 +520,6 @@ impl<L: LinkEnds> Room<L> {
                 laggards.push(*peer);
             }
         }
-        self.star.counts.queued = self.star.backlog.queued;
         for peer in laggards {
             self.drop_laggard(peer);
         }
