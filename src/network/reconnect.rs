@@ -17,9 +17,9 @@
 //!   leaves that to the joiner, who hears nothing from it and does the same);
 //! - a host whose joiner is away does nothing but wait: the joiner comes back through
 //!   signaling; so does a joiner whose fellow joiner is away;
-//! - a star joiner without a host a second after opening its socket opens another: it offers
-//!   connections to nobody, so a host that arrived after it never heard of it (the host
-//!   links to the new socket).
+//! - a star joiner with no host (or an away one), whose socket nobody negotiated with for a
+//!   second after its signaling came up, opens another: it offers connections to nobody, so a
+//!   host whose socket came after its own never heard of it (the host links to the new one).
 //!
 //! Each attempt waits per the backoff. The first failure of an outage is one [`PeerError`](crate::PeerError); the
 //! other attempts of the same outage go to the log. A joiner whose host stays away past
